@@ -1,0 +1,145 @@
+//! Who is calling: `Authorization: Basic base64(key_id:secret)` or `Bearer key_id:secret`,
+//! checked against the stored SHA-256 in constant time, then the role rules of the contract.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::ids::{KeyId, OrgId};
+use crate::secrets;
+use crate::store::{OrgScope, Role};
+
+/// An authenticated API key.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: KeyId,
+    pub org_id: OrgId,
+    pub role: Role,
+}
+
+/// `key_id:secret` from either accepted scheme.
+fn credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing Authorization header (Basic or Bearer with key_id:secret)")
+        })?
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+    let pair = if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .map_err(|_| ApiError::unauthorized("malformed Basic credentials"))?;
+        String::from_utf8(decoded).map_err(|_| ApiError::unauthorized("malformed Basic credentials"))?
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().to_owned()
+    } else {
+        return Err(ApiError::unauthorized("use Basic or Bearer authorization"));
+    };
+    let (id, secret) = pair
+        .split_once(':')
+        .ok_or_else(|| ApiError::unauthorized("credentials must be key_id:secret"))?;
+    Ok((id.to_owned(), secret.to_owned()))
+}
+
+/// Authenticates the request's key. The same "invalid API key" answer covers an unknown id
+/// and a wrong secret, so the response never says which key ids exist.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let (id, secret) = credentials(headers)?;
+    let invalid = || ApiError::unauthorized("invalid API key");
+    let key_id = KeyId::parse(&id).ok_or_else(invalid)?;
+    let key = state.store().get_api_key(key_id).await?.ok_or_else(invalid)?;
+    if !secrets::api_key_matches(&secret, &key.secret_hash) {
+        return Err(invalid());
+    }
+    Ok(Caller {
+        key_id: key.id,
+        org_id: key.org_id,
+        role: key.role,
+    })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // The idempotency layer may have authenticated this request already.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let caller = authenticate(state, &parts.headers).await?;
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+/// A caller allowed on tenant routes (`/v1/webhooks…`): admins and tenants, never investors.
+pub struct TenantCaller(pub Caller);
+
+impl FromRequestParts<AppState> for TenantCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.role == Role::Investor {
+            return Err(ApiError::forbidden(
+                "investor keys cannot manage webhooks; use a tenant or admin key",
+            ));
+        }
+        Ok(Self(caller))
+    }
+}
+
+/// A caller allowed on admin routes (orgs, keys).
+pub struct AdminCaller(pub Caller);
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.role != Role::Admin {
+            return Err(ApiError::forbidden("only admin keys may do this"));
+        }
+        Ok(Self(caller))
+    }
+}
+
+impl Caller {
+    /// The org a tenant route acts on: the key's own, or for admins the `org_id` they name.
+    pub async fn org_for(&self, state: &AppState, requested: Option<&str>) -> Result<OrgId, ApiError> {
+        let Some(raw) = requested else {
+            return Ok(self.org_id.clone());
+        };
+        if self.role != Role::Admin {
+            return if raw == self.org_id.as_str() {
+                Ok(self.org_id.clone())
+            } else {
+                Err(ApiError::forbidden("only admin keys may act for another org").with_param("org_id"))
+            };
+        }
+        let unknown = || ApiError::invalid("unknown_org", "org_id", format!("no org `{raw}`"));
+        let org_id = OrgId::parse(raw).ok_or_else(unknown)?;
+        state.store().get_org(org_id.clone()).await?.ok_or_else(unknown)?;
+        Ok(org_id)
+    }
+
+    /// Which orgs a by-id lookup may see: admins see every org unless they name one.
+    pub fn scope(&self, requested: Option<&str>) -> Result<OrgScope, ApiError> {
+        match (self.role, requested) {
+            (Role::Admin, None) => Ok(OrgScope::Any),
+            (Role::Admin, Some(raw)) => OrgId::parse(raw)
+                .map(OrgScope::Org)
+                .ok_or_else(|| ApiError::invalid("unknown_org", "org_id", format!("no org `{raw}`"))),
+            (_, None) => Ok(OrgScope::Org(self.org_id.clone())),
+            (_, Some(raw)) if raw == self.org_id.as_str() => Ok(OrgScope::Org(self.org_id.clone())),
+            (_, Some(_)) => {
+                Err(ApiError::forbidden("only admin keys may act for another org").with_param("org_id"))
+            }
+        }
+    }
+}

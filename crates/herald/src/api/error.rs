@@ -1,0 +1,185 @@
+//! `ApiError`: every failure of the HTTP surface, mapped once to the contract's body
+//! `{"error":{"type","code","message","param"}}`. Internal errors are logged here with their
+//! detail and answered as a bare 500, so no internals ever reach a client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The family: `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `not_found_error`, `conflict_error`, `rate_limit_error` or `api_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// A stable machine-readable code, e.g. `unknown_event_type`.
+    pub code: &'static str,
+    pub message: String,
+    /// The request field at fault, when there is one.
+    pub param: Option<String>,
+}
+
+/// The error family for a status.
+fn kind_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        409 => "conflict_error",
+        429 => "rate_limit_error",
+        500.. => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// 400 for a field that failed validation.
+    pub fn invalid(code: &'static str, param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message).with_param(param)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_api_key", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404 that never says whether the object exists in another org.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            format!("no such {what}"),
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        )
+    }
+
+    /// Logs the detail, answers a bare 500.
+    pub fn internal(context: &str, detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "something went wrong on our side; it has been logged",
+        )
+    }
+
+    /// The default body for a status produced outside our handlers (axum, tower layers).
+    pub fn for_status(status: StatusCode) -> Self {
+        let (code, message) = match status.as_u16() {
+            400 => ("invalid_request", "the request is not valid"),
+            401 => ("invalid_api_key", "missing or invalid credentials"),
+            403 => ("forbidden", "this key may not do that"),
+            404 => ("route_not_found", "no such route"),
+            405 => ("method_not_allowed", "this route does not accept that method"),
+            408 => ("request_timeout", "the request took too long"),
+            413 => ("payload_too_large", "the request body is too large"),
+            415 => (
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            429 => ("rate_limited", "too many requests"),
+            503 => ("service_unavailable", "the service is unavailable; retry shortly"),
+            500.. => (
+                "internal_error",
+                "something went wrong on our side; it has been logged",
+            ),
+            _ => ("invalid_request", "the request could not be handled"),
+        };
+        Self::new(status, code, message)
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                kind: kind_of(self.status),
+                code: self.code,
+                message: self.message.clone(),
+                param: self.param.clone(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "the database is unavailable; retry shortly",
+                )
+            }
+            StoreError::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", what),
+            StoreError::Backend(detail) => Self::internal("database error", detail),
+        }
+    }
+}
+
+impl From<crate::secrets::SecretsError> for ApiError {
+    fn from(e: crate::secrets::SecretsError) -> Self {
+        Self::internal("secret handling failed", e)
+    }
+}

@@ -1,0 +1,51 @@
+//! `GET /v1/webhooks/event-types`: the catalog tenants subscribe to.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::TenantCaller;
+use super::error::{ErrorBody, Result};
+use super::pagination::ListOut;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_event_types))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeOut {
+    /// Always `event_type`.
+    pub object: &'static str,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The first segment of the type.
+    pub group: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// The event types this deployment publishes.
+#[utoipa::path(get, path = "/v1/webhooks/event-types", operation_id = "list_event_types", tag = "webhooks",
+    responses((status = 200, body = ListOut<EventTypeOut>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_event_types(
+    State(state): State<AppState>,
+    TenantCaller(_caller): TenantCaller,
+) -> Result<Json<ListOut<EventTypeOut>>> {
+    let data = state
+        .catalog()
+        .types()
+        .iter()
+        .map(|t| EventTypeOut {
+            object: "event_type",
+            group: t.group().to_owned(),
+            event_type: t.name.clone(),
+            name: t.display_name.clone(),
+            description: t.description.clone(),
+        })
+        .collect();
+    Ok(Json(ListOut::all(data)))
+}

@@ -1,0 +1,446 @@
+//! `/v1/webhooks`: the endpoints a tenant registers, their subscriptions and signing secrets.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::TenantCaller;
+use super::error::{ApiError, ErrorBody, Result};
+use super::extract::{ApiJson, ApiQuery, OptionalJson, PathId};
+use super::pagination::{ListOut, page_request};
+use crate::domain::event_types::{EventPattern, PatternError};
+use crate::domain::ids::WebhookId;
+use crate::domain::time::{format_ms, now_ms};
+use crate::domain::webhook_url::{UrlError, WebhookUrl};
+use crate::secrets;
+use crate::store::{NewWebhook, SecretRotation, Webhook, WebhookChanges, WebhookStatus};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(get_webhook, update_webhook, delete_webhook))
+        .routes(routes!(rotate_webhook_secret))
+}
+
+const MAX_NAME: usize = 256;
+const MAX_DESCRIPTION: usize = 2048;
+const MAX_EVENT_TYPES: usize = 256;
+/// Seven days: the longest a rotated-out secret may keep signing.
+const MAX_OVERLAP_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookIn {
+    /// Absolute `https://` URL, at most 2048 characters.
+    pub url: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Exact types (`order.filled`) or dot-boundary wildcards (`order.*`, `*`); omitted or
+    /// `null` = every type, now and future. Also accepted as `eventTypeNames` or `events`.
+    #[serde(default, alias = "eventTypeNames", alias = "events")]
+    pub event_types: Option<Vec<String>>,
+    /// Admin keys only: the org to create the webhook in.
+    #[serde(default)]
+    pub org_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub url: Option<Option<String>>,
+    /// Replaces the whole set; `null` = every type.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        alias = "eventTypeNames",
+        alias = "events"
+    )]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub event_types: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<StatusIn>)]
+    pub status: Option<Option<StatusIn>>,
+    #[serde(default)]
+    pub org_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusIn {
+    Active,
+    Disabled,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookOut {
+    pub id: WebhookId,
+    /// Always `webhook`.
+    pub object: &'static str,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub url: String,
+    /// `active` or `disabled`.
+    pub status: &'static str,
+    /// `null` = every type, now and future.
+    pub event_types: Option<Vec<String>>,
+    pub has_signing_secret: bool,
+    pub signing_secret_last4: String,
+    /// Omitted until the first delivery attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_triggered_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Present only while disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Only in the response that creates the webhook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+impl From<Webhook> for WebhookOut {
+    fn from(w: Webhook) -> Self {
+        Self {
+            id: w.id,
+            object: "webhook",
+            name: w.name,
+            description: w.description,
+            url: w.url,
+            status: w.status.as_str(),
+            event_types: w.event_types,
+            has_signing_secret: !w.secret_last4.is_empty(),
+            signing_secret_last4: w.secret_last4,
+            last_triggered_at: w.last_triggered_at.map(format_ms),
+            created_at: format_ms(w.created_at),
+            updated_at: format_ms(w.updated_at),
+            disabled_reason: match w.status {
+                WebhookStatus::Disabled => Some(w.disabled_reason.unwrap_or_else(|| "disabled".to_owned())),
+                WebhookStatus::Active => None,
+            },
+            signing_secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// 1–100, default 20.
+    pub limit: Option<String>,
+    /// A `next_cursor`: older items.
+    pub cursor: Option<String>,
+    /// A `prev_cursor`: newer items.
+    pub before: Option<String>,
+    /// Admin keys only.
+    pub org_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrgQuery {
+    /// Admin keys only: restrict the lookup to this org.
+    pub org_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateIn {
+    /// Keep signing with the old secret too for this many seconds (at most 604800).
+    #[serde(default)]
+    pub expire_previous_in_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SigningSecretOut {
+    /// Always `signing_secret`.
+    pub object: &'static str,
+    pub signing_secret: String,
+}
+
+fn url_error(e: UrlError) -> ApiError {
+    let code = match e {
+        UrlError::BlockedAddress(_) => "blocked_url",
+        _ => "invalid_url",
+    };
+    ApiError::invalid(code, "url", e.to_string())
+}
+
+/// Checks every entry against the catalog and returns the text forms, without duplicates.
+fn parse_event_types(state: &AppState, entries: Option<Vec<String>>) -> Result<Option<Vec<String>>> {
+    let Some(entries) = entries else {
+        return Ok(None);
+    };
+    if entries.is_empty() {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            "event_types",
+            "event_types must list at least one type; omit it (or use \"*\") for every type",
+        ));
+    }
+    if entries.len() > MAX_EVENT_TYPES {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            "event_types",
+            format!("at most {MAX_EVENT_TYPES} entries"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let pattern = EventPattern::parse(entry, state.catalog()).map_err(|e| {
+            let message = match &e {
+                PatternError::Malformed(_) | PatternError::Unknown(_) => e.to_string(),
+            };
+            ApiError::invalid("unknown_event_type", "event_types", message)
+        })?;
+        let text = pattern.as_text();
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    Ok(Some(out))
+}
+
+fn check_text(value: &Option<String>, param: &'static str, max: usize) -> Result<()> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(ApiError::invalid(
+            "invalid_value",
+            param,
+            format!("{param} must be at most {max} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<WebhookId> {
+    WebhookId::parse(raw).ok_or_else(|| ApiError::not_found("webhook"))
+}
+
+/// Create a webhook; the response carries its signing secret, shown only here.
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks",
+    request_body = WebhookIn,
+    responses((status = 201, body = WebhookOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_webhook(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    ApiJson(input): ApiJson<WebhookIn>,
+) -> Result<(StatusCode, Json<WebhookOut>)> {
+    let org_id = caller.org_for(&state, input.org_id.as_deref()).await?;
+    let url = WebhookUrl::parse(&input.url, state.target_policy()).map_err(url_error)?;
+    check_text(&input.name, "name", MAX_NAME)?;
+    check_text(&input.description, "description", MAX_DESCRIPTION)?;
+    let event_types = parse_event_types(&state, input.event_types)?;
+
+    let id = WebhookId::new();
+    let secret = secrets::new_signing_secret()?;
+    let sealed = state.secret_box().seal(secret.as_bytes(), id.as_str())?;
+    let webhook = state
+        .store()
+        .create_webhook(NewWebhook {
+            id,
+            org_id,
+            name: input.name,
+            description: input.description,
+            url: url.into_string(),
+            event_types,
+            secret_ciphertext: sealed,
+            secret_last4: secrets::last4(&secret),
+            now: now_ms(),
+        })
+        .await?;
+    tracing::info!(webhook.id = %webhook.id, org.id = %webhook.org_id, "webhook created");
+    let mut out = WebhookOut::from(webhook);
+    out.signing_secret = Some(secret);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// List the org's webhooks, newest first; deleted ones are left out.
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
+    params(ListQuery),
+    responses((status = 200, body = ListOut<WebhookOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_webhooks(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<ListOut<WebhookOut>>> {
+    let org_id = caller.org_for(&state, query.org_id.as_deref()).await?;
+    let request = page_request(
+        query.limit.as_deref(),
+        query.cursor.as_deref(),
+        query.before.as_deref(),
+    )?;
+    let page = state.store().list_webhooks(org_id, request).await?;
+    Ok(Json(ListOut::from_page(page, WebhookOut::from)))
+}
+
+/// Get one webhook.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id"), OrgQuery),
+    responses((status = 200, body = WebhookOut), (status = 404, body = ErrorBody)))]
+async fn get_webhook(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    PathId(raw): PathId,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+) -> Result<Json<WebhookOut>> {
+    let scope = caller.scope(query.org_id.as_deref())?;
+    let webhook = state
+        .store()
+        .get_webhook(scope, parse_id(&raw)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    Ok(Json(webhook.into()))
+}
+
+/// Change some fields of a webhook; `event_types` replaces the whole set.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", operation_id = "update_webhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id"), OrgQuery),
+    request_body = WebhookPatch,
+    responses((status = 200, body = WebhookOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_webhook(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    PathId(raw): PathId,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+    ApiJson(patch): ApiJson<WebhookPatch>,
+) -> Result<Json<WebhookOut>> {
+    let id = parse_id(&raw)?;
+    let scope = caller.scope(patch.org_id.as_deref().or(query.org_id.as_deref()))?;
+    let url = match patch.url {
+        None => None,
+        Some(None) => return Err(ApiError::invalid("invalid_url", "url", "url cannot be null")),
+        Some(Some(raw)) => Some(
+            WebhookUrl::parse(&raw, state.target_policy())
+                .map_err(url_error)?
+                .into_string(),
+        ),
+    };
+    if let Some(name) = &patch.name {
+        check_text(name, "name", MAX_NAME)?;
+    }
+    if let Some(description) = &patch.description {
+        check_text(description, "description", MAX_DESCRIPTION)?;
+    }
+    let event_types = match patch.event_types {
+        None => None,
+        Some(entries) => Some(parse_event_types(&state, entries)?),
+    };
+    let status = match patch.status {
+        None => None,
+        Some(None) => {
+            return Err(ApiError::invalid(
+                "invalid_value",
+                "status",
+                "status must be active or disabled",
+            ));
+        }
+        Some(Some(StatusIn::Active)) => Some((WebhookStatus::Active, None)),
+        Some(Some(StatusIn::Disabled)) => Some((
+            WebhookStatus::Disabled,
+            Some("disabled through the API".to_owned()),
+        )),
+    };
+    let changes = WebhookChanges {
+        name: patch.name,
+        description: patch.description,
+        url,
+        event_types,
+        status,
+        now: now_ms(),
+    };
+    let webhook = state
+        .store()
+        .update_webhook(scope, id, changes)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    tracing::info!(webhook.id = %webhook.id, webhook.status = webhook.status.as_str(), "webhook updated");
+    Ok(Json(webhook.into()))
+}
+
+/// Delete a webhook (soft: its delivery history stays queryable).
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id"), OrgQuery),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_webhook(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    PathId(raw): PathId,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+) -> Result<StatusCode> {
+    let scope = caller.scope(query.org_id.as_deref())?;
+    let id = parse_id(&raw)?;
+    if !state.store().delete_webhook(scope, id.clone(), now_ms()).await? {
+        return Err(ApiError::not_found("webhook"));
+    }
+    tracing::info!(webhook.id = %id, "webhook deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replace the signing secret. The old one stops signing at once, or keeps signing beside
+/// the new one for `expire_previous_in_seconds`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", operation_id = "rotate_webhook_secret", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id"), OrgQuery),
+    request_body(content = Option<RotateIn>),
+    responses((status = 200, body = SigningSecretOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn rotate_webhook_secret(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    PathId(raw): PathId,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+    OptionalJson(input): OptionalJson<RotateIn>,
+) -> Result<Json<SigningSecretOut>> {
+    let scope = caller.scope(query.org_id.as_deref())?;
+    let id = parse_id(&raw)?;
+    let overlap = input.unwrap_or_default().expire_previous_in_seconds.unwrap_or(0);
+    if overlap > MAX_OVERLAP_SECONDS {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            "expire_previous_in_seconds",
+            format!("expire_previous_in_seconds must be at most {MAX_OVERLAP_SECONDS} (7 days)"),
+        ));
+    }
+    let secret = secrets::new_signing_secret()?;
+    let sealed = state.secret_box().seal(secret.as_bytes(), id.as_str())?;
+    let now = now_ms();
+    let overlap_ms = i64::try_from(overlap).unwrap_or(0) * 1000;
+    state
+        .store()
+        .rotate_webhook_secret(
+            scope,
+            id.clone(),
+            SecretRotation {
+                ciphertext: sealed,
+                last4: secrets::last4(&secret),
+                previous_expires_at: (overlap > 0).then_some(now + overlap_ms),
+                now,
+            },
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    tracing::info!(webhook.id = %id, rotation.overlap_seconds = overlap, "signing secret rotated");
+    Ok(Json(SigningSecretOut {
+        object: "signing_secret",
+        signing_secret: secret,
+    }))
+}

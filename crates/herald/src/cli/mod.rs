@@ -1,0 +1,104 @@
+//! The `herald` command line: `serve`, `migrate`, `orgs create`, `keys create`.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, ConfigArgs};
+use crate::store::Role;
+
+mod admin;
+mod serve;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Self-hostable webhook delivery: signed, retried, audited, never lost."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API and the delivery workers.
+    Serve(ConfigArgs),
+    /// Apply database migrations and exit.
+    Migrate(ConfigArgs),
+    /// Manage orgs.
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// Create an org.
+    Create {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Tenant,
+    Investor,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Tenant => Role::Tenant,
+            RoleArg::Investor => Role::Investor,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key; its secret is printed once.
+    Create {
+        #[arg(long, value_name = "ORG_ID")]
+        org: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
+    let config = Config::load(args).context("invalid configuration")?;
+    crate::telemetry::init(&config)?;
+    Ok(config)
+}
+
+/// Runs one command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(load(&args)?).await,
+        Command::Migrate(args) => admin::migrate(load(&args)?).await,
+        Command::Orgs(OrgsCommand::Create { name, json, config }) => {
+            admin::create_org(load(&config)?, &name, json).await
+        }
+        Command::Keys(KeysCommand::Create {
+            org,
+            role,
+            json,
+            config,
+        }) => admin::create_key(load(&config)?, &org, role.into(), json).await,
+    }
+}

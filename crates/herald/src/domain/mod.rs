@@ -1,0 +1,8 @@
+//! Types parsed once at the edge. A value of one of these types is valid by construction, so
+//! the layers below never re-check ids, event types, patterns or URLs.
+
+pub mod event_types;
+pub mod ids;
+pub mod net;
+pub mod time;
+pub mod webhook_url;

@@ -1,0 +1,83 @@
+//! Herald: a self-hostable webhook delivery service.
+//!
+//! The layout, top down:
+//! - [`cli`] parses commands; [`config`] turns flags, environment and an optional TOML file
+//!   into one checked [`config::Config`].
+//! - [`api`] is the HTTP surface: thin handlers over the [`store::Store`] trait, one error type
+//!   ([`api::error::ApiError`]) mapped once to the contract's error body.
+//! - [`domain`] holds the types parsed at the edge (ids, event types and patterns, URLs,
+//!   address rules), so nothing below re-validates them.
+//! - [`store`] is the only place that knows SQL; [`secrets`] seals signing secrets at rest
+//!   and hashes API keys; [`accounts`] makes orgs and keys for the CLI and the admin API.
+//!
+//! [`run`] starts everything on a listener the caller bound, so tests run the real service
+//! on `127.0.0.1:0`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub mod accounts;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod secrets;
+pub mod store;
+pub mod telemetry;
+
+use config::{Config, DatabaseUrl};
+use store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
+    #[error("the PostgreSQL backend is not available in this build yet; use sqlite://")]
+    PostgresUnsupported,
+    #[error("the server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Opens (and migrates) the configured database.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match &config.database_url {
+        DatabaseUrl::Sqlite(path) => Ok(Arc::new(store::sqlite::SqliteStore::open(path).await?)),
+        DatabaseUrl::Postgres(_) => Err(StartError::PostgresUnsupported),
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let store = open_store(&config).await?;
+    let master_key = secrets::load_or_create_master_key(&config)?;
+    let state = api::AppState::new(Arc::clone(&store), config, secrets::SecretBox::new(&master_key));
+    let maintenance = tokio::spawn(maintain(Arc::clone(&store)));
+    let result = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    maintenance.abort();
+    result.map_err(StartError::Serve)
+}
+
+/// Housekeeping that keeps tables from growing without bound.
+async fn maintain(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let cutoff = domain::time::now_ms() - api::idempotency::TTL_MS;
+        match store.purge_idempotency_keys(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "expired idempotency keys removed"),
+            Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Every error status of the contract, in the contract's body, never axum's plain text.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{Settings, TestApp, expect_error};
+
+#[tokio::test]
+async fn malformed_json_is_a_400_in_the_contract_format() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .request(Method::POST, "/v1/webhooks", &app.admin_key)
+        .header("content-type", "application/json")
+        .body("{\"url\": ")
+        .send()
+        .await
+        .expect("request");
+    expect_error(response, StatusCode::BAD_REQUEST, "invalid_json", None).await;
+
+    let response = app
+        .request(Method::POST, "/v1/webhooks", &app.admin_key)
+        .header("content-type", "application/json")
+        .body("[1, 2]")
+        .send()
+        .await
+        .expect("request");
+    expect_error(response, StatusCode::BAD_REQUEST, "invalid_body", None).await;
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field() {
+    let app = TestApp::spawn().await;
+    let missing = app
+        .post("/v1/webhooks", &app.admin_key, &json!({"name": "x"}))
+        .await;
+    expect_error(missing, StatusCode::BAD_REQUEST, "missing_field", Some("url")).await;
+
+    let typo = app
+        .post(
+            "/v1/webhooks",
+            &app.admin_key,
+            &json!({"url": "https://example.com/", "event_typs": ["order.*"]}),
+        )
+        .await;
+    let body = expect_error(typo, StatusCode::BAD_REQUEST, "unknown_field", Some("event_typs")).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("event_typs"))
+    );
+
+    let wrong_type = app
+        .post(
+            "/v1/webhooks",
+            &app.admin_key,
+            &json!({"url": "https://example.com/", "event_types": "order.*"}),
+        )
+        .await;
+    expect_error(
+        wrong_type,
+        StatusCode::BAD_REQUEST,
+        "invalid_value",
+        Some("event_types"),
+    )
+    .await;
+
+    let too_long = app
+        .post(
+            "/v1/webhooks",
+            &app.admin_key,
+            &json!({"url": "https://example.com/", "name": "n".repeat(257)}),
+        )
+        .await;
+    expect_error(too_long, StatusCode::BAD_REQUEST, "invalid_value", Some("name")).await;
+
+    let bad_query = app.get("/v1/webhooks?limit=1000", &app.admin_key).await;
+    expect_error(bad_query, StatusCode::BAD_REQUEST, "invalid_limit", Some("limit")).await;
+    let unknown_query = app.get("/v1/webhooks?status=active", &app.admin_key).await;
+    expect_error(
+        unknown_query,
+        StatusCode::BAD_REQUEST,
+        "unknown_field",
+        Some("status"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_declared_json_are_a_415() {
+    let app = TestApp::spawn().await;
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut request = app
+            .request(Method::POST, "/v1/webhooks", &app.admin_key)
+            .body(r#"{"url":"https://example.com/"}"#);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.send().await.expect("request");
+        expect_error(
+            response,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        )
+        .await;
+    }
+    let with_charset = app
+        .request(Method::POST, "/v1/webhooks", &app.admin_key)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(r#"{"url":"https://example.com/"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(with_charset.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_a_413() {
+    let app = TestApp::spawn_with(Settings {
+        max_payload_bytes: Some(1024),
+        ..Settings::default()
+    })
+    .await;
+    // The API body limit is the payload limit plus envelope room, at least 1 MiB.
+    let huge = json!({"url": "https://example.com/", "description": "x".repeat(2 * 1024 * 1024)});
+    let response = app.post("/v1/webhooks", &app.admin_key, &huge).await;
+    expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None).await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_json() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/v1/nothing-here", &app.admin_key).await;
+    expect_error(response, StatusCode::NOT_FOUND, "route_not_found", None).await;
+    let response = app
+        .request(Method::PUT, "/v1/webhooks", &app.admin_key)
+        .send()
+        .await
+        .expect("request");
+    expect_error(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        None,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_ids_are_simply_not_found() {
+    let app = TestApp::spawn().await;
+    for id in ["nope", "wh_123", "org_01jd5k3m6x7y8z9a0b1c2d3e4f", "wh_%FF"] {
+        let response = app.get(&format!("/v1/webhooks/{id}"), &app.admin_key).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{id}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["type"], "not_found_error");
+    }
+}

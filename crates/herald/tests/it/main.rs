@@ -1,0 +1,13 @@
+//! One integration-test binary: every test starts the real Herald (in-process on port 0, or
+//! the built binary as a child process) and talks HTTP to it.
+
+mod support;
+
+mod auth;
+mod cli;
+mod errors;
+mod idempotency;
+mod ops;
+mod pagination;
+mod secrets;
+mod webhooks;

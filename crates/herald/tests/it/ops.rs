@@ -1,0 +1,93 @@
+//! Health, readiness, metrics, and the OpenAPI document (snapshot-tested so drift fails CI).
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::{TestApp, expect_json};
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_credentials() {
+    let app = TestApp::spawn().await;
+    let health = expect_json(
+        app.client.get(app.url("/healthz")).send().await.expect("get"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(health["status"], "ok");
+    let ready = expect_json(
+        app.client.get(app.url("/readyz")).send().await.expect("get"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ready["database"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_with_latency_histograms() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.get("/v1/webhooks", &app.admin_key).await;
+    }
+    let response = app.client.get(app.url("/metrics")).send().await.expect("get");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("body");
+    assert!(
+        text.lines().any(|l| l.starts_with("herald_http_requests_total")
+            && l.contains("route=\"/v1/webhooks\"")
+            && l.contains("status=\"200\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("herald_http_request_duration_seconds_bucket") && text.contains("le=\"0.005\""),
+        "latency is a histogram: {text}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_committed_snapshot() {
+    let app = TestApp::spawn().await;
+    let served = expect_json(
+        app.client
+            .get(app.url("/v1/openapi.json"))
+            .send()
+            .await
+            .expect("get"),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(served["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+    let operations: Vec<&str> = served["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|item| item.as_object().into_iter().flat_map(|m| m.values()))
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    for expected in [
+        "create_webhook",
+        "list_webhooks",
+        "get_webhook",
+        "update_webhook",
+        "delete_webhook",
+        "rotate_webhook_secret",
+        "list_event_types",
+    ] {
+        assert!(
+            operations.contains(&expected),
+            "{expected} missing from {operations:?}"
+        );
+    }
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots/openapi.json");
+    let pretty = serde_json::to_string_pretty(&served).expect("json") + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&path, &pretty).expect("write snapshot");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let committed: Value = serde_json::from_str(&committed).unwrap_or(Value::Null);
+    assert!(
+        committed == served,
+        "the OpenAPI document changed; review it and run `UPDATE_SNAPSHOTS=1 cargo test openapi` to accept"
+    );
+}

@@ -1,0 +1,104 @@
+//! Secrets appear once, in the response that creates them, and nowhere else: not in later
+//! responses, not in the logs, not in plain text in the database file.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::process::Server;
+
+#[tokio::test]
+async fn signing_secrets_appear_only_in_the_response_that_creates_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[("HERALD_LOG", "trace")]);
+    let admin_key = server
+        .output()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("key:").map(|k| k.trim().to_owned()))
+        .expect("serve prints the first admin key");
+    let client = reqwest::Client::new();
+    let auth = format!("Bearer {admin_key}");
+
+    let created: Value = client
+        .post(server.url("/v1/webhooks"))
+        .header("authorization", &auth)
+        .json(&json!({"url": "https://example.com/hook", "name": "n"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let first_secret = created["signing_secret"].as_str().expect("secret").to_owned();
+    let rotated: Value = client
+        .post(server.url(&format!("/v1/webhooks/{id}/rotate-secret")))
+        .header("authorization", &auth)
+        .json(&json!({"expire_previous_in_seconds": 60}))
+        .send()
+        .await
+        .expect("rotate")
+        .json()
+        .await
+        .expect("json");
+    let second_secret = rotated["signing_secret"].as_str().expect("secret").to_owned();
+
+    // Everything a user can read afterwards.
+    let mut later = String::new();
+    for path in [
+        format!("/v1/webhooks/{id}"),
+        "/v1/webhooks".to_owned(),
+        "/metrics".to_owned(),
+    ] {
+        let response = client
+            .get(server.url(&path))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), StatusCode::OK);
+        later.push_str(&response.text().await.expect("body"));
+    }
+    let patched = client
+        .patch(server.url(&format!("/v1/webhooks/{id}")))
+        .header("authorization", &auth)
+        .json(&json!({"name": "m"}))
+        .send()
+        .await
+        .expect("patch");
+    later.push_str(&patched.text().await.expect("body"));
+
+    let database = std::fs::read(dir.path().join("herald.db")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("herald.db-wal")).unwrap_or_default();
+    let output = server.output();
+    let (_, api_key_secret) = admin_key.split_once(':').expect("key");
+    for secret in [&first_secret, &second_secret] {
+        let body = secret.trim_start_matches("whsec_");
+        assert!(!later.contains(body), "a later response shows a signing secret");
+        assert!(!output.contains(body), "the logs show a signing secret");
+        let raw = body.as_bytes();
+        for file in [&database, &wal] {
+            assert!(
+                !file.windows(raw.len()).any(|w| w == raw),
+                "a signing secret is stored in plain text"
+            );
+        }
+    }
+    let logs = server.stderr.lock().expect("lock").clone();
+    assert!(!logs.contains(api_key_secret), "an API key secret was logged");
+    assert!(
+        server.stdout.lock().expect("lock").contains(api_key_secret),
+        "the first admin key is printed on stdout, once, at first start"
+    );
+    assert!(output.contains("webhook created"), "logging was on: {output}");
+    let key_file = dir.path().join("master.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file)
+            .expect("master.key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the generated master key is private");
+    }
+    assert!(server.stop().success(), "SIGTERM stops the server cleanly");
+}

@@ -1,0 +1,196 @@
+//! `TestApp`: the real service on `127.0.0.1:0` with a fresh database, and a client that
+//! speaks to it the way a user's code would.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use herald::config::{Config, ConfigArgs};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub mod process;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    /// `key_id:secret` of the admin key made on first start.
+    pub admin_key: String,
+    pub admin_org: String,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Settings for a test app beyond the defaults.
+#[derive(Default)]
+pub struct Settings {
+    pub allow_http: bool,
+    pub max_payload_bytes: Option<usize>,
+    pub catalog: Option<String>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Settings::default()).await
+    }
+
+    pub async fn spawn_with(settings: Settings) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("herald.db");
+        let catalog_path = settings.catalog.map(|text| {
+            let path = dir.path().join("catalog.toml");
+            std::fs::write(&path, text).expect("write catalog");
+            path.display().to_string()
+        });
+        let config = Config::load(&ConfigArgs {
+            database_url: Some(format!("sqlite://{}", db.display())),
+            allow_http: Some(settings.allow_http.to_string()),
+            max_payload_bytes: settings.max_payload_bytes.map(|n| n.to_string()),
+            catalog: catalog_path,
+            ..ConfigArgs::default()
+        })
+        .expect("test config");
+
+        let store = herald::open_store(&config).await.expect("open store");
+        let admin = herald::accounts::bootstrap(store.as_ref())
+            .await
+            .expect("bootstrap")
+            .expect("empty database gets an admin key");
+        drop(store);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            herald::run(config, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        Self {
+            addr,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            admin_key: admin.key,
+            admin_org: admin.org_id.to_string(),
+            dir,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A request authenticated with `key` (`key_id:secret`) as a Bearer token.
+    pub fn request(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("authorization", format!("Bearer {key}"))
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Response {
+        self.request(Method::GET, path, key)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path, key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Response {
+        self.request(Method::DELETE, path, key)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A new org and a key for it with `role`; returns (org id, key).
+    pub async fn tenant(&self, role: &str) -> (String, String) {
+        let org = self
+            .post(
+                "/v1/orgs",
+                &self.admin_key,
+                &json!({"name": format!("{role} org")}),
+            )
+            .await;
+        let org = expect_json(org, StatusCode::CREATED).await;
+        let org_id = org["id"].as_str().expect("org id").to_owned();
+        let key = self
+            .post(
+                "/v1/keys",
+                &self.admin_key,
+                &json!({"org_id": org_id, "role": role}),
+            )
+            .await;
+        let key = expect_json(key, StatusCode::CREATED).await;
+        (org_id, key["key"].as_str().expect("key").to_owned())
+    }
+
+    /// Creates a webhook and returns its JSON (secret included).
+    pub async fn create_webhook(&self, key: &str, body: Value) -> Value {
+        let response = self.post("/v1/webhooks", key, &body).await;
+        expect_json(response, StatusCode::CREATED).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Asserts the status and returns the JSON body, showing the body when the status is wrong.
+pub async fn expect_json(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts a contract error: status, `error.code`, and `error.param`.
+pub async fn expect_error(response: Response, status: StatusCode, code: &str, param: Option<&str>) -> Value {
+    let body = expect_json(response, status).await;
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "error body: {body}");
+    assert_eq!(error["param"].as_str(), param, "error body: {body}");
+    assert!(
+        error["type"].is_string() && error["message"].is_string(),
+        "error body: {body}"
+    );
+    body
+}

@@ -1,0 +1,137 @@
+//! The built `herald` binary as a child process, for what only a process shows: the CLI,
+//! what is printed on start, and what is written to the logs.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_herald")
+}
+
+/// Runs `herald ARGS` to completion with the database in `dir`.
+pub fn run_cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .env(
+            "HERALD_DATABASE_URL",
+            format!("sqlite://{}", dir.join("herald.db").display()),
+        )
+        .env_remove("HERALD_MASTER_KEY")
+        .output()
+        .expect("run herald")
+}
+
+/// A running `herald serve`; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub stdout: Arc<Mutex<String>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let Ok(mut buf) = into.lock() {
+                buf.push_str(&line);
+                buf.push('\n');
+            }
+        }
+    });
+}
+
+impl Server {
+    /// Starts `herald serve` on a free port with the database in `dir` and extra `env`, and
+    /// waits until it listens (JSON logs carry the address it bound).
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .current_dir(dir)
+            .env("HERALD_LISTEN", "127.0.0.1:0")
+            .env(
+                "HERALD_DATABASE_URL",
+                format!("sqlite://{}", dir.join("herald.db").display()),
+            )
+            .env("HERALD_LOG_FORMAT", "json")
+            .env_remove("HERALD_MASTER_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn herald serve");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().expect("stdout"), Arc::clone(&stdout));
+        collect(child.stderr.take().expect("stderr"), Arc::clone(&stderr));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let found = stderr.lock().expect("lock").lines().find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                (v["message"] == "Herald is listening").then(|| v["listen"].as_str()?.parse().ok())?
+            });
+            if let Some(addr) = found {
+                break addr;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "herald serve exited with {status}: {}",
+                    stderr.lock().expect("lock")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herald serve did not start: {}",
+                stderr.lock().expect("lock")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn output(&self) -> String {
+        format!(
+            "{}{}",
+            self.stdout.lock().expect("lock"),
+            self.stderr.lock().expect("lock")
+        )
+    }
+
+    /// Stops with SIGTERM (a graceful stop) and waits.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "herald serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

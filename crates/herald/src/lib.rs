@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod secrets;
 pub mod store;
@@ -41,6 +42,8 @@ pub enum StartError {
     PostgresUnsupported,
     #[error("the server failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("cannot build the delivery HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
 }
 
 /// Opens (and migrates) the configured database.
@@ -51,7 +54,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves the API and runs the delivery engine on `listener` until `shutdown` resolves; then
+/// stops taking requests, lets attempts in flight finish and records them.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -59,11 +63,30 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let store = open_store(&config).await?;
     let master_key = secrets::load_or_create_master_key(&config)?;
-    let state = api::AppState::new(Arc::clone(&store), config, secrets::SecretBox::new(&master_key));
+    let secret_box = secrets::SecretBox::new(&master_key);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let dispatcher = Arc::new(delivery::Dispatcher::new(
+        Arc::clone(&store),
+        secret_box.clone(),
+        delivery::Settings::from_config(&config),
+        Arc::clone(&wake),
+    )?);
+    let state = api::AppState::new(Arc::clone(&store), config, secret_box, wake);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let engine = tokio::spawn(dispatcher.run(stop_rx.clone()));
     let maintenance = tokio::spawn(maintain(Arc::clone(&store)));
-    let result = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let mut api_stop = stop_rx;
+    let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+        let _ = api_stop.wait_for(|stop| *stop).await;
+    });
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let result = served.await;
+    signal.abort();
+    let _ = engine.await;
     maintenance.abort();
     result.map_err(StartError::Serve)
 }

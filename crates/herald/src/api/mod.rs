@@ -8,6 +8,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -21,8 +22,10 @@ use crate::secrets::SecretBox;
 use crate::store::Store;
 
 pub mod auth;
+pub mod deliveries;
 pub mod error;
 pub mod event_types;
+pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod ops;
@@ -40,17 +43,25 @@ struct Inner {
     policy: TargetPolicy,
     secret_box: SecretBox,
     metrics: PrometheusHandle,
+    /// Wakes the delivery engine when new deliveries are due.
+    wake: Arc<Notify>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: Config, secret_box: SecretBox) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: Config, secret_box: SecretBox, wake: Arc<Notify>) -> Self {
         Self(Arc::new(Inner {
             store,
             policy: config.target_policy(),
             config,
             secret_box,
             metrics: ops::metrics_handle(),
+            wake,
         }))
+    }
+
+    /// Tells the delivery engine there is new work.
+    pub fn wake_dispatcher(&self) {
+        self.0.wake.notify_one();
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -98,6 +109,8 @@ impl AppState {
     security(("basic" = []), ("bearer" = [])),
     tags(
         (name = "webhooks", description = "Endpoints tenants register and the event types they subscribe to"),
+        (name = "events", description = "Publishing events"),
+        (name = "deliveries", description = "Delivery events, their attempts, retries"),
         (name = "admin", description = "Orgs and API keys (admin keys only)")
     )
 )]
@@ -135,6 +148,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(event_types::router())
         .merge(webhooks::router())
+        .merge(deliveries::router())
+        .merge(events::router())
         .merge(orgs::router())
         .split_for_parts()
 }

@@ -95,6 +95,18 @@ impl<T> ListOut<T> {
         }
     }
 
+    /// Like [`ListOut::from_page`] with a conversion that can fail.
+    pub fn try_from_page<R, E>(page: Page<R>, map: impl FnMut(R) -> Result<T, E>) -> Result<Self, E> {
+        let data = page.items.into_iter().map(map).collect::<Result<Vec<T>, E>>()?;
+        Ok(Self {
+            object: "list",
+            data,
+            has_more: page.has_more,
+            next_cursor: page.next_after.as_deref().map(encode),
+            prev_cursor: page.prev_before.as_deref().map(encode),
+        })
+    }
+
     /// A complete, single-page list.
     pub fn all(data: Vec<T>) -> Self {
         Self {

@@ -10,21 +10,28 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::TenantCaller;
+use super::deliveries::{DeliveryOut, time_param};
 use super::error::{ApiError, ErrorBody, Result};
+use super::events;
 use super::extract::{ApiJson, ApiQuery, OptionalJson, PathId};
 use super::pagination::{ListOut, page_request};
-use crate::domain::event_types::{EventPattern, PatternError};
+use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
 use crate::domain::ids::WebhookId;
 use crate::domain::time::{format_ms, now_ms};
 use crate::domain::webhook_url::{UrlError, WebhookUrl};
 use crate::secrets;
-use crate::store::{NewWebhook, SecretRotation, Webhook, WebhookChanges, WebhookStatus};
+use crate::store::{
+    DeliveryFilter, NewWebhook, PageRequest, Position, Published, SecretRotation, Webhook, WebhookChanges,
+    WebhookStatus,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_webhook, list_webhooks))
         .routes(routes!(get_webhook, update_webhook, delete_webhook))
         .routes(routes!(rotate_webhook_secret))
+        .routes(routes!(test_webhook))
+        .routes(routes!(replay_webhook))
 }
 
 const MAX_NAME: usize = 256;
@@ -443,4 +450,121 @@ async fn rotate_webhook_secret(
         object: "signing_secret",
         signing_secret: secret,
     }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayIn {
+    /// RFC 3339: re-queue failed deliveries created at or after this time.
+    pub since: String,
+    /// RFC 3339, default now: … and before this time.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayOut {
+    /// Always `replay`.
+    pub object: &'static str,
+    /// How many failed deliveries were re-queued.
+    pub queued: u64,
+}
+
+/// Send a `webhook.test` event to this webhook alone.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", operation_id = "test_webhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id"), OrgQuery),
+    responses((status = 202, body = DeliveryOut), (status = 404, body = ErrorBody)))]
+async fn test_webhook(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    PathId(raw): PathId,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+) -> Result<(StatusCode, Json<DeliveryOut>)> {
+    let scope = caller.scope(query.org_id.as_deref())?;
+    let webhook = state
+        .store()
+        .get_webhook(scope, parse_id(&raw)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    let data = serde_json::json!({
+        "message": "This is a test event from Herald.",
+        "webhook_id": webhook.id,
+    });
+    let data =
+        serde_json::value::to_raw_value(&data).map_err(|e| ApiError::internal("encoding a test event", e))?;
+    let published = events::publish(
+        &state,
+        webhook.org_id.clone(),
+        TEST_EVENT_TYPE,
+        &data,
+        None,
+        Some(webhook.id.clone()),
+    )
+    .await?;
+    let event = match published {
+        Published::Created(event) | Published::Duplicate(event) => event,
+    };
+    let filter = DeliveryFilter {
+        org_id: Some(webhook.org_id),
+        event_id: Some(event.id.to_string()),
+        ..DeliveryFilter::default()
+    };
+    let page = state
+        .store()
+        .list_deliveries(
+            filter,
+            PageRequest {
+                limit: 1,
+                position: Position::First,
+            },
+        )
+        .await?;
+    let delivery = page
+        .items
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("test event", "no delivery was created"))?;
+    Ok((StatusCode::ACCEPTED, Json(DeliveryOut::from_row(delivery)?)))
+}
+
+/// Re-queue this webhook's failed deliveries created in `[since, until)`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/replay", operation_id = "replay_webhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id"), OrgQuery),
+    request_body = ReplayIn,
+    responses((status = 202, body = ReplayOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn replay_webhook(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    PathId(raw): PathId,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+    ApiJson(input): ApiJson<ReplayIn>,
+) -> Result<(StatusCode, Json<ReplayOut>)> {
+    let scope = caller.scope(query.org_id.as_deref())?;
+    let id = parse_id(&raw)?;
+    let now = now_ms();
+    let since = time_param(Some(&input.since), "since")?.unwrap_or(now);
+    let until = time_param(input.until.as_deref(), "until")?.unwrap_or(now + 1);
+    if since >= until {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            "since",
+            "since must be before until",
+        ));
+    }
+    let queued = state
+        .store()
+        .replay_failed(scope, id.clone(), since, until, now)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    if queued > 0 {
+        state.wake_dispatcher();
+    }
+    tracing::info!(webhook.id = %id, replay.queued = queued, "failed deliveries re-queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReplayOut {
+            object: "replay",
+            queued,
+        }),
+    ))
 }

@@ -7,7 +7,9 @@ use crate::config::{Config, ConfigArgs};
 use crate::store::Role;
 
 mod admin;
+mod listen;
 mod serve;
+mod trigger;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,31 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Run a local receiver for development: answers 204 and prints each delivery.
+    Listen {
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Verify signatures with this signing secret (whsec_…).
+        #[arg(long, env = "HERALD_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
+    /// Publish a sample event through the API.
+    Trigger {
+        /// The event type, e.g. order.filled.
+        event_type: String,
+        /// The event's data, a JSON object [default: a small sample].
+        #[arg(long)]
+        data: Option<String>,
+        /// Herald's base URL.
+        #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An API key (key_id:secret), as printed by `herald serve` or `herald keys create`.
+        #[arg(long, env = "HERALD_KEY", hide_env_values = true)]
+        key: String,
+        /// Admin keys only: the org to publish for.
+        #[arg(long)]
+        org: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,5 +127,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             config,
         }) => admin::create_key(load(&config)?, &org, role.into(), json).await,
+        Command::Listen { port, secret } => listen::listen(port, secret.as_deref()).await,
+        Command::Trigger {
+            event_type,
+            data,
+            url,
+            key,
+            org,
+        } => trigger::trigger(&url, &key, &event_type, data.as_deref(), org.as_deref()).await,
     }
 }

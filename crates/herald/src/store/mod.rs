@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::domain::ids::{KeyId, OrgId, WebhookId};
+use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
 pub mod sqlite;
@@ -231,6 +231,188 @@ pub struct IdempotencyRequest {
     pub abandoned_before: Millis,
 }
 
+/// An event to store together with its deliveries, in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub org_id: OrgId,
+    pub event_type: String,
+    /// The exact JSON body every delivery sends.
+    pub payload: String,
+    /// The caller's own id, deduplicated per org.
+    pub source_id: Option<String>,
+    /// A stored event with the same `source_id` older than this no longer counts.
+    pub dedup_after: Millis,
+    /// The test route: deliver to this webhook alone, whatever it subscribes to.
+    pub only_webhook: Option<WebhookId>,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: EventId,
+    pub org_id: OrgId,
+    pub event_type: String,
+    pub payload: String,
+    pub source_id: Option<String>,
+    pub delivery_count: i64,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub enum Published {
+    Created(Event),
+    /// The caller's `id` was seen within 24 h: the original event, nothing created.
+    Duplicate(Event),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+    Canceled,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            "canceled" => Some(Self::Canceled),
+            _ => None,
+        }
+    }
+}
+
+/// A delivery with the body it sends.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub webhook_id: WebhookId,
+    pub org_id: OrgId,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub attempt_count: i64,
+    pub next_attempt_at: Option<Millis>,
+    pub last_attempt_at: Option<Millis>,
+    pub last_response_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_message: Option<String>,
+    pub delivered_at: Option<Millis>,
+    pub payload: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub org_id: Option<OrgId>,
+    pub event_id: Option<String>,
+    pub webhook_id: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<String>,
+    pub created_after: Option<Millis>,
+    pub created_before: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub delivery_id: DeliveryId,
+    pub attempt_number: i64,
+    pub started_at: Millis,
+    pub duration_ms: i64,
+    pub response_status: Option<i64>,
+    pub response_body: Option<String>,
+    pub response_body_truncated: bool,
+    /// The error class (`timeout`, `connect`, `dns`, `tls`, `blocked_address`, `redirect`,
+    /// `http_status`); `None` when delivered.
+    pub error: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// What the dispatcher asks for: due deliveries, leased until `lease_until`.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub now: Millis,
+    pub lease_until: Millis,
+    pub limit: u32,
+    /// At most this many deliveries in flight per webhook.
+    pub per_webhook: u32,
+    /// Deliveries of each webhook already in flight in this process.
+    pub in_flight: Vec<(WebhookId, u32)>,
+}
+
+/// A leased delivery with everything one attempt needs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: DeliveryId,
+    pub claim_token: i64,
+    pub event_id: EventId,
+    pub webhook_id: WebhookId,
+    pub url: String,
+    pub payload: String,
+    /// Attempts made so far, and where the current retry cycle began.
+    pub attempt_count: i64,
+    pub cycle_start: i64,
+    /// Sealed signing secrets, the current one first.
+    pub secrets: Vec<Vec<u8>>,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    RetryAt(Millis),
+    /// Retries exhausted: the dead-letter state.
+    Failed,
+    /// The endpoint is gone (410): disable the webhook and park its pending deliveries.
+    DisableWebhook(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub claim_token: i64,
+    pub webhook_id: WebhookId,
+    pub attempt: Attempt,
+    pub next: Next,
+    /// A webhook failing without a break since before this is disabled.
+    pub disable_if_failing_since: Millis,
+    pub now: Millis,
+}
+
+/// What recording an attempt did to the webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEffect {
+    None,
+    Disabled(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requeue {
+    Queued,
+    NotFound,
+    Canceled,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    pub pending: u64,
+    pub oldest_pending_created_at: Option<Millis>,
+}
+
 /// Everything Herald keeps. One implementation per backend.
 pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for `/readyz`.
@@ -265,6 +447,33 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Option<Webhook>>;
     /// The secrets that sign deliveries at `now`: the current one, then unexpired previous ones.
     fn webhook_secrets(&self, id: WebhookId, now: Millis) -> StoreFuture<'_, Vec<StoredSecret>>;
+
+    /// Stores an event and one delivery per matching active webhook, in one transaction.
+    fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published>;
+    fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>>;
+
+    /// Leases due deliveries; an expired lease makes a delivery due again.
+    fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>>;
+    /// The earliest `next_attempt_at` of any pending delivery, leased ones included.
+    fn next_due_at(&self) -> StoreFuture<'_, Option<Millis>>;
+    fn record_attempt(&self, record: AttemptRecord) -> StoreFuture<'_, WebhookEffect>;
+    fn queue_stats(&self) -> StoreFuture<'_, QueueStats>;
+
+    fn list_deliveries(&self, filter: DeliveryFilter, page: PageRequest) -> StoreFuture<'_, Page<Delivery>>;
+    fn get_delivery(&self, scope: OrgScope, id: DeliveryId) -> StoreFuture<'_, Option<Delivery>>;
+    fn list_attempts(&self, delivery: DeliveryId) -> StoreFuture<'_, Vec<Attempt>>;
+    /// Sends a delivery again now with a fresh retry cycle (a delivered one too).
+    fn requeue_delivery(&self, scope: OrgScope, id: DeliveryId, now: Millis) -> StoreFuture<'_, Requeue>;
+    /// Re-queues a webhook's `failed` deliveries created in `[since, until)`; `None` if the
+    /// webhook does not exist.
+    fn replay_failed(
+        &self,
+        scope: OrgScope,
+        webhook: WebhookId,
+        since: Millis,
+        until: Millis,
+        now: Millis,
+    ) -> StoreFuture<'_, Option<u64>>;
 
     fn claim_idempotency_key(&self, request: IdempotencyRequest) -> StoreFuture<'_, IdempotencyClaim>;
     fn complete_idempotency_key(

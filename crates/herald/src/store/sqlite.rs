@@ -18,10 +18,14 @@ use rusqlite::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::*;
-use crate::domain::ids::{KeyId, OrgId, WebhookId};
+use crate::domain::event_types::subscribed;
+use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_delivery.sql"),
+];
 
 /// How many queued writes one transaction may take.
 const MAX_BATCH: usize = 512;
@@ -331,8 +335,13 @@ fn get_live_webhook(
 
 /// One page of `SELECT cols FROM … WHERE …` ordered by id, newest first, with precise
 /// cursors in both directions.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one generic query builder for every list"
+)]
 fn page<T>(
     conn: &Connection,
+    id_column: &str,
     columns: &str,
     from_where: &str,
     params: &[Value],
@@ -343,10 +352,15 @@ fn page<T>(
     let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
     let (condition, order, boundary) = match &request.position {
         Position::First => ("", "DESC", None),
-        Position::After(id) => (" AND id < ?", "DESC", Some(id)),
-        Position::Before(id) => (" AND id > ?", "ASC", Some(id)),
+        Position::After(id) => ("<", "DESC", Some(id)),
+        Position::Before(id) => (">", "ASC", Some(id)),
     };
-    let sql = format!("SELECT {columns} {from_where}{condition} ORDER BY id {order} LIMIT ?");
+    let condition = if condition.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {id_column} {condition} ?")
+    };
+    let sql = format!("SELECT {columns} {from_where}{condition} ORDER BY {id_column} {order} LIMIT ?");
     let mut bound = params.to_vec();
     if let Some(id) = boundary {
         bound.push(Value::Text(id.clone()));
@@ -363,8 +377,8 @@ fn page<T>(
     if matches!(request.position, Position::Before(_)) {
         items.reverse();
     }
-    let exists = |condition: &str, id: &str| -> Result<bool, StoreError> {
-        let sql = format!("SELECT EXISTS(SELECT 1 {from_where}{condition})");
+    let exists = |op: &str, id: &str| -> Result<bool, StoreError> {
+        let sql = format!("SELECT EXISTS(SELECT 1 {from_where} AND {id_column} {op} ?)");
         let mut bound = params.to_vec();
         bound.push(Value::Text(id.to_owned()));
         Ok(conn
@@ -378,13 +392,13 @@ fn page<T>(
         Position::After(_) => (
             has_more,
             newest
-                .map(|id| exists(" AND id > ?", id))
+                .map(|id| exists(">", id))
                 .transpose()?
                 .unwrap_or(false),
         ),
         Position::Before(_) => (
             oldest
-                .map(|id| exists(" AND id < ?", id))
+                .map(|id| exists("<", id))
                 .transpose()?
                 .unwrap_or(false),
             has_more,
@@ -396,6 +410,106 @@ fn page<T>(
         has_more,
         items,
     })
+}
+
+/// Holds a disabled webhook's pending deliveries until it is enabled again.
+fn park(conn: &Connection, webhook: &WebhookId) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET next_attempt_at = NULL, claim_token = NULL WHERE webhook_id = ? AND status = 'pending'",
+    )?
+    .execute([webhook.as_str()])?;
+    Ok(())
+}
+
+fn unpark(conn: &Connection, webhook: &WebhookId, now: Millis) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET next_attempt_at = ? WHERE webhook_id = ? AND status = 'pending' AND next_attempt_at IS NULL",
+    )?
+    .execute(params![now, webhook.as_str()])?;
+    Ok(())
+}
+
+const EVENT_COLUMNS: &str = "id, org_id, event_type, payload, source_id, delivery_count, created_at";
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    let id: String = row.get(0)?;
+    let org_id: String = row.get(1)?;
+    Ok(Event {
+        id: EventId::parse(&id).ok_or_else(|| corrupt(0, "event id"))?,
+        org_id: OrgId::parse(&org_id).ok_or_else(|| corrupt(1, "org id"))?,
+        event_type: row.get(2)?,
+        payload: row.get(3)?,
+        source_id: row.get(4)?,
+        delivery_count: row.get(5)?,
+        created_at: row.get(6)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, d.status, d.attempt_count, \
+     d.next_attempt_at, d.last_attempt_at, d.last_response_status, d.last_error, d.last_error_message, \
+     d.delivered_at, e.payload, d.created_at, d.updated_at";
+const DELIVERY_FROM: &str = "FROM deliveries d JOIN events e ON e.id = d.event_id";
+
+fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let id: String = row.get(0)?;
+    let event_id: String = row.get(1)?;
+    let webhook_id: String = row.get(2)?;
+    let org_id: String = row.get(3)?;
+    let status: String = row.get(5)?;
+    let status = DeliveryStatus::parse(&status).ok_or_else(|| corrupt(5, "delivery status"))?;
+    let next_attempt_at: Option<Millis> = row.get(7)?;
+    Ok(Delivery {
+        id: DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
+        event_id: EventId::parse(&event_id).ok_or_else(|| corrupt(1, "event id"))?,
+        webhook_id: WebhookId::parse(&webhook_id).ok_or_else(|| corrupt(2, "webhook id"))?,
+        org_id: OrgId::parse(&org_id).ok_or_else(|| corrupt(3, "org id"))?,
+        event_type: row.get(4)?,
+        status,
+        attempt_count: row.get(6)?,
+        next_attempt_at: next_attempt_at.filter(|_| status == DeliveryStatus::Pending),
+        last_attempt_at: row.get(8)?,
+        last_response_status: row.get(9)?,
+        last_error: row.get(10)?,
+        last_error_message: row.get(11)?,
+        delivered_at: row.get(12)?,
+        payload: row.get(13)?,
+        created_at: row.get(14)?,
+        updated_at: row.get(15)?,
+    })
+}
+
+fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
+    let id: String = row.get(0)?;
+    let delivery_id: String = row.get(1)?;
+    Ok(Attempt {
+        id: AttemptId::parse(&id).ok_or_else(|| corrupt(0, "attempt id"))?,
+        delivery_id: DeliveryId::parse(&delivery_id).ok_or_else(|| corrupt(1, "delivery id"))?,
+        attempt_number: row.get(2)?,
+        started_at: row.get(3)?,
+        duration_ms: row.get(4)?,
+        response_status: row.get(5)?,
+        response_body: row.get(6)?,
+        response_body_truncated: row.get::<_, i64>(7)? != 0,
+        error: row.get(8)?,
+        error_message: row.get(9)?,
+    })
+}
+
+/// A claim token: random, so a record from an expired lease can be told apart.
+fn claim_token() -> i64 {
+    getrandom::u64().map_or_else(|_| crate::domain::time::now_ms(), |n| (n >> 1) as i64)
+}
+
+/// Sealed secrets that sign at `now`, the current one first.
+fn signing_secrets(conn: &Connection, webhook: &str, now: Millis) -> Result<Vec<Vec<u8>>, StoreError> {
+    let secrets = conn
+        .prepare_cached(
+            "SELECT ciphertext FROM webhook_secrets WHERE webhook_id = ? AND (expires_at IS NULL OR expires_at > ?) \
+             ORDER BY expires_at IS NOT NULL, seq DESC",
+        )?
+        .query_map(params![webhook, now], |row| row.get(0))?
+        .collect::<Result<Vec<Vec<u8>>, _>>()?;
+    Ok(secrets)
 }
 
 fn insert_org(conn: &Connection, org: &Org) -> Result<(), StoreError> {
@@ -444,6 +558,7 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |conn| {
             page(
                 conn,
+                "id",
                 ORG_COLUMNS,
                 "FROM orgs WHERE 1 = 1",
                 &[],
@@ -532,6 +647,7 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |conn| {
             page(
                 conn,
+                "id",
                 WEBHOOK_COLUMNS,
                 "FROM webhooks WHERE org_id = ? AND deleted_at IS NULL",
                 &[Value::Text(org.as_str().to_owned())],
@@ -568,6 +684,7 @@ impl Store for SqliteStore {
             if let Some(event_types) = changes.event_types {
                 webhook.event_types = event_types;
             }
+            let was = webhook.status;
             if let Some((status, reason)) = changes.status {
                 webhook.status = status;
                 webhook.disabled_reason = match status {
@@ -590,6 +707,11 @@ impl Store for SqliteStore {
                 webhook.updated_at,
                 webhook.id.as_str()
             ])?;
+            match (was, webhook.status) {
+                (WebhookStatus::Active, WebhookStatus::Disabled) => park(conn, &webhook.id)?,
+                (WebhookStatus::Disabled, WebhookStatus::Active) => unpark(conn, &webhook.id, changes.now)?,
+                _ => {}
+            }
             Ok(Some(webhook))
         }))
     }
@@ -602,6 +724,13 @@ impl Store for SqliteStore {
                 "UPDATE webhooks SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL{clause}"
             );
             let changed = conn.prepare_cached(&sql)?.execute(params_from_iter(params))?;
+            if changed > 0 {
+                conn.prepare_cached(
+                    "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, claim_token = NULL, \
+                     updated_at = ? WHERE webhook_id = ? AND status = 'pending'",
+                )?
+                .execute(params![now, id.as_str()])?;
+            }
             Ok(changed > 0)
         }))
     }
@@ -662,6 +791,431 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(secrets)
+        }))
+    }
+
+    fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published> {
+        Box::pin(self.write(move |conn| {
+            if let Some(source) = &event.source_id {
+                let existing = conn
+                    .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE org_id = ? AND source_id = ?"))?
+                    .query_row(params![event.org_id.as_str(), source], event_from_row)
+                    .optional()?;
+                if let Some(existing) = existing {
+                    if existing.created_at >= event.dedup_after {
+                        return Ok(Published::Duplicate(existing));
+                    }
+                    conn.prepare_cached("UPDATE events SET source_id = NULL WHERE id = ?")?
+                        .execute([existing.id.as_str()])?;
+                }
+            }
+            let targets: Vec<(String, bool)> = match &event.only_webhook {
+                Some(id) => conn
+                    .prepare_cached("SELECT id, status FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL")?
+                    .query_map(params![id.as_str(), event.org_id.as_str()], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)? == "active"))
+                    })?
+                    .collect::<Result<_, _>>()?,
+                None => conn
+                    .prepare_cached(
+                        "SELECT id, event_types FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
+                    )?
+                    .query_map([event.org_id.as_str()], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                    })?
+                    .filter_map(|row| match row {
+                        Ok((id, patterns)) => {
+                            let patterns: Option<Vec<String>> =
+                                patterns.and_then(|json| serde_json::from_str(&json).ok());
+                            subscribed(patterns.as_deref(), &event.event_type).then_some(Ok((id, true)))
+                        }
+                        Err(e) => Some(Err(e)),
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            let count = i64::try_from(targets.len()).unwrap_or(i64::MAX);
+            conn.prepare_cached(
+                "INSERT INTO events (id, org_id, event_type, payload, source_id, delivery_count, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                event.id.as_str(),
+                event.org_id.as_str(),
+                event.event_type,
+                event.payload,
+                event.source_id,
+                count,
+                event.now
+            ])?;
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
+                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            )?;
+            for (webhook, active) in &targets {
+                let due = active.then_some(event.now);
+                insert.execute(params![
+                    DeliveryId::new().as_str(),
+                    event.id.as_str(),
+                    webhook,
+                    event.org_id.as_str(),
+                    event.event_type,
+                    due,
+                    event.now,
+                    event.now
+                ])?;
+            }
+            Ok(Published::Created(Event {
+                id: event.id,
+                org_id: event.org_id,
+                event_type: event.event_type,
+                payload: event.payload,
+                source_id: event.source_id,
+                delivery_count: count,
+                created_at: event.now,
+            }))
+        }))
+    }
+
+    fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>> {
+        Box::pin(self.read(move |conn| {
+            let mut params = vec![Value::Text(id.as_str().to_owned())];
+            let clause = scope_clause(&scope, &mut params);
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?{clause}");
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(params), event_from_row)
+                .optional()?)
+        }))
+    }
+
+    fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
+        Box::pin(self.write(move |conn| {
+            let mut allowance: std::collections::HashMap<String, u32> = request
+                .in_flight
+                .iter()
+                .map(|(w, n)| (w.as_str().to_owned(), request.per_webhook.saturating_sub(*n)))
+                .collect();
+            let busy: Vec<&str> = allowance
+                .iter()
+                .filter(|(_, n)| **n == 0)
+                .map(|(w, _)| w.as_str())
+                .collect();
+            let busy = serde_json::to_string(&busy).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let scan = i64::from(request.limit.saturating_mul(4).max(64));
+            let due: Vec<(String, String)> = conn
+                .prepare_cached(
+                    "SELECT id, webhook_id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
+                     AND webhook_id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_at LIMIT ?",
+                )?
+                .query_map(params![request.now, busy, scan], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut chosen = Vec::new();
+            for (id, webhook) in due {
+                if chosen.len() >= usize::try_from(request.limit).unwrap_or(usize::MAX) {
+                    break;
+                }
+                let left = allowance.entry(webhook).or_insert(request.per_webhook);
+                if *left > 0 {
+                    *left -= 1;
+                    chosen.push(id);
+                }
+            }
+            let mut lease = conn.prepare_cached(
+                "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE id = ? \
+                 RETURNING event_id, webhook_id, attempt_count, cycle_start",
+            )?;
+            let mut details = conn.prepare_cached(
+                "SELECT w.url, e.payload FROM webhooks w, events e WHERE w.id = ? AND e.id = ?",
+            )?;
+            let mut secrets: std::collections::HashMap<String, Vec<Vec<u8>>> =
+                std::collections::HashMap::new();
+            let mut claimed = Vec::with_capacity(chosen.len());
+            for id in chosen {
+                let token = claim_token();
+                let (event_id, webhook_id, attempt_count, cycle_start): (String, String, i64, i64) = lease
+                    .query_row(params![request.lease_until, token, id], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })?;
+                let (url, payload): (String, String) = details
+                    .query_row(params![webhook_id, event_id], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
+                if !secrets.contains_key(&webhook_id) {
+                    secrets.insert(
+                        webhook_id.clone(),
+                        signing_secrets(conn, &webhook_id, request.now)?,
+                    );
+                }
+                claimed.push(Claimed {
+                    delivery_id: DeliveryId::parse(&id)
+                        .ok_or(StoreError::Backend("malformed delivery id".into()))?,
+                    claim_token: token,
+                    event_id: EventId::parse(&event_id)
+                        .ok_or(StoreError::Backend("malformed event id".into()))?,
+                    secrets: secrets.get(&webhook_id).cloned().unwrap_or_default(),
+                    webhook_id: WebhookId::parse(&webhook_id)
+                        .ok_or(StoreError::Backend("malformed webhook id".into()))?,
+                    url,
+                    payload,
+                    attempt_count,
+                    cycle_start,
+                });
+            }
+            Ok(claimed)
+        }))
+    }
+
+    fn next_due_at(&self) -> StoreFuture<'_, Option<Millis>> {
+        Box::pin(self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")?
+                .query_row([], |row| row.get(0))?)
+        }))
+    }
+
+    fn record_attempt(&self, record: AttemptRecord) -> StoreFuture<'_, WebhookEffect> {
+        Box::pin(self.write(move |conn| {
+            let a = &record.attempt;
+            let now = record.now;
+            conn.prepare_cached(
+                "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
+                 response_body, response_body_truncated, error, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                a.id.as_str(),
+                a.delivery_id.as_str(),
+                a.attempt_number,
+                a.started_at,
+                a.duration_ms,
+                a.response_status,
+                a.response_body,
+                i64::from(a.response_body_truncated),
+                a.error,
+                a.error_message
+            ])?;
+            // The attempt happened whatever the lease says; the state changes only while we
+            // hold the lease (or to `delivered`, which is true whoever holds it).
+            let (status, next_at, delivered_at) = match &record.next {
+                Next::Delivered => ("delivered", None, Some(a.started_at + a.duration_ms)),
+                Next::RetryAt(at) => ("pending", Some(*at), None),
+                Next::Failed => ("failed", None, None),
+                Next::DisableWebhook(_) => ("pending", None, None),
+            };
+            let guard = if matches!(record.next, Next::Delivered) {
+                "status IN ('pending', 'failed', 'delivered')"
+            } else {
+                "status = 'pending' AND claim_token = ?"
+            };
+            let sql = format!(
+                "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = ?, \
+                 last_response_status = ?, last_error = ?, last_error_message = ?, updated_at = ?, \
+                 status = ?, next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at), claim_token = NULL \
+                 WHERE id = ? AND {guard}"
+            );
+            let mut bound: Vec<Value> = vec![
+                Value::Integer(a.started_at),
+                a.response_status.map_or(Value::Null, Value::Integer),
+                a.error.clone().map_or(Value::Null, Value::Text),
+                a.error_message.clone().map_or(Value::Null, Value::Text),
+                Value::Integer(now),
+                Value::Text(status.to_owned()),
+                next_at.map_or(Value::Null, Value::Integer),
+                delivered_at.map_or(Value::Null, Value::Integer),
+                Value::Text(a.delivery_id.as_str().to_owned()),
+            ];
+            if !matches!(record.next, Next::Delivered) {
+                bound.push(Value::Integer(record.claim_token));
+            }
+            let updated = conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+            if updated == 0 {
+                // Our lease ran out and someone else owns the delivery now: only the count moves.
+                conn.prepare_cached("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = ?")?
+                    .execute([a.delivery_id.as_str()])?;
+            }
+
+            let webhook = record.webhook_id.as_str();
+            conn.prepare_cached(
+                "UPDATE webhooks SET last_triggered_at = ? WHERE id = ? AND (last_triggered_at IS NULL OR last_triggered_at < ?)",
+            )?
+            .execute(params![now, webhook, now - 1000])?;
+            let disable = match &record.next {
+                Next::Delivered => {
+                    conn.prepare_cached("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL")?
+                        .execute([webhook])?;
+                    None
+                }
+                Next::DisableWebhook(reason) => Some(reason.clone()),
+                Next::RetryAt(_) | Next::Failed => {
+                    let since: Option<Millis> = conn
+                        .prepare_cached(
+                            "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ? RETURNING failing_since",
+                        )?
+                        .query_row(params![a.started_at, webhook], |row| row.get(0))
+                        .optional()?
+                        .flatten();
+                    since.filter(|s| *s <= record.disable_if_failing_since).map(|_| {
+                        "every delivery failed for longer than HERALD_DISABLE_AFTER; fix the endpoint and set status to active".to_owned()
+                    })
+                }
+            };
+            let Some(reason) = disable else {
+                return Ok(WebhookEffect::None);
+            };
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? \
+                     WHERE id = ? AND status = 'active'",
+                )?
+                .execute(params![reason, now, webhook])?;
+            park(conn, &record.webhook_id)?;
+            Ok(if changed > 0 { WebhookEffect::Disabled(reason) } else { WebhookEffect::None })
+        }))
+    }
+
+    fn queue_stats(&self) -> StoreFuture<'_, QueueStats> {
+        Box::pin(self.read(|conn| {
+            let (pending, oldest): (i64, Option<Millis>) = conn
+                .prepare_cached("SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'pending'")?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(QueueStats {
+                pending: u64::try_from(pending).unwrap_or(0),
+                oldest_pending_created_at: oldest,
+            })
+        }))
+    }
+
+    fn list_deliveries(
+        &self,
+        filter: DeliveryFilter,
+        request: PageRequest,
+    ) -> StoreFuture<'_, Page<Delivery>> {
+        Box::pin(self.read(move |conn| {
+            let mut from_where = format!("{DELIVERY_FROM} WHERE 1 = 1");
+            let mut params = Vec::new();
+            if let Some(org) = &filter.org_id {
+                from_where.push_str(" AND d.org_id = ?");
+                params.push(Value::Text(org.as_str().to_owned()));
+            }
+            if let Some(event) = &filter.event_id {
+                from_where.push_str(" AND d.event_id = ?");
+                params.push(Value::Text(event.clone()));
+            }
+            if let Some(webhook) = &filter.webhook_id {
+                from_where.push_str(" AND d.webhook_id = ?");
+                params.push(Value::Text(webhook.clone()));
+            }
+            if let Some(status) = filter.status {
+                from_where.push_str(" AND d.status = ?");
+                params.push(Value::Text(status.as_str().to_owned()));
+            }
+            if let Some(event_type) = &filter.event_type {
+                from_where.push_str(" AND d.event_type = ?");
+                params.push(Value::Text(event_type.clone()));
+            }
+            if let Some(after) = filter.created_after {
+                from_where.push_str(" AND d.created_at > ?");
+                params.push(Value::Integer(after));
+            }
+            if let Some(before) = filter.created_before {
+                from_where.push_str(" AND d.created_at < ?");
+                params.push(Value::Integer(before));
+            }
+            page(
+                conn,
+                "d.id",
+                DELIVERY_COLUMNS,
+                &from_where,
+                &params,
+                &request,
+                delivery_from_row,
+                |d| d.id.as_str(),
+            )
+        }))
+    }
+
+    fn get_delivery(&self, scope: OrgScope, id: DeliveryId) -> StoreFuture<'_, Option<Delivery>> {
+        Box::pin(self.read(move |conn| {
+            let mut params = vec![Value::Text(id.as_str().to_owned())];
+            let clause = match &scope {
+                OrgScope::Org(org) => {
+                    params.push(Value::Text(org.as_str().to_owned()));
+                    " AND d.org_id = ?"
+                }
+                OrgScope::Any => "",
+            };
+            let sql = format!("SELECT {DELIVERY_COLUMNS} {DELIVERY_FROM} WHERE d.id = ?{clause}");
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(params), delivery_from_row)
+                .optional()?)
+        }))
+    }
+
+    fn list_attempts(&self, delivery: DeliveryId) -> StoreFuture<'_, Vec<Attempt>> {
+        Box::pin(self.read(move |conn| {
+            let attempts = conn
+                .prepare_cached(
+                    "SELECT id, delivery_id, attempt_number, started_at, duration_ms, response_status, response_body, \
+                     response_body_truncated, error, error_message FROM attempts WHERE delivery_id = ? \
+                     ORDER BY attempt_number, started_at",
+                )?
+                .query_map([delivery.as_str()], attempt_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(attempts)
+        }))
+    }
+
+    fn requeue_delivery(&self, scope: OrgScope, id: DeliveryId, now: Millis) -> StoreFuture<'_, Requeue> {
+        Box::pin(self.write(move |conn| {
+            let mut params = vec![Value::Text(id.as_str().to_owned())];
+            let clause = scope_clause(&scope, &mut params);
+            let sql = format!(
+                "SELECT d.status, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?{}",
+                clause.replace("org_id", "d.org_id")
+            );
+            let found: Option<(String, String)> = conn
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(params), |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let Some((status, webhook_status)) = found else {
+                return Ok(Requeue::NotFound);
+            };
+            if status == "canceled" {
+                return Ok(Requeue::Canceled);
+            }
+            let due = (webhook_status == "active").then_some(now);
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, claim_token = NULL, \
+                 cycle_start = attempt_count, updated_at = ? WHERE id = ?",
+            )?
+            .execute(params![due, now, id.as_str()])?;
+            Ok(Requeue::Queued)
+        }))
+    }
+
+    fn replay_failed(
+        &self,
+        scope: OrgScope,
+        webhook: WebhookId,
+        since: Millis,
+        until: Millis,
+        now: Millis,
+    ) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(self.write(move |conn| {
+            let Some(found) = get_live_webhook(conn, &scope, &webhook)? else {
+                return Ok(None);
+            };
+            let due = (found.status == WebhookStatus::Active).then_some(now);
+            let n = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, claim_token = NULL, \
+                     cycle_start = attempt_count, updated_at = ? \
+                     WHERE webhook_id = ? AND status = 'failed' AND created_at >= ? AND created_at < ?",
+                )?
+                .execute(params![due, now, webhook.as_str(), since, until])?;
+            Ok(Some(u64::try_from(n).unwrap_or(0)))
         }))
     }
 

@@ -47,7 +47,7 @@ async fn orgs_and_keys_made_by_the_cli_work_against_the_server() {
     // An org exists already, so serve creates no admin key; the CLI's key works.
     let server = Server::start(dir.path(), &[]);
     assert!(!server.output().contains("First start"));
-    let response = reqwest::Client::new()
+    let response = crate::support::http_client()
         .get(server.url("/v1/webhooks"))
         .header(
             "authorization",

@@ -15,7 +15,7 @@ async fn signing_secrets_appear_only_in_the_response_that_creates_them() {
         .lines()
         .find_map(|l| l.trim().strip_prefix("key:").map(|k| k.trim().to_owned()))
         .expect("serve prints the first admin key");
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let auth = format!("Bearer {admin_key}");
 
     let created: Value = client

@@ -15,6 +15,15 @@ use tokio::sync::oneshot;
 
 pub mod process;
 
+/// An HTTP client for tests (the crate's TLS provider is installed first).
+pub fn http_client() -> reqwest::Client {
+    herald::delivery::client::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -56,6 +65,9 @@ impl TestApp {
         })
         .expect("test config");
 
+        if std::env::var_os("HERALD_TEST_LOG").is_some() {
+            herald::telemetry::init(&config).expect("logging");
+        }
         let store = herald::open_store(&config).await.expect("open store");
         let admin = herald::accounts::bootstrap(store.as_ref())
             .await
@@ -75,10 +87,7 @@ impl TestApp {
         });
         Self {
             addr,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
+            client: http_client(),
             admin_key: admin.key,
             admin_org: admin.org_id.to_string(),
             dir,

@@ -1,0 +1,224 @@
+//! `POST /v1/events` and `GET /v1/events/{id}`: publishing. An event and all its deliveries
+//! are written in one transaction, and the 202 is sent only after that commit is durable.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::auth::TenantCaller;
+use super::error::{ApiError, ErrorBody, Result};
+use super::extract::{ApiJson, ApiQuery, PathId};
+use super::webhooks::OrgQuery;
+use crate::domain::ids::{EventId, OrgId, WebhookId};
+use crate::domain::time::{format_ms, now_ms};
+use crate::store::{Event, NewEvent, Published};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(publish_event))
+        .routes(routes!(get_event))
+}
+
+/// Caller-side event ids are remembered this long.
+const DEDUP_WINDOW_MS: i64 = 24 * 3_600_000;
+const MAX_SOURCE_ID: usize = 255;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    /// A catalog type, e.g. `order.filled`.
+    pub event_type: String,
+    /// The event's data: a JSON object, at most `HERALD_MAX_PAYLOAD_BYTES`.
+    #[schema(value_type = Object)]
+    pub data: Box<RawValue>,
+    /// Admin keys only: the org the event belongs to.
+    #[serde(default)]
+    pub org_id: Option<String>,
+    /// Your own id for this event; a repeat within 24 h returns the original event.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventOut {
+    pub id: EventId,
+    /// Always `event`.
+    pub object: &'static str,
+    pub event_type: String,
+    pub created_at: String,
+    /// How many deliveries the event fanned out to.
+    pub deliveries: i64,
+    /// The `id` you gave when publishing, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
+    /// The event's data (on `GET` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Box<RawValue>>,
+}
+
+impl EventOut {
+    fn new(event: Event, with_data: bool) -> Self {
+        let data = with_data.then(|| data_of(&event.payload)).flatten();
+        Self {
+            id: event.id,
+            object: "event",
+            event_type: event.event_type,
+            created_at: format_ms(event.created_at),
+            deliveries: event.delivery_count,
+            source_id: event.source_id,
+            data,
+        }
+    }
+}
+
+/// The `data` member of a stored wire payload.
+fn data_of(payload: &str) -> Option<Box<RawValue>> {
+    #[derive(Deserialize)]
+    struct Wire {
+        data: Box<RawValue>,
+    }
+    serde_json::from_str::<Wire>(payload).ok().map(|w| w.data)
+}
+
+/// The exact body every delivery of this event sends.
+fn wire_payload(id: &EventId, event_type: &str, created_at: i64, data: &RawValue) -> Result<String> {
+    let event_type =
+        serde_json::to_string(event_type).map_err(|e| ApiError::internal("encoding an event", e))?;
+    Ok(format!(
+        r#"{{"id":"{id}","event":{event_type},"timestamp":"{}","data":{}}}"#,
+        format_ms(created_at),
+        data.get()
+    ))
+}
+
+/// Stores an event with its deliveries and wakes the delivery engine. Shared by publishing
+/// and the webhook test route.
+pub async fn publish(
+    state: &AppState,
+    org_id: OrgId,
+    event_type: &str,
+    data: &RawValue,
+    source_id: Option<String>,
+    only_webhook: Option<WebhookId>,
+) -> Result<Published> {
+    let id = EventId::new();
+    let now = now_ms();
+    let payload = wire_payload(&id, event_type, now, data)?;
+    let published = state
+        .store()
+        .publish(NewEvent {
+            id,
+            org_id,
+            event_type: event_type.to_owned(),
+            payload,
+            source_id,
+            dedup_after: now - DEDUP_WINDOW_MS,
+            only_webhook,
+            now,
+        })
+        .await?;
+    if let Published::Created(event) = &published {
+        metrics::counter!("herald_events_published_total").increment(1);
+        if event.delivery_count > 0 {
+            state.wake_dispatcher();
+        }
+    }
+    Ok(published)
+}
+
+/// Publish an event to every subscribed, active webhook of the org.
+#[utoipa::path(post, path = "/v1/events", operation_id = "create_event", tag = "events",
+    request_body = EventIn,
+    responses((status = 202, body = EventOut), (status = 200, description = "A repeat of a caller id: the original event", body = EventOut),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn publish_event(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    ApiJson(input): ApiJson<EventIn>,
+) -> Result<(StatusCode, Json<EventOut>)> {
+    let org_id = caller.org_for(&state, input.org_id.as_deref()).await?;
+    if !state.catalog().contains(&input.event_type) {
+        return Err(ApiError::invalid(
+            "unknown_event_type",
+            "event_type",
+            format!(
+                "`{}` is not an event type in the catalog (see GET /v1/webhooks/event-types)",
+                input.event_type
+            ),
+        ));
+    }
+    if !input.data.get().trim_start().starts_with('{') {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            "data",
+            "data must be a JSON object",
+        ));
+    }
+    let limit = state.config().max_payload_bytes;
+    if input.data.get().len() > limit {
+        return Err(ApiError::payload_too_large(limit).with_param("data"));
+    }
+    if let Some(id) = &input.id
+        && (id.is_empty() || id.chars().count() > MAX_SOURCE_ID)
+    {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            "id",
+            format!("id must be 1 to {MAX_SOURCE_ID} characters"),
+        ));
+    }
+    match publish(&state, org_id, &input.event_type, &input.data, input.id, None).await? {
+        Published::Created(event) => {
+            tracing::debug!(event.id = %event.id, event.type = %event.event_type, deliveries = event.delivery_count, "event published");
+            Ok((StatusCode::ACCEPTED, Json(EventOut::new(event, false))))
+        }
+        Published::Duplicate(event) => Ok((StatusCode::OK, Json(EventOut::new(event, false)))),
+    }
+}
+
+/// Get an event, with its data.
+#[utoipa::path(get, path = "/v1/events/{id}", operation_id = "get_event", tag = "events",
+    params(("id" = String, Path, description = "Event id"), OrgQuery),
+    responses((status = 200, body = EventOut), (status = 404, body = ErrorBody)))]
+async fn get_event(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    PathId(raw): PathId,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+) -> Result<Json<EventOut>> {
+    let scope = caller.scope(query.org_id.as_deref())?;
+    let id = EventId::parse(&raw).ok_or_else(|| ApiError::not_found("event"))?;
+    let event = state
+        .store()
+        .get_event(scope, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    Ok(Json(EventOut::new(event, true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_payload_has_id_event_timestamp_and_the_data_verbatim() {
+        let id = EventId::parse("evt_01jd5k3m6x7y8z9a0b1c2d3e4f").expect("id");
+        let data = RawValue::from_string(r#"{"qty": 1.50, "sym":"AAPL"}"#.to_owned()).expect("raw");
+        let wire = wire_payload(&id, "order.filled", 1_614_265_330_000, &data).expect("payload");
+        assert_eq!(
+            wire,
+            r#"{"id":"evt_01jd5k3m6x7y8z9a0b1c2d3e4f","event":"order.filled","timestamp":"2021-02-25T15:02:10.000Z","data":{"qty": 1.50, "sym":"AAPL"}}"#
+        );
+        assert_eq!(
+            data_of(&wire).map(|d| d.get().to_owned()),
+            Some(data.get().to_owned())
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! One delivery attempt: sign, POST, read at most 16 KiB of the answer, classify the result.
+//! Nothing here touches the store; the dispatcher decides what the [`Outcome`] means.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+
+use super::client::{BlockedAddress, DnsFailure, check_literal};
+use super::retry::parse_retry_after;
+use crate::domain::net::TargetPolicy;
+use crate::domain::time::{Millis, now_ms};
+
+/// Response bodies are kept up to this size, for the audit trail.
+pub const MAX_RESPONSE_BODY: usize = 16 * 1024;
+
+/// Why an attempt failed, as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Timeout,
+    Connect,
+    Dns,
+    Tls,
+    BlockedAddress,
+    Redirect,
+    HttpStatus,
+    /// No signing secret could be decrypted (a wrong `HERALD_MASTER_KEY`): nothing was sent.
+    Signing,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::BlockedAddress => "blocked_address",
+            Self::Redirect => "redirect",
+            Self::HttpStatus => "http_status",
+            Self::Signing => "signing",
+        }
+    }
+}
+
+/// What one attempt did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub started_at: Millis,
+    pub duration: Duration,
+    pub response_status: Option<u16>,
+    pub response_body: Option<String>,
+    pub response_body_truncated: bool,
+    /// `None` when the endpoint answered 2xx.
+    pub error: Option<(ErrorClass, String)>,
+    /// The endpoint's `Retry-After` on a 429 or 503.
+    pub retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn delivered(&self) -> bool {
+        self.error.is_none()
+    }
+
+    fn failed(started_at: Millis, started: Instant, class: ErrorClass, message: String) -> Self {
+        Self {
+            started_at,
+            duration: started.elapsed(),
+            response_status: None,
+            response_body: None,
+            response_body_truncated: false,
+            error: Some((class, message)),
+            retry_after: None,
+        }
+    }
+}
+
+/// What to send.
+pub struct Request<'a> {
+    pub url: &'a str,
+    /// The event id: `webhook-id`, identical on every retry so receivers can deduplicate.
+    pub event_id: &'a str,
+    pub payload: &'a str,
+    /// The secrets to sign with, the current one first; several during a rotation overlap.
+    pub secrets: &'a [herald_verify::Secret],
+}
+
+/// Walks an error's causes for the ones we can name.
+fn classify(error: &reqwest::Error) -> (ErrorClass, String) {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut innermost = error.to_string();
+    while let Some(e) = cause {
+        if let Some(blocked) = e.downcast_ref::<BlockedAddress>() {
+            return (ErrorClass::BlockedAddress, blocked.to_string());
+        }
+        if let Some(dns) = e.downcast_ref::<DnsFailure>() {
+            return (ErrorClass::Dns, dns.to_string());
+        }
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return (ErrorClass::Tls, format!("TLS: {e}"));
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && inner.downcast_ref::<rustls::Error>().is_some()
+        {
+            return (ErrorClass::Tls, format!("TLS: {inner}"));
+        }
+        innermost = e.to_string();
+        cause = e.source();
+    }
+    if error.is_timeout() {
+        (
+            ErrorClass::Timeout,
+            "the endpoint did not answer in time".to_owned(),
+        )
+    } else {
+        (ErrorClass::Connect, innermost)
+    }
+}
+
+/// Reads up to [`MAX_RESPONSE_BODY`] bytes; the rest is left unread.
+async fn read_capped(mut response: reqwest::Response) -> (String, bool) {
+    let mut body = Vec::new();
+    let mut truncated = false;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_RESPONSE_BODY - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            truncated = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    (String::from_utf8_lossy(&body).into_owned(), truncated)
+}
+
+/// Makes one attempt within `timeout`.
+pub async fn send(
+    client: &reqwest::Client,
+    policy: &TargetPolicy,
+    request: Request<'_>,
+    timeout: Duration,
+) -> Outcome {
+    let started_at = now_ms();
+    let started = Instant::now();
+    let url = match reqwest::Url::parse(request.url) {
+        Ok(url) => url,
+        Err(e) => {
+            return Outcome::failed(
+                started_at,
+                started,
+                ErrorClass::Connect,
+                format!("invalid url: {e}"),
+            );
+        }
+    };
+    if let Err(blocked) = check_literal(&url, policy) {
+        return Outcome::failed(
+            started_at,
+            started,
+            ErrorClass::BlockedAddress,
+            blocked.to_string(),
+        );
+    }
+    if request.secrets.is_empty() {
+        return Outcome::failed(
+            started_at,
+            started,
+            ErrorClass::Signing,
+            "no signing secret could be decrypted; is HERALD_MASTER_KEY the key these secrets were sealed with?"
+                .to_owned(),
+        );
+    }
+    let timestamp = started_at / 1000;
+    let signature = herald_verify::signature_header(
+        request.secrets,
+        request.event_id,
+        timestamp,
+        request.payload.as_bytes(),
+    );
+    let sent = client
+        .post(url)
+        .timeout(timeout)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header("webhook-id", request.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(request.payload.to_owned())
+        .send()
+        .await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(e) => {
+            let (class, message) = classify(&e);
+            return Outcome::failed(started_at, started, class, message);
+        }
+    };
+    let status = response.status();
+    let retry_after = if status.as_u16() == 429 || status.as_u16() == 503 {
+        response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now_ms()))
+    } else {
+        None
+    };
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let remaining = timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(100));
+    let (body, truncated) = tokio::time::timeout(remaining, read_capped(response))
+        .await
+        .unwrap_or_default();
+    let error = if status.is_success() {
+        None
+    } else if status.is_redirection() {
+        Some((
+            ErrorClass::Redirect,
+            format!(
+                "the endpoint redirected ({status}{}); redirects are never followed: update the webhook's url",
+                location.map(|l| format!(" to {l}")).unwrap_or_default()
+            ),
+        ))
+    } else {
+        Some((ErrorClass::HttpStatus, format!("the endpoint answered {status}")))
+    };
+    Outcome {
+        started_at,
+        duration: started.elapsed(),
+        response_status: Some(status.as_u16()),
+        response_body: Some(body),
+        response_body_truncated: truncated,
+        error,
+        retry_after,
+    }
+}

@@ -1,0 +1,305 @@
+//! The delivery engine, inside `herald serve`.
+//!
+//! The [`Dispatcher`] leases due deliveries from the store, at most `window` in flight and at
+//! most `per_webhook` per endpoint (so a slow or dead endpoint only ever holds its own slots),
+//! runs one [`attempt`] for each, and records the outcome. It wakes on a publish (an
+//! in-process notify), when an attempt finishes, when the next retry is due, and otherwise
+//! polls slowly, so an idle Herald does almost nothing. A lease that is never recorded (the
+//! process died) runs out and the delivery becomes due again: at-least-once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::domain::ids::{AttemptId, WebhookId};
+use crate::domain::net::TargetPolicy;
+use crate::domain::time::{Millis, now_ms};
+use crate::secrets::SecretBox;
+use crate::store::{Attempt, AttemptRecord, ClaimRequest, Claimed, Next, Store, StoreError, WebhookEffect};
+
+pub mod attempt;
+pub mod client;
+pub mod retry;
+
+/// Deliveries in flight in this process, at most.
+const WINDOW: u32 = 512;
+/// Deliveries in flight to one webhook, at most.
+const PER_WEBHOOK: u32 = 32;
+/// With nothing scheduled, look for work this often anyway (another process may publish).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// How the engine behaves, from the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub schedule: Vec<Duration>,
+    pub timeout: Duration,
+    pub disable_after: Duration,
+    pub policy: TargetPolicy,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            schedule: config.retry_schedule.clone(),
+            timeout: config.delivery_timeout,
+            disable_after: config.disable_after,
+            policy: config.target_policy(),
+        }
+    }
+
+    /// A lease outlives the attempt's timeout with room to record the result.
+    fn lease(&self) -> Duration {
+        self.timeout + Duration::from_secs(10)
+    }
+}
+
+fn ms(d: Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    client: reqwest::Client,
+    secret_box: SecretBox,
+    settings: Settings,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secret_box: SecretBox,
+        settings: Settings,
+        wake: Arc<Notify>,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            client: client::build(&settings.policy, settings.timeout)?,
+            store,
+            secret_box,
+            settings,
+            wake,
+        })
+    }
+
+    /// Runs until `shutdown` turns true, then lets the attempts in flight finish (each is
+    /// bounded by the delivery timeout) and records them.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks: JoinSet<WebhookId> = JoinSet::new();
+        let mut in_flight: HashMap<WebhookId, u32> = HashMap::new();
+        let mut stats = tokio::time::interval(Duration::from_secs(5));
+        fn done(webhook: WebhookId, in_flight: &mut HashMap<WebhookId, u32>) {
+            if let Some(n) = in_flight.get_mut(&webhook) {
+                *n -= 1;
+                if *n == 0 {
+                    in_flight.remove(&webhook);
+                }
+            }
+        }
+        while !*shutdown.borrow() {
+            let free = WINDOW.saturating_sub(u32::try_from(tasks.len()).unwrap_or(WINDOW));
+            let mut more_due = false;
+            if free > 0 {
+                let now = now_ms();
+                let request = ClaimRequest {
+                    now,
+                    lease_until: now + ms(self.settings.lease()),
+                    limit: free,
+                    per_webhook: PER_WEBHOOK,
+                    in_flight: in_flight.iter().map(|(w, n)| (w.clone(), *n)).collect(),
+                };
+                match self.store.claim_due(request).await {
+                    Ok(batch) => {
+                        more_due = batch.len() == usize::try_from(free).unwrap_or(usize::MAX);
+                        for job in batch {
+                            *in_flight.entry(job.webhook_id.clone()).or_default() += 1;
+                            let me = Arc::clone(&self);
+                            tasks.spawn(async move {
+                                let webhook = job.webhook_id.clone();
+                                me.process_one(job).await;
+                                webhook
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim deliveries; retrying in a second");
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            while let Some(finished) = tasks.try_join_next() {
+                if let Ok(webhook) = finished {
+                    done(webhook, &mut in_flight);
+                }
+            }
+            if more_due {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let wait = self.until_next_due().await;
+            tokio::select! {
+                () = self.wake.notified() => {}
+                Some(finished) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(webhook) = finished {
+                        done(webhook, &mut in_flight);
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+                _ = stats.tick() => self.report_queue().await,
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(
+            in_flight = tasks.len(),
+            "delivery engine stopping; finishing attempts in flight"
+        );
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// How long to sleep before the next scheduled attempt. When due work exists that could
+    /// not be claimed (its endpoints are at their limit), an attempt finishing wakes us.
+    async fn until_next_due(&self) -> Duration {
+        match self.store.next_due_at().await {
+            Ok(Some(at)) => {
+                let wait = at - now_ms();
+                if wait <= 0 {
+                    IDLE_POLL
+                } else {
+                    Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(IDLE_POLL)
+                }
+            }
+            Ok(None) => IDLE_POLL,
+            Err(_) => IDLE_POLL,
+        }
+    }
+
+    async fn report_queue(&self) {
+        if let Ok(stats) = self.store.queue_stats().await {
+            metrics::gauge!("herald_queue_depth").set(stats.pending as f64);
+            let age = stats
+                .oldest_pending_created_at
+                .map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
+            metrics::gauge!("herald_oldest_pending_age_seconds").set(age);
+        }
+    }
+
+    /// Decrypts the webhook's secrets; undecryptable ones are skipped (and logged).
+    fn secrets(&self, job: &Claimed) -> Vec<herald_verify::Secret> {
+        job.secrets
+            .iter()
+            .filter_map(|sealed| match self.secret_box.open(sealed, job.webhook_id.as_str()) {
+                Ok(plain) => String::from_utf8(plain)
+                    .ok()
+                    .and_then(|s| herald_verify::Secret::parse(&s).ok()),
+                Err(e) => {
+                    tracing::error!(webhook.id = %job.webhook_id, error = %e, "cannot decrypt a signing secret");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// What follows an attempt: delivered, retried later, given up, or the webhook disabled.
+    fn decide(&self, job: &Claimed, outcome: &attempt::Outcome, now: Millis) -> Next {
+        if outcome.delivered() {
+            return Next::Delivered;
+        }
+        if outcome.response_status == Some(410) {
+            return Next::DisableWebhook("the endpoint answered 410 Gone".to_owned());
+        }
+        let attempts_in_cycle = job.attempt_count + 1 - job.cycle_start;
+        let retry = usize::try_from(attempts_in_cycle).unwrap_or(usize::MAX);
+        match retry::delay(&self.settings.schedule, retry, retry::jitter_unit()) {
+            Some(delay) => Next::RetryAt(retry::next_attempt_at(now, delay, outcome.retry_after)),
+            None => Next::Failed,
+        }
+    }
+
+    /// One delivery: attempt, decide, record. A record that cannot be written is retried a
+    /// few times; if it still fails the lease runs out and the delivery is attempted again.
+    pub async fn process_one(&self, job: Claimed) {
+        let secrets = self.secrets(&job);
+        let outcome = attempt::send(
+            &self.client,
+            &self.settings.policy,
+            attempt::Request {
+                url: &job.url,
+                event_id: job.event_id.as_str(),
+                payload: &job.payload,
+                secrets: &secrets,
+            },
+            self.settings.timeout,
+        )
+        .await;
+        let now = now_ms();
+        let next = self.decide(&job, &outcome, now);
+        let result = match &next {
+            Next::Delivered => "delivered",
+            Next::RetryAt(_) => "retry",
+            Next::Failed => "failed",
+            Next::DisableWebhook(_) => "disabled",
+        };
+        metrics::histogram!("herald_attempt_duration_seconds", "result" => if outcome.delivered() { "success" } else { "failure" })
+            .record(outcome.duration.as_secs_f64());
+        metrics::counter!("herald_deliveries_total", "outcome" => result).increment(1);
+        let (error, error_message) = match &outcome.error {
+            Some((class, message)) => (Some(class.as_str().to_owned()), Some(message.clone())),
+            None => (None, None),
+        };
+        if let Some(class) = &error {
+            tracing::debug!(delivery.id = %job.delivery_id, webhook.id = %job.webhook_id, attempt.error = %class,
+                attempt.status = ?outcome.response_status, attempt.duration_ms = outcome.duration.as_millis() as u64, "attempt failed");
+        }
+        let record = AttemptRecord {
+            claim_token: job.claim_token,
+            webhook_id: job.webhook_id.clone(),
+            attempt: Attempt {
+                id: AttemptId::new(),
+                delivery_id: job.delivery_id.clone(),
+                attempt_number: job.attempt_count + 1,
+                started_at: outcome.started_at,
+                duration_ms: i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX),
+                response_status: outcome.response_status.map(i64::from),
+                response_body: outcome.response_body,
+                response_body_truncated: outcome.response_body_truncated,
+                error,
+                error_message,
+            },
+            next,
+            disable_if_failing_since: now - ms(self.settings.disable_after),
+            now,
+        };
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.store.record_attempt(record.clone()).await {
+                Ok(WebhookEffect::Disabled(reason)) => {
+                    tracing::warn!(webhook.id = %job.webhook_id, reason = %reason, "webhook disabled");
+                    return;
+                }
+                Ok(WebhookEffect::None) => {
+                    if result == "failed" {
+                        tracing::info!(delivery.id = %job.delivery_id, webhook.id = %job.webhook_id, "delivery failed: retries exhausted");
+                    }
+                    return;
+                }
+                Err(StoreError::Unavailable(e)) if started.elapsed() < self.settings.lease() / 2 => {
+                    tracing::warn!(delivery.id = %job.delivery_id, error = %e, "cannot record an attempt yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(delivery.id = %job.delivery_id, error = %e, "cannot record an attempt; the delivery will be attempted again when its lease ends");
+                    return;
+                }
+            }
+        }
+    }
+}

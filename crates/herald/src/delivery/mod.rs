@@ -51,9 +51,13 @@ impl Settings {
         }
     }
 
-    /// A lease outlives the attempt's timeout with room to record the result.
+    /// A lease outlives the attempt's timeout with room to record the result (as much again,
+    /// between 1 s and 10 s).
     fn lease(&self) -> Duration {
-        self.timeout + Duration::from_secs(10)
+        self.timeout
+            + self
+                .timeout
+                .clamp(Duration::from_secs(1), Duration::from_secs(10))
     }
 }
 

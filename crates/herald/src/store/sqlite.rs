@@ -391,16 +391,10 @@ fn page<T>(
         Position::First => (has_more, false),
         Position::After(_) => (
             has_more,
-            newest
-                .map(|id| exists(">", id))
-                .transpose()?
-                .unwrap_or(false),
+            newest.map(|id| exists(">", id)).transpose()?.unwrap_or(false),
         ),
         Position::Before(_) => (
-            oldest
-                .map(|id| exists("<", id))
-                .transpose()?
-                .unwrap_or(false),
+            oldest.map(|id| exists("<", id)).transpose()?.unwrap_or(false),
             has_more,
         ),
     };

@@ -5,9 +5,12 @@ mod support;
 
 mod auth;
 mod cli;
+mod crash;
+mod delivery;
 mod errors;
 mod idempotency;
 mod ops;
 mod pagination;
 mod secrets;
+mod ssrf;
 mod webhooks;

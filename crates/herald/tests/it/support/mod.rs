@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub mod process;
+pub mod receiver;
 
 /// An HTTP client for tests (the crate's TLS provider is installed first).
 pub fn http_client() -> reqwest::Client {
@@ -38,7 +39,13 @@ pub struct TestApp {
 /// Settings for a test app beyond the defaults.
 #[derive(Default)]
 pub struct Settings {
+    /// `HERALD_DEV`: http:// and loopback targets allowed.
+    pub dev: bool,
     pub allow_http: bool,
+    pub allowed_target_networks: Option<String>,
+    pub retry_schedule: Option<String>,
+    pub delivery_timeout: Option<String>,
+    pub disable_after: Option<String>,
     pub max_payload_bytes: Option<usize>,
     pub catalog: Option<String>,
 }
@@ -46,6 +53,16 @@ pub struct Settings {
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(Settings::default()).await
+    }
+
+    /// A development-mode app (loopback receivers allowed) with a fast retry schedule.
+    pub async fn delivering() -> Self {
+        Self::spawn_with(Settings {
+            dev: true,
+            retry_schedule: Some("10ms,20ms,30ms".into()),
+            ..Settings::default()
+        })
+        .await
     }
 
     pub async fn spawn_with(settings: Settings) -> Self {
@@ -59,6 +76,11 @@ impl TestApp {
         let config = Config::load(&ConfigArgs {
             database_url: Some(format!("sqlite://{}", db.display())),
             allow_http: Some(settings.allow_http.to_string()),
+            dev: Some(settings.dev.to_string()),
+            allowed_target_networks: settings.allowed_target_networks,
+            retry_schedule: settings.retry_schedule,
+            delivery_timeout: settings.delivery_timeout,
+            disable_after: settings.disable_after,
             max_payload_bytes: settings.max_payload_bytes.map(|n| n.to_string()),
             catalog: catalog_path,
             ..ConfigArgs::default()
@@ -163,6 +185,68 @@ impl TestApp {
     pub async fn create_webhook(&self, key: &str, body: Value) -> Value {
         let response = self.post("/v1/webhooks", key, &body).await;
         expect_json(response, StatusCode::CREATED).await
+    }
+
+    /// Publishes an event and returns the 202's JSON.
+    pub async fn publish(&self, key: &str, event_type: &str, data: Value) -> Value {
+        let response = self
+            .post(
+                "/v1/events",
+                key,
+                &json!({"event_type": event_type, "data": data}),
+            )
+            .await;
+        expect_json(response, StatusCode::ACCEPTED).await
+    }
+
+    /// The delivery events of one event (there is one per webhook).
+    pub async fn deliveries_of(&self, key: &str, event_id: &str) -> Vec<Value> {
+        let list = expect_json(
+            self.get("/v1/webhooks/events?limit=100", key).await,
+            StatusCode::OK,
+        )
+        .await;
+        list["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|d| d["event_id"] == event_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Polls a delivery event until `done` holds for it, and returns it.
+    pub async fn wait_delivery(&self, key: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let delivery = expect_json(
+                self.get(&format!("/v1/webhooks/events/{id}"), key).await,
+                StatusCode::OK,
+            )
+            .await;
+            if done(&delivery) {
+                return delivery;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "delivery never got there: {delivery}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Polls until the delivery has `status`.
+    pub async fn wait_status(&self, key: &str, id: &str, status: &str) -> Value {
+        self.wait_delivery(key, id, |d| d["status"] == status).await
+    }
+
+    pub async fn attempts(&self, key: &str, id: &str) -> Vec<Value> {
+        let list = expect_json(
+            self.get(&format!("/v1/webhooks/events/{id}/attempts"), key).await,
+            StatusCode::OK,
+        )
+        .await;
+        list["data"].as_array().expect("data").clone()
     }
 
     pub async fn stop(mut self) {

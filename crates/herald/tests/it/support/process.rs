@@ -112,6 +112,22 @@ impl Server {
         )
     }
 
+    /// The first admin key, as printed on first start.
+    pub fn admin_key(&self) -> String {
+        self.stdout
+            .lock()
+            .expect("lock")
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("key:").map(|k| k.trim().to_owned()))
+            .expect("serve printed the first admin key")
+    }
+
+    /// Kills the process with SIGKILL: no chance to finish anything.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops with SIGTERM (a graceful stop) and waits.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

@@ -1,0 +1,97 @@
+//! At-least-once across `kill -9`: the built binary is killed with deliveries in flight and
+//! restarted on the same database; every accepted event is still delivered.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::http_client;
+use crate::support::process::Server;
+use crate::support::receiver::{Reply, TestReceiver};
+
+const EVENTS: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_event_is_delivered_after_a_kill_9_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("HERALD_DEV", "true"),
+        ("HERALD_RETRY_SCHEDULE", "100ms,100ms,100ms"),
+        ("HERALD_DELIVERY_TIMEOUT", "1s"),
+    ];
+    let receiver = TestReceiver::start().await;
+    // Slow answers keep deliveries in flight when the process dies.
+    receiver.always("/crash", Reply::status(204).after(Duration::from_millis(50)));
+
+    let server = Server::start(dir.path(), &env);
+    let key = server.admin_key();
+    let client = http_client();
+    let created = client
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver.url("/crash"), "event_types": ["order.*"]}))
+        .send()
+        .await
+        .expect("create webhook");
+    assert_eq!(created.status(), 201);
+
+    let mut accepted = HashSet::new();
+    for i in 0..EVENTS {
+        let response = client
+            .post(server.url("/v1/events"))
+            .bearer_auth(&key)
+            .json(&json!({"event_type": "order.filled", "data": {"n": i}}))
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(response.status(), 202);
+        let event: serde_json::Value = response.json().await.expect("json");
+        accepted.insert(event["id"].as_str().expect("id").to_owned());
+    }
+    receiver.wait_for("/crash", 10).await;
+    server.kill_hard();
+    let before_restart = receiver.received("/crash").len();
+    assert!(
+        before_restart < EVENTS,
+        "the kill should land with deliveries still to go"
+    );
+
+    let server = Server::start(dir.path(), &env);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen: HashSet<String> = receiver
+            .received("/crash")
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        if accepted.is_subset(&seen) {
+            break;
+        }
+        let missing = accepted.difference(&seen).count();
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {EVENTS} accepted events never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And the store agrees: nothing is left pending or failed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list: serde_json::Value = client
+            .get(server.url("/v1/webhooks/events?status=pending&limit=1"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        if list["data"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "deliveries still pending: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(server.stop().success());
+}

@@ -84,6 +84,17 @@ pub struct Request<'a> {
     pub secrets: &'a [herald_verify::Secret],
 }
 
+/// An `io::Error`'s `source()` skips the error it wraps, so look inside, however deep.
+fn rustls_inside<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = e;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
 /// Walks an error's causes for the ones we can name.
 fn classify(error: &reqwest::Error) -> (ErrorClass, String) {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -98,11 +109,8 @@ fn classify(error: &reqwest::Error) -> (ErrorClass, String) {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return (ErrorClass::Tls, format!("TLS: {e}"));
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && inner.downcast_ref::<rustls::Error>().is_some()
-        {
-            return (ErrorClass::Tls, format!("TLS: {inner}"));
+        if let Some(tls) = rustls_inside(e) {
+            return (ErrorClass::Tls, format!("TLS: {tls}"));
         }
         innermost = e.to_string();
         cause = e.source();

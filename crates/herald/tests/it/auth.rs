@@ -79,11 +79,26 @@ async fn investor_keys_are_refused_on_every_webhook_route() {
         (Method::PATCH, format!("/v1/webhooks/{id}")),
         (Method::DELETE, format!("/v1/webhooks/{id}")),
         (Method::POST, format!("/v1/webhooks/{id}/rotate-secret")),
+        (Method::POST, format!("/v1/webhooks/{id}/test")),
+        (Method::POST, format!("/v1/webhooks/{id}/replay")),
+        (Method::GET, "/v1/webhooks/events".to_owned()),
+        (
+            Method::GET,
+            "/v1/webhooks/events/dlv_01jd5k3m6x7y8z9a0b1c2d3e4f".to_owned(),
+        ),
+        (
+            Method::GET,
+            "/v1/webhooks/events/dlv_01jd5k3m6x7y8z9a0b1c2d3e4f/attempts".to_owned(),
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks/events/dlv_01jd5k3m6x7y8z9a0b1c2d3e4f/retry".to_owned(),
+        ),
     ];
     for (method, path) in routes {
         let mut request = app.request(method.clone(), &path, &investor);
         if method == Method::POST || method == Method::PATCH {
-            request = request.json(&json!({"url": "https://example.com/"}));
+            request = request.json(&json!({"url": "https://example.com/", "since": "2026-01-01T00:00:00Z"}));
         }
         let response = request.send().await.expect("request");
         expect_error(response, StatusCode::FORBIDDEN, "forbidden", None).await;

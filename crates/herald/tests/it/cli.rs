@@ -110,3 +110,115 @@ fn bad_configuration_stops_start_up_with_a_message_naming_the_setting() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("HERALD_LISTEN"));
 }
+
+/// A child process whose stdout is collected line by line.
+struct Child {
+    child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Child {
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead as _;
+        let mut command = std::process::Command::new(crate::support::process::binary());
+        command
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn");
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&stdout);
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let mut buf = sink.lock().expect("lock");
+                buf.push_str(&line);
+                buf.push('\n');
+            }
+        });
+        Self { child, stdout }
+    }
+
+    /// Waits until the output contains `needle`, and returns all of it.
+    async fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let out = self.stdout.lock().expect("lock").clone();
+            if out.contains(needle) {
+                return out;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never printed {needle:?}: {out}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_quickstart_delivers_a_verified_event_to_herald_listen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[("HERALD_DEV", "true")]);
+    let key = server.admin_key();
+
+    // `herald listen` on a free port, without a secret first, to learn its address.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = probe.local_addr().expect("addr").port();
+    drop(probe);
+    let client = crate::support::http_client();
+    let created: Value = client
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(
+            &serde_json::json!({"url": format!("http://localhost:{port}/hook"), "event_types": ["order.*"]}),
+        )
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let secret = created["signing_secret"].as_str().expect("secret");
+    let listen = Child::spawn(&["listen", "--port", &port.to_string(), "--secret", secret], &[]);
+    listen.wait_for("Listening on").await;
+
+    let base = format!("http://{}", server.addr);
+    let trigger = std::process::Command::new(crate::support::process::binary())
+        .args(["trigger", "order.filled", "--data", r#"{"order_id":"o_42"}"#])
+        .env("HERALD_URL", &base)
+        .env("HERALD_KEY", &key)
+        .output()
+        .expect("trigger");
+    assert!(
+        trigger.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trigger.stderr)
+    );
+    let event: Value = serde_json::from_slice(&trigger.stdout).expect("trigger prints the event");
+    let event_id = event["id"].as_str().expect("id");
+
+    let printed = listen.wait_for(event_id).await;
+    let printed = listen.wait_for("o_42").await.max(printed);
+    assert!(printed.contains("signature verified"), "{printed}");
+    assert!(printed.contains("order.filled"));
+
+    let bad = std::process::Command::new(crate::support::process::binary())
+        .args(["trigger", "order.nope"])
+        .env("HERALD_URL", &base)
+        .env("HERALD_KEY", &key)
+        .output()
+        .expect("trigger");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown_event_type"));
+}

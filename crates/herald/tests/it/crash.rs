@@ -95,3 +95,52 @@ async fn every_accepted_event_is_delivered_after_a_kill_9_and_restart() {
     }
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_attempts_in_flight_finish_and_records_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [("HERALD_DEV", "true"), ("HERALD_DELIVERY_TIMEOUT", "10s")];
+    let receiver = TestReceiver::start().await;
+    receiver.always("/slow", Reply::status(204).after(Duration::from_millis(800)));
+    let server = Server::start(dir.path(), &env);
+    let key = server.admin_key();
+    let client = http_client();
+    client
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver.url("/slow")}))
+        .send()
+        .await
+        .expect("create webhook");
+    let event: serde_json::Value = client
+        .post(server.url("/v1/events"))
+        .bearer_auth(&key)
+        .json(&json!({"event_type": "order.filled", "data": {}}))
+        .send()
+        .await
+        .expect("publish")
+        .json()
+        .await
+        .expect("json");
+    receiver.wait_for("/slow", 1).await;
+    assert_eq!(receiver.answered("/slow"), 0, "the attempt is in flight");
+    assert!(server.stop().success(), "a graceful stop");
+    assert_eq!(receiver.answered("/slow"), 1, "the stop waited for the answer");
+
+    // After a restart the delivery is already delivered, with that one attempt.
+    let server = Server::start(dir.path(), &env);
+    let list: serde_json::Value = client
+        .get(server.url("/v1/webhooks/events"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let delivery = &list["data"][0];
+    assert_eq!(delivery["event_id"], event["id"]);
+    assert_eq!(delivery["status"], "delivered");
+    assert_eq!(delivery["attempt_count"], 1);
+    assert_eq!(receiver.received("/slow").len(), 1, "not sent twice");
+}

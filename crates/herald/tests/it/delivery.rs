@@ -763,3 +763,80 @@ async fn delivery_metrics_count_outcomes_and_report_the_queue() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_webhook_failing_for_longer_than_disable_after_is_disabled() {
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        retry_schedule: Some("30ms,30ms,30ms,30ms,30ms".into()),
+        disable_after: Some("100ms".into()),
+        ..Settings::default()
+    })
+    .await;
+    let receiver = TestReceiver::start().await;
+    receiver.always("/dead", Reply::status(500));
+    let (webhook_id, _) = webhook(&app, &app.admin_key, &receiver.url("/dead"), json!(["order.*"])).await;
+    app.publish(&app.admin_key, "order.filled", json!({})).await;
+    let path = format!("/v1/webhooks/{webhook_id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let disabled = loop {
+        let w = expect_json(app.get(&path, &app.admin_key).await, StatusCode::OK).await;
+        if w["status"] == "disabled" {
+            break w;
+        }
+        assert!(std::time::Instant::now() < deadline, "never disabled: {w}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let reason = disabled["disabled_reason"].as_str().expect("reason");
+    assert!(reason.contains("HERALD_DISABLE_AFTER"), "{reason}");
+}
+
+#[tokio::test]
+async fn one_success_resets_the_failure_clock() {
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        retry_schedule: Some("20ms,20ms,1h".into()),
+        disable_after: Some("150ms".into()),
+        ..Settings::default()
+    })
+    .await;
+    let receiver = TestReceiver::start().await;
+    receiver.next("/wobbly", 2, Reply::status(500));
+    let (webhook_id, _) = webhook(&app, &app.admin_key, &receiver.url("/wobbly"), json!(["order.*"])).await;
+    let first = app.publish(&app.admin_key, "order.filled", json!({})).await;
+    let dlv = &app
+        .deliveries_of(&app.admin_key, first["id"].as_str().expect("id"))
+        .await[0];
+    let id = dlv["id"].as_str().expect("id");
+    app.wait_status(&app.admin_key, id, "delivered").await;
+    let first_failure = herald::domain::time::parse_rfc3339(
+        app.attempts(&app.admin_key, id).await[0]["started_at"]
+            .as_str()
+            .expect("started_at"),
+    )
+    .expect("time");
+    // Let more than HERALD_DISABLE_AFTER pass since the first failure, then fail again:
+    // only the success in between keeps the webhook active.
+    while herald::domain::time::now_ms() < first_failure + 300 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    receiver.always("/wobbly", Reply::status(500));
+    let second = app.publish(&app.admin_key, "order.filled", json!({})).await;
+    let dlv = &app
+        .deliveries_of(&app.admin_key, second["id"].as_str().expect("id"))
+        .await[0];
+    app.wait_delivery(&app.admin_key, dlv["id"].as_str().expect("id"), |d| {
+        d["attempt_count"] == 1
+    })
+    .await;
+    let w = expect_json(
+        app.get(&format!("/v1/webhooks/{webhook_id}"), &app.admin_key)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        w["status"], "active",
+        "the failure clock restarted at the success: {w}"
+    );
+}

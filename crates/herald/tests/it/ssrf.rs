@@ -96,3 +96,14 @@ async fn an_allowed_network_is_exempt_from_the_block() {
         "an allowed IP literal is accepted too"
     );
 }
+
+#[tokio::test]
+async fn unresolvable_hosts_and_tls_failures_are_named() {
+    let app = guarded_app(Some("127.0.0.0/8,::1/128")).await;
+    let attempt = first_attempt(&app, "http://no-such-host.invalid/x").await;
+    assert_eq!(attempt["error"], "dns", "{attempt}");
+    // TLS spoken to a plain-HTTP server fails in the handshake.
+    let receiver = TestReceiver::start().await;
+    let attempt = first_attempt(&app, &format!("https://localhost:{}/tls", receiver.addr.port())).await;
+    assert_eq!(attempt["error"], "tls", "{attempt}");
+}

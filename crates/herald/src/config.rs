@@ -29,6 +29,12 @@ pub struct ConfigArgs {
     /// sqlite://PATH (embedded) or postgres://… [default: sqlite://./herald-data/herald.db].
     #[arg(long, env = "HERALD_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL: connections per node [default: 10].
+    #[arg(long, env = "HERALD_DATABASE_POOL_SIZE")]
+    pub database_pool_size: Option<String>,
+    /// PostgreSQL: longest a statement may run [default: 30s].
+    #[arg(long, env = "HERALD_DATABASE_STATEMENT_TIMEOUT")]
+    pub database_statement_timeout: Option<String>,
     /// 32-byte key (base64 or hex) that encrypts signing secrets at rest; embedded mode
     /// generates one into the data directory when unset.
     #[arg(long, env = "HERALD_MASTER_KEY", hide_env_values = true)]
@@ -148,6 +154,8 @@ pub enum LogFormat {
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: DatabaseUrl,
+    pub database_pool_size: u32,
+    pub database_statement_timeout: Duration,
     pub master_key: Option<MasterKey>,
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
@@ -212,6 +220,8 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 const KEYS: &[&str] = &[
     "listen",
     "database_url",
+    "database_pool_size",
+    "database_statement_timeout",
     "master_key",
     "retry_schedule",
     "delivery_timeout",
@@ -299,6 +309,27 @@ impl Config {
             "sqlite://./herald-data/herald.db",
         ))
         .map_err(|m| invalid("database_url", m))?;
+        let pool_raw = pick("database_pool_size", &args.database_pool_size, "10");
+        let database_pool_size: u32 = pool_raw
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "database_pool_size",
+                    format!("`{pool_raw}` is not a number from 1 to 1000"),
+                )
+            })?;
+        let database_statement_timeout = parse_duration(&pick(
+            "database_statement_timeout",
+            &args.database_statement_timeout,
+            "30s",
+        ))
+        .map_err(|m| invalid("database_statement_timeout", m))?;
+        if database_statement_timeout.is_zero() {
+            return Err(invalid("database_statement_timeout", "must be more than zero"));
+        }
         let master_key = args
             .master_key
             .clone()
@@ -370,6 +401,8 @@ impl Config {
         Ok(Self {
             listen,
             database_url,
+            database_pool_size,
+            database_statement_timeout,
             master_key,
             retry_schedule,
             delivery_timeout,

@@ -38,8 +38,6 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secrets(#[from] secrets::SecretsError),
-    #[error("the PostgreSQL backend is not available in this build yet; use sqlite://")]
-    PostgresUnsupported,
     #[error("the server failed: {0}")]
     Serve(#[from] std::io::Error),
     #[error("cannot build the delivery HTTP client: {0}")]
@@ -50,7 +48,15 @@ pub enum StartError {
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     match &config.database_url {
         DatabaseUrl::Sqlite(path) => Ok(Arc::new(store::sqlite::SqliteStore::open(path).await?)),
-        DatabaseUrl::Postgres(_) => Err(StartError::PostgresUnsupported),
+        DatabaseUrl::Postgres(url) => {
+            let settings = store::postgres::PoolSettings {
+                max_connections: config.database_pool_size,
+                statement_timeout: config.database_statement_timeout,
+            };
+            Ok(Arc::new(
+                store::postgres::PostgresStore::open(url, &settings).await?,
+            ))
+        }
     }
 }
 
@@ -71,6 +77,7 @@ pub async fn run(
         delivery::Settings::from_config(&config),
         Arc::clone(&wake),
     )?);
+    store.forward_wakeups(Arc::clone(&wake));
     let state = api::AppState::new(Arc::clone(&store), config, secret_box, wake);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

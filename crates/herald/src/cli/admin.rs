@@ -9,10 +9,11 @@ use crate::store::Role;
 
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     crate::open_store(&config).await.context("migration failed")?;
-    println!(
-        "database is at schema version {}",
-        crate::store::sqlite::SqliteStore::schema_version()
-    );
+    let version = match config.database_url {
+        crate::config::DatabaseUrl::Sqlite(_) => crate::store::sqlite::SqliteStore::schema_version(),
+        crate::config::DatabaseUrl::Postgres(_) => crate::store::postgres::PostgresStore::schema_version(),
+    };
+    println!("database is at schema version {version}");
     Ok(())
 }
 

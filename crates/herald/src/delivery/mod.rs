@@ -7,7 +7,6 @@
 //! polls slowly, so an idle Herald does almost nothing. A lease that is never recorded (the
 //! process died) runs out and the delivery becomes due again: at-least-once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::domain::ids::{AttemptId, WebhookId};
+use crate::domain::ids::AttemptId;
 use crate::domain::net::TargetPolicy;
 use crate::domain::time::{Millis, now_ms};
 use crate::secrets::SecretBox;
@@ -92,17 +91,8 @@ impl Dispatcher {
     /// Runs until `shutdown` turns true, then lets the attempts in flight finish (each is
     /// bounded by the delivery timeout) and records them.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut tasks: JoinSet<WebhookId> = JoinSet::new();
-        let mut in_flight: HashMap<WebhookId, u32> = HashMap::new();
+        let mut tasks: JoinSet<()> = JoinSet::new();
         let mut stats = tokio::time::interval(Duration::from_secs(5));
-        fn done(webhook: WebhookId, in_flight: &mut HashMap<WebhookId, u32>) {
-            if let Some(n) = in_flight.get_mut(&webhook) {
-                *n -= 1;
-                if *n == 0 {
-                    in_flight.remove(&webhook);
-                }
-            }
-        }
         while !*shutdown.borrow() {
             let free = WINDOW.saturating_sub(u32::try_from(tasks.len()).unwrap_or(WINDOW));
             let mut more_due = false;
@@ -113,19 +103,13 @@ impl Dispatcher {
                     lease_until: now + ms(self.settings.lease()),
                     limit: free,
                     per_webhook: PER_WEBHOOK,
-                    in_flight: in_flight.iter().map(|(w, n)| (w.clone(), *n)).collect(),
                 };
                 match self.store.claim_due(request).await {
                     Ok(batch) => {
                         more_due = batch.len() == usize::try_from(free).unwrap_or(usize::MAX);
                         for job in batch {
-                            *in_flight.entry(job.webhook_id.clone()).or_default() += 1;
                             let me = Arc::clone(&self);
-                            tasks.spawn(async move {
-                                let webhook = job.webhook_id.clone();
-                                me.process_one(job).await;
-                                webhook
-                            });
+                            tasks.spawn(async move { me.process_one(job).await });
                         }
                     }
                     Err(e) => {
@@ -138,11 +122,7 @@ impl Dispatcher {
                     }
                 }
             }
-            while let Some(finished) = tasks.try_join_next() {
-                if let Ok(webhook) = finished {
-                    done(webhook, &mut in_flight);
-                }
-            }
+            while tasks.try_join_next().is_some() {}
             if more_due {
                 tokio::task::yield_now().await;
                 continue;
@@ -150,11 +130,7 @@ impl Dispatcher {
             let wait = self.until_next_due().await;
             tokio::select! {
                 () = self.wake.notified() => {}
-                Some(finished) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(webhook) = finished {
-                        done(webhook, &mut in_flight);
-                    }
-                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = tokio::time::sleep(wait) => {}
                 _ = stats.tick() => self.report_queue().await,
                 _ = shutdown.changed() => {}

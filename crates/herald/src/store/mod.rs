@@ -11,6 +11,7 @@ use std::pin::Pin;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
+pub mod postgres;
 pub mod sqlite;
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -349,10 +350,9 @@ pub struct ClaimRequest {
     pub now: Millis,
     pub lease_until: Millis,
     pub limit: u32,
-    /// At most this many deliveries in flight per webhook.
+    /// At most this many deliveries leased per webhook, counted in the database so the cap
+    /// holds across every node.
     pub per_webhook: u32,
-    /// Deliveries of each webhook already in flight in this process.
-    pub in_flight: Vec<(WebhookId, u32)>,
 }
 
 /// A leased delivery with everything one attempt needs.
@@ -452,12 +452,18 @@ pub trait Store: Send + Sync + 'static {
     fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published>;
     fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>>;
 
-    /// Leases due deliveries; an expired lease makes a delivery due again.
+    /// Leases due deliveries, at most `per_webhook` leased per webhook at once; an expired
+    /// lease makes a delivery due again.
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>>;
     /// The earliest `next_attempt_at` of any pending delivery, leased ones included.
     fn next_due_at(&self) -> StoreFuture<'_, Option<Millis>>;
     fn record_attempt(&self, record: AttemptRecord) -> StoreFuture<'_, WebhookEffect>;
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats>;
+    /// Calls `wake.notify_one()` whenever another process makes deliveries due (PostgreSQL's
+    /// `LISTEN/NOTIFY`). The embedded store has no other process, so it does nothing.
+    fn forward_wakeups(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = wake;
+    }
 
     fn list_deliveries(&self, filter: DeliveryFilter, page: PageRequest) -> StoreFuture<'_, Page<Delivery>>;
     fn get_delivery(&self, scope: OrgScope, id: DeliveryId) -> StoreFuture<'_, Option<Delivery>>;

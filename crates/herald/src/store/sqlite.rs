@@ -25,6 +25,7 @@ use crate::domain::time::Millis;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_delivery.sql"),
+    include_str!("../../migrations/sqlite/0003_leases.sql"),
 ];
 
 /// How many queued writes one transaction may take.
@@ -884,11 +885,25 @@ impl Store for SqliteStore {
 
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
         Box::pin(self.write(move |conn| {
-            let mut allowance: std::collections::HashMap<String, u32> = request
-                .in_flight
-                .iter()
-                .map(|(w, n)| (w.as_str().to_owned(), request.per_webhook.saturating_sub(*n)))
-                .collect();
+            let mut allowance: std::collections::HashMap<String, u32> = conn
+                .prepare_cached(
+                    "SELECT webhook_id, COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL \
+                     AND status = 'pending' AND next_attempt_at > ? GROUP BY webhook_id",
+                )?
+                .query_map([request.now], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .map(|row| {
+                    row.map(|(w, n)| {
+                        (
+                            w,
+                            request
+                                .per_webhook
+                                .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
             let busy: Vec<&str> = allowance
                 .iter()
                 .filter(|(_, n)| **n == 0)

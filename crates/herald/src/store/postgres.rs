@@ -1,0 +1,1398 @@
+//! The PostgreSQL store, for several Herald nodes sharing one database.
+//!
+//! Each write is one transaction on a pooled connection; PostgreSQL flushes the WAL of
+//! concurrent commits together, so concurrent publishes and attempt results share fsyncs
+//! without a writer of our own. Due deliveries are leased with `FOR UPDATE SKIP LOCKED`, so
+//! nodes never wait on each other's rows, and every write that makes work due sends
+//! `NOTIFY herald_due` so the other nodes wake at once (their slow poll is only the fallback).
+
+use std::collections::HashMap;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
+
+use super::*;
+use crate::domain::event_types::subscribed;
+use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
+use crate::domain::time::Millis;
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+/// Serialises migrations and the first-start bootstrap across nodes.
+const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;
+const LOCK_BOOTSTRAP: i64 = 0x6865_7261_6c64_0002;
+const CHANNEL: &str = "herald_due";
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                if code == "23505" {
+                    Self::Conflict("a unique value is already taken")
+                } else if code.starts_with("08")
+                    || code.starts_with("57")
+                    || code == "53300"
+                    || code == "40001"
+                {
+                    // Connection trouble, shutdown, statement timeout, too many connections.
+                    Self::Unavailable(e.to_string())
+                } else {
+                    Self::Backend(e.to_string())
+                }
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
+            _ => Self::Backend(e.to_string()),
+        }
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("stored {what} is malformed"))
+}
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub statement_timeout: Duration,
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and applies the embedded migrations (one node at a time).
+    pub async fn open(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid HERALD_DATABASE_URL: {e}")))?
+            .application_name("herald")
+            .options([(
+                "statement_timeout",
+                settings.statement_timeout.as_millis().to_string(),
+            )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOCK_MIGRATE)
+            .execute(&mut *tx)
+            .await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('herald_schema') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+        if !exists {
+            sqlx::query("CREATE TABLE herald_schema (version BIGINT NOT NULL)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let version: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM herald_schema")
+            .fetch_one(&mut *tx)
+            .await?;
+        let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Backend(format!(
+                "the database schema (version {version}) is newer than this Herald ({}); upgrade Herald",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO herald_schema (version) VALUES ($1)")
+                .bind(i64::try_from(index + 1).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(MIGRATIONS.len())
+    }
+
+    pub fn schema_version() -> usize {
+        MIGRATIONS.len()
+    }
+}
+
+async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A value bound into a dynamically built query.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+fn push(builder: &mut QueryBuilder<Postgres>, arg: Arg) {
+    match arg {
+        Arg::Text(s) => builder.push_bind(s),
+        Arg::Int(i) => builder.push_bind(i),
+    };
+}
+
+/// `WHERE …` conditions of a list: a fixed `FROM … WHERE` and `(sql, value)` pairs.
+struct Listing {
+    from_where: &'static str,
+    conditions: Vec<(&'static str, Arg)>,
+}
+
+impl Listing {
+    fn clone_conditions(&self) -> Vec<(&'static str, Arg)> {
+        self.conditions
+            .iter()
+            .map(|(sql, arg)| {
+                let arg = match arg {
+                    Arg::Text(s) => Arg::Text(s.clone()),
+                    Arg::Int(i) => Arg::Int(*i),
+                };
+                (*sql, arg)
+            })
+            .collect()
+    }
+
+    fn builder(&self, head: &str, extra: Option<(&str, &str)>) -> QueryBuilder<Postgres> {
+        let mut b = QueryBuilder::new(format!("{head} {}", self.from_where));
+        for (sql, arg) in self.clone_conditions() {
+            b.push(sql);
+            push(&mut b, arg);
+        }
+        if let Some((condition, id)) = extra {
+            b.push(condition);
+            b.push_bind(id.to_owned());
+        }
+        b
+    }
+}
+
+/// One page, newest first, with cursors in both directions (the same rules as SQLite's).
+async fn page<T>(
+    pool: &PgPool,
+    id_column: &str,
+    columns: &str,
+    listing: Listing,
+    request: &PageRequest,
+    map: impl Fn(&PgRow) -> Result<T, StoreError>,
+    id_of: impl Fn(&T) -> &str,
+) -> Result<Page<T>, StoreError> {
+    let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+    let (boundary, order) = match &request.position {
+        Position::First => (None, "DESC"),
+        Position::After(id) => (Some((format!(" AND {id_column} < "), id.as_str())), "DESC"),
+        Position::Before(id) => (Some((format!(" AND {id_column} > "), id.as_str())), "ASC"),
+    };
+    let mut b = listing.builder(
+        &format!("SELECT {columns}"),
+        boundary.as_ref().map(|(c, id)| (c.as_str(), *id)),
+    );
+    b.push(format!(" ORDER BY {id_column} {order} LIMIT "));
+    b.push_bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
+    let rows = b.build().fetch_all(pool).await?;
+    let mut items = rows.iter().map(&map).collect::<Result<Vec<T>, _>>()?;
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    if matches!(request.position, Position::Before(_)) {
+        items.reverse();
+    }
+    let exists = |op: &'static str, id: String| {
+        let condition = format!(" AND {id_column} {op} ");
+        let listing = &listing;
+        async move {
+            let mut b = listing.builder("SELECT EXISTS(SELECT 1", Some((condition.as_str(), id.as_str())));
+            b.push(")");
+            let found: bool = b.build_query_scalar().fetch_one(pool).await?;
+            Ok::<bool, StoreError>(found)
+        }
+    };
+    let newest = items.first().map(|t| id_of(t).to_owned());
+    let oldest = items.last().map(|t| id_of(t).to_owned());
+    let (older_exist, newer_exist) = match &request.position {
+        Position::First => (has_more, false),
+        Position::After(_) => (
+            has_more,
+            match &newest {
+                Some(id) => exists(">", id.clone()).await?,
+                None => false,
+            },
+        ),
+        Position::Before(_) => (
+            match &oldest {
+                Some(id) => exists("<", id.clone()).await?,
+                None => false,
+            },
+            has_more,
+        ),
+    };
+    Ok(Page {
+        next_after: oldest.filter(|_| older_exist),
+        prev_before: newest.filter(|_| newer_exist),
+        has_more,
+        items,
+    })
+}
+
+fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(
+    row: &'r PgRow,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i).map_err(StoreError::from)
+}
+
+const ORG_COLUMNS: &str = "id, name, created_at";
+
+fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
+    Ok(Org {
+        id: OrgId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("org id"))?,
+        name: get(row, 1)?,
+        created_at: get(row, 2)?,
+    })
+}
+
+const WEBHOOK_COLUMNS: &str = "id, org_id, name, description, url, status, disabled_reason, \
+     event_types, secret_last4, last_triggered_at, created_at, updated_at";
+
+fn webhook_from_row(row: &PgRow) -> Result<Webhook, StoreError> {
+    let event_types: Option<String> = get(row, 7)?;
+    Ok(Webhook {
+        id: WebhookId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("webhook id"))?,
+        org_id: OrgId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("org id"))?,
+        name: get(row, 2)?,
+        description: get(row, 3)?,
+        url: get(row, 4)?,
+        status: WebhookStatus::parse(&get::<String>(row, 5)?).ok_or_else(|| corrupt("status"))?,
+        disabled_reason: get(row, 6)?,
+        event_types: event_types
+            .map(|json| serde_json::from_str(&json).map_err(|_| corrupt("event types")))
+            .transpose()?,
+        secret_last4: get(row, 8)?,
+        last_triggered_at: get(row, 9)?,
+        created_at: get(row, 10)?,
+        updated_at: get(row, 11)?,
+    })
+}
+
+const EVENT_COLUMNS: &str = "id, org_id, event_type, payload, source_id, delivery_count, created_at";
+
+fn event_from_row(row: &PgRow) -> Result<Event, StoreError> {
+    Ok(Event {
+        id: EventId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("event id"))?,
+        org_id: OrgId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("org id"))?,
+        event_type: get(row, 2)?,
+        payload: get(row, 3)?,
+        source_id: get(row, 4)?,
+        delivery_count: get(row, 5)?,
+        created_at: get(row, 6)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, d.status, d.attempt_count, \
+     d.next_attempt_at, d.last_attempt_at, d.last_response_status, d.last_error, d.last_error_message, \
+     d.delivered_at, e.payload, d.created_at, d.updated_at";
+
+fn delivery_from_row(row: &PgRow) -> Result<Delivery, StoreError> {
+    let status = DeliveryStatus::parse(&get::<String>(row, 5)?).ok_or_else(|| corrupt("delivery status"))?;
+    let next_attempt_at: Option<Millis> = get(row, 7)?;
+    Ok(Delivery {
+        id: DeliveryId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("delivery id"))?,
+        event_id: EventId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("event id"))?,
+        webhook_id: WebhookId::parse(&get::<String>(row, 2)?).ok_or_else(|| corrupt("webhook id"))?,
+        org_id: OrgId::parse(&get::<String>(row, 3)?).ok_or_else(|| corrupt("org id"))?,
+        event_type: get(row, 4)?,
+        status,
+        attempt_count: get(row, 6)?,
+        next_attempt_at: next_attempt_at.filter(|_| status == DeliveryStatus::Pending),
+        last_attempt_at: get(row, 8)?,
+        last_response_status: get(row, 9)?,
+        last_error: get(row, 10)?,
+        last_error_message: get(row, 11)?,
+        delivered_at: get(row, 12)?,
+        payload: get(row, 13)?,
+        created_at: get(row, 14)?,
+        updated_at: get(row, 15)?,
+    })
+}
+
+fn attempt_from_row(row: &PgRow) -> Result<Attempt, StoreError> {
+    Ok(Attempt {
+        id: AttemptId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("attempt id"))?,
+        delivery_id: DeliveryId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("delivery id"))?,
+        attempt_number: get(row, 2)?,
+        started_at: get(row, 3)?,
+        duration_ms: get(row, 4)?,
+        response_status: get(row, 5)?,
+        response_body: get(row, 6)?,
+        response_body_truncated: get(row, 7)?,
+        error: get(row, 8)?,
+        error_message: get(row, 9)?,
+    })
+}
+
+/// `AND org_id = $n` for a scope that names an org.
+fn push_scope(b: &mut QueryBuilder<Postgres>, scope: &OrgScope, column: &str) {
+    if let OrgScope::Org(org) = scope {
+        b.push(format!(" AND {column} = "));
+        b.push_bind(org.as_str().to_owned());
+    }
+}
+
+async fn live_webhook(
+    conn: &mut PgConnection,
+    scope: &OrgScope,
+    id: &WebhookId,
+    lock: bool,
+) -> Result<Option<Webhook>, StoreError> {
+    let mut b = QueryBuilder::new(format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE deleted_at IS NULL AND id = "
+    ));
+    b.push_bind(id.as_str().to_owned());
+    push_scope(&mut b, scope, "org_id");
+    if lock {
+        b.push(" FOR UPDATE");
+    }
+    b.build()
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(webhook_from_row)
+        .transpose()
+}
+
+async fn park(conn: &mut PgConnection, webhook: &WebhookId) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = NULL, claim_token = NULL WHERE webhook_id = $1 AND status = 'pending'",
+    )
+    .bind(webhook.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn unpark(conn: &mut PgConnection, webhook: &WebhookId, now: Millis) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = $1 WHERE webhook_id = $2 AND status = 'pending' AND next_attempt_at IS NULL",
+    )
+    .bind(now)
+    .bind(webhook.as_str())
+    .execute(&mut *conn)
+    .await?;
+    notify(conn).await
+}
+
+async fn insert_org(conn: &mut PgConnection, org: &Org) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(org.id.as_str())
+        .bind(&org.name)
+        .bind(org.created_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_key(conn: &mut PgConnection, key: &ApiKey) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, org_id, role, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(key.id.as_str())
+    .bind(key.org_id.as_str())
+    .bind(key.role.as_str())
+    .bind(&key.secret_hash)
+    .bind(key.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, StoreError> {
+    types
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn claim_token() -> i64 {
+    getrandom::u64().map_or_else(|_| crate::domain::time::now_ms(), |n| (n >> 1) as i64)
+}
+
+impl Store for PostgresStore {
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+
+    fn create_org(&self, org: Org) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await?;
+            insert_org(&mut conn, &org).await
+        })
+    }
+
+    fn get_org(&self, id: OrgId) -> StoreFuture<'_, Option<Org>> {
+        Box::pin(async move {
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1"
+            )))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(org_from_row)
+            .transpose()
+        })
+    }
+
+    fn list_orgs(&self, request: PageRequest) -> StoreFuture<'_, Page<Org>> {
+        Box::pin(async move {
+            let listing = Listing {
+                from_where: "FROM orgs WHERE TRUE",
+                conditions: Vec::new(),
+            };
+            page(
+                &self.pool,
+                "id",
+                ORG_COLUMNS,
+                listing,
+                &request,
+                org_from_row,
+                |o| o.id.as_str(),
+            )
+            .await
+        })
+    }
+
+    fn bootstrap(&self, org: Org, key: ApiKey) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(LOCK_BOOTSTRAP)
+                .execute(&mut *tx)
+                .await?;
+            let any: bool = sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM orgs)")
+                .fetch_one(&mut *tx)
+                .await?;
+            if any {
+                return Ok(false);
+            }
+            insert_org(&mut tx, &org).await?;
+            insert_key(&mut tx, &key).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn create_api_key(&self, key: ApiKey) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await?;
+            insert_key(&mut conn, &key).await
+        })
+    }
+
+    fn get_api_key(&self, id: KeyId) -> StoreFuture<'_, Option<ApiKey>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT org_id, role, secret_hash, created_at FROM api_keys WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|row| {
+                Ok(ApiKey {
+                    id: id.clone(),
+                    org_id: OrgId::parse(&get::<String>(&row, 0)?).ok_or_else(|| corrupt("org id"))?,
+                    role: Role::parse(&get::<String>(&row, 1)?).ok_or_else(|| corrupt("role"))?,
+                    secret_hash: get(&row, 2)?,
+                    created_at: get(&row, 3)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn create_webhook(&self, new: NewWebhook) -> StoreFuture<'_, Webhook> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, secret_last4, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $8)",
+            )
+            .bind(new.id.as_str())
+            .bind(new.org_id.as_str())
+            .bind(&new.name)
+            .bind(&new.description)
+            .bind(&new.url)
+            .bind(event_types_json(&new.event_types)?)
+            .bind(&new.secret_last4)
+            .bind(new.now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(new.id.as_str())
+            .bind(&new.secret_ciphertext)
+            .bind(new.now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Webhook {
+                id: new.id,
+                org_id: new.org_id,
+                name: new.name,
+                description: new.description,
+                url: new.url,
+                status: WebhookStatus::Active,
+                disabled_reason: None,
+                event_types: new.event_types,
+                secret_last4: new.secret_last4,
+                last_triggered_at: None,
+                created_at: new.now,
+                updated_at: new.now,
+            })
+        })
+    }
+
+    fn list_webhooks(&self, org: OrgId, request: PageRequest) -> StoreFuture<'_, Page<Webhook>> {
+        Box::pin(async move {
+            let listing = Listing {
+                from_where: "FROM webhooks WHERE deleted_at IS NULL",
+                conditions: vec![(" AND org_id = ", Arg::Text(org.as_str().to_owned()))],
+            };
+            page(
+                &self.pool,
+                "id",
+                WEBHOOK_COLUMNS,
+                listing,
+                &request,
+                webhook_from_row,
+                |w| w.id.as_str(),
+            )
+            .await
+        })
+    }
+
+    fn get_webhook(&self, scope: OrgScope, id: WebhookId) -> StoreFuture<'_, Option<Webhook>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await?;
+            live_webhook(&mut conn, &scope, &id, false).await
+        })
+    }
+
+    fn update_webhook(
+        &self,
+        scope: OrgScope,
+        id: WebhookId,
+        changes: WebhookChanges,
+    ) -> StoreFuture<'_, Option<Webhook>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let Some(mut webhook) = live_webhook(&mut tx, &scope, &id, true).await? else {
+                return Ok(None);
+            };
+            let was = webhook.status;
+            if let Some(name) = changes.name {
+                webhook.name = name;
+            }
+            if let Some(description) = changes.description {
+                webhook.description = description;
+            }
+            if let Some(url) = changes.url {
+                webhook.url = url;
+            }
+            if let Some(event_types) = changes.event_types {
+                webhook.event_types = event_types;
+            }
+            if let Some((status, reason)) = changes.status {
+                webhook.status = status;
+                webhook.disabled_reason = match status {
+                    WebhookStatus::Active => None,
+                    WebhookStatus::Disabled => reason,
+                };
+            }
+            webhook.updated_at = changes.now.max(webhook.updated_at);
+            sqlx::query(
+                "UPDATE webhooks SET name = $1, description = $2, url = $3, event_types = $4, status = $5, \
+                 disabled_reason = $6, updated_at = $7, \
+                 failing_since = CASE WHEN $5 = 'active' THEN NULL ELSE failing_since END WHERE id = $8",
+            )
+            .bind(&webhook.name)
+            .bind(&webhook.description)
+            .bind(&webhook.url)
+            .bind(event_types_json(&webhook.event_types)?)
+            .bind(webhook.status.as_str())
+            .bind(&webhook.disabled_reason)
+            .bind(webhook.updated_at)
+            .bind(webhook.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            match (was, webhook.status) {
+                (WebhookStatus::Active, WebhookStatus::Disabled) => park(&mut tx, &webhook.id).await?,
+                (WebhookStatus::Disabled, WebhookStatus::Active) => {
+                    unpark(&mut tx, &webhook.id, changes.now).await?
+                }
+                _ => {}
+            }
+            tx.commit().await?;
+            Ok(Some(webhook))
+        })
+    }
+
+    fn delete_webhook(&self, scope: OrgScope, id: WebhookId, now: Millis) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let mut b = QueryBuilder::new("UPDATE webhooks SET deleted_at = ");
+            b.push_bind(now);
+            b.push(", updated_at = ");
+            b.push_bind(now);
+            b.push(" WHERE deleted_at IS NULL AND id = ");
+            b.push_bind(id.as_str().to_owned());
+            push_scope(&mut b, &scope, "org_id");
+            let changed = b.build().execute(&mut *tx).await?.rows_affected();
+            if changed > 0 {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, claim_token = NULL, \
+                     updated_at = $1 WHERE webhook_id = $2 AND status = 'pending'",
+                )
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn rotate_webhook_secret(
+        &self,
+        scope: OrgScope,
+        id: WebhookId,
+        rotation: SecretRotation,
+    ) -> StoreFuture<'_, Option<Webhook>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let Some(mut webhook) = live_webhook(&mut tx, &scope, &id, true).await? else {
+                return Ok(None);
+            };
+            let now = rotation.now;
+            match rotation.previous_expires_at {
+                None => {
+                    sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1")
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(until) => {
+                    sqlx::query(
+                        "UPDATE webhook_secrets SET expires_at = $1 WHERE webhook_id = $2 AND expires_at IS NULL",
+                    )
+                    .bind(until)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at <= $2")
+                        .bind(id.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id.as_str())
+            .bind(&rotation.ciphertext)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            webhook.secret_last4 = rotation.last4;
+            webhook.updated_at = now.max(webhook.updated_at);
+            sqlx::query("UPDATE webhooks SET secret_last4 = $1, updated_at = $2 WHERE id = $3")
+                .bind(&webhook.secret_last4)
+                .bind(webhook.updated_at)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(webhook))
+        })
+    }
+
+    fn webhook_secrets(&self, id: WebhookId, now: Millis) -> StoreFuture<'_, Vec<StoredSecret>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT ciphertext, expires_at FROM webhook_secrets WHERE webhook_id = $1 \
+                 AND (expires_at IS NULL OR expires_at > $2) ORDER BY expires_at IS NOT NULL, seq DESC",
+            )
+            .bind(id.as_str())
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredSecret {
+                        ciphertext: get(row, 0)?,
+                        expires_at: get(row, 1)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            if let Some(source) = &event.source_id {
+                // A caller id older than the window is free again.
+                sqlx::query(
+                    "UPDATE events SET source_id = NULL WHERE org_id = $1 AND source_id = $2 AND created_at < $3",
+                )
+                .bind(event.org_id.as_str())
+                .bind(source)
+                .bind(event.dedup_after)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let targets: Vec<(String, bool)> = match &event.only_webhook {
+                Some(id) => sqlx::query(
+                    "SELECT id, status FROM webhooks WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL",
+                )
+                .bind(id.as_str())
+                .bind(event.org_id.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)? == "active")))
+                .collect::<Result<_, StoreError>>()?,
+                None => {
+                    let rows = sqlx::query(
+                        "SELECT id, event_types FROM webhooks WHERE org_id = $1 AND status = 'active' AND deleted_at IS NULL",
+                    )
+                    .bind(event.org_id.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut targets = Vec::new();
+                    for row in &rows {
+                        let patterns: Option<String> = get(row, 1)?;
+                        let patterns: Option<Vec<String>> =
+                            patterns.and_then(|json| serde_json::from_str(&json).ok());
+                        if subscribed(patterns.as_deref(), &event.event_type) {
+                            targets.push((get::<String>(row, 0)?, true));
+                        }
+                    }
+                    targets
+                }
+            };
+            let count = i64::try_from(targets.len()).unwrap_or(i64::MAX);
+            let inserted = sqlx::query(
+                "INSERT INTO events (id, org_id, event_type, payload, source_id, delivery_count, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (org_id, source_id) WHERE source_id IS NOT NULL DO NOTHING",
+            )
+            .bind(event.id.as_str())
+            .bind(event.org_id.as_str())
+            .bind(&event.event_type)
+            .bind(&event.payload)
+            .bind(&event.source_id)
+            .bind(count)
+            .bind(event.now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                // The caller's id was seen within the window (perhaps by another node just now).
+                let existing = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND source_id = $2"
+                )))
+                .bind(event.org_id.as_str())
+                .bind(&event.source_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let existing = event_from_row(&existing)?;
+                tx.commit().await?;
+                return Ok(Published::Duplicate(existing));
+            }
+            if !targets.is_empty() {
+                let mut b = QueryBuilder::new(
+                    "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
+                     created_at, updated_at) ",
+                );
+                b.push_values(&targets, |mut row, (webhook, active)| {
+                    row.push_bind(DeliveryId::new().to_string())
+                        .push_bind(event.id.as_str().to_owned())
+                        .push_bind(webhook.clone())
+                        .push_bind(event.org_id.as_str().to_owned())
+                        .push_bind(event.event_type.clone())
+                        .push_bind("pending")
+                        .push_bind(active.then_some(event.now))
+                        .push_bind(event.now)
+                        .push_bind(event.now);
+                });
+                b.build().execute(&mut *tx).await?;
+                notify(&mut tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Published::Created(Event {
+                id: event.id,
+                org_id: event.org_id,
+                event_type: event.event_type,
+                payload: event.payload,
+                source_id: event.source_id,
+                delivery_count: count,
+                created_at: event.now,
+            }))
+        })
+    }
+
+    fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>> {
+        Box::pin(async move {
+            let mut b = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = "));
+            b.push_bind(id.as_str().to_owned());
+            push_scope(&mut b, &scope, "org_id");
+            b.build()
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(event_from_row)
+                .transpose()
+        })
+    }
+
+    fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let leased = sqlx::query(
+                "SELECT webhook_id, COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL AND status = 'pending' \
+                 AND next_attempt_at > $1 GROUP BY webhook_id",
+            )
+            .bind(request.now)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut allowance: HashMap<String, u32> = HashMap::new();
+            for row in &leased {
+                let n: i64 = get(row, 1)?;
+                allowance.insert(
+                    get(row, 0)?,
+                    request
+                        .per_webhook
+                        .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)),
+                );
+            }
+            let busy: Vec<String> = allowance
+                .iter()
+                .filter(|(_, n)| **n == 0)
+                .map(|(w, _)| w.clone())
+                .collect();
+            let scan = i64::from(request.limit.saturating_mul(4).max(64));
+            let due = sqlx::query(
+                "SELECT id, webhook_id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 AND NOT (webhook_id = ANY($2)) ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(request.now)
+            .bind(&busy)
+            .bind(scan)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut chosen: Vec<String> = Vec::new();
+            for row in &due {
+                if chosen.len() >= usize::try_from(request.limit).unwrap_or(usize::MAX) {
+                    break;
+                }
+                let webhook: String = get(row, 1)?;
+                let left = allowance.entry(webhook).or_insert(request.per_webhook);
+                if *left > 0 {
+                    *left -= 1;
+                    chosen.push(get(row, 0)?);
+                }
+            }
+            if chosen.is_empty() {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            let token = claim_token();
+            let rows = sqlx::query(
+                "UPDATE deliveries d SET next_attempt_at = $1, claim_token = $2 FROM webhooks w, events e \
+                 WHERE d.id = ANY($3) AND w.id = d.webhook_id AND e.id = d.event_id \
+                 RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload, d.next_attempt_at",
+            )
+            .bind(request.lease_until)
+            .bind(token)
+            .bind(&chosen)
+            .fetch_all(&mut *tx)
+            .await?;
+            let webhooks: Vec<String> = {
+                let mut ids: Vec<String> = Vec::new();
+                for row in &rows {
+                    let id: String = get(row, 2)?;
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+                ids
+            };
+            let secret_rows = sqlx::query(
+                "SELECT webhook_id, ciphertext FROM webhook_secrets WHERE webhook_id = ANY($1) \
+                 AND (expires_at IS NULL OR expires_at > $2) ORDER BY webhook_id, expires_at IS NOT NULL, seq DESC",
+            )
+            .bind(&webhooks)
+            .bind(request.now)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let mut secrets: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+            for row in &secret_rows {
+                secrets.entry(get(row, 0)?).or_default().push(get(row, 1)?);
+            }
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let webhook: String = get(row, 2)?;
+                claimed.push(Claimed {
+                    delivery_id: DeliveryId::parse(&get::<String>(row, 0)?)
+                        .ok_or_else(|| corrupt("delivery id"))?,
+                    claim_token: token,
+                    event_id: EventId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("event id"))?,
+                    secrets: secrets.get(&webhook).cloned().unwrap_or_default(),
+                    webhook_id: WebhookId::parse(&webhook).ok_or_else(|| corrupt("webhook id"))?,
+                    attempt_count: get(row, 3)?,
+                    cycle_start: get(row, 4)?,
+                    url: get(row, 5)?,
+                    payload: get(row, 6)?,
+                });
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn next_due_at(&self) -> StoreFuture<'_, Option<Millis>> {
+        Box::pin(async move {
+            Ok(
+                sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")
+                    .fetch_one(&self.pool)
+                    .await?,
+            )
+        })
+    }
+
+    fn record_attempt(&self, record: AttemptRecord) -> StoreFuture<'_, WebhookEffect> {
+        Box::pin(async move {
+            let a = &record.attempt;
+            let now = record.now;
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
+                 response_body, response_body_truncated, error, error_message) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(a.id.as_str())
+            .bind(a.delivery_id.as_str())
+            .bind(a.attempt_number)
+            .bind(a.started_at)
+            .bind(a.duration_ms)
+            .bind(a.response_status)
+            .bind(&a.response_body)
+            .bind(a.response_body_truncated)
+            .bind(&a.error)
+            .bind(&a.error_message)
+            .execute(&mut *tx)
+            .await?;
+            let (status, next_at, delivered_at) = match &record.next {
+                Next::Delivered => ("delivered", None, Some(a.started_at + a.duration_ms)),
+                Next::RetryAt(at) => ("pending", Some(*at), None),
+                Next::Failed => ("failed", None, None),
+                Next::DisableWebhook(_) => ("pending", None, None),
+            };
+            // As on SQLite: the state changes only under our lease, or to `delivered`.
+            let guard = if matches!(record.next, Next::Delivered) {
+                "status IN ('pending', 'failed', 'delivered')"
+            } else {
+                "status = 'pending' AND claim_token = $10"
+            };
+            let sql = format!(
+                "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = $1, \
+                 last_response_status = $2, last_error = $3, last_error_message = $4, updated_at = $5, \
+                 status = $6, next_attempt_at = $7, delivered_at = COALESCE($8, delivered_at), claim_token = NULL \
+                 WHERE id = $9 AND {guard}"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(a.started_at)
+                .bind(a.response_status)
+                .bind(&a.error)
+                .bind(&a.error_message)
+                .bind(now)
+                .bind(status)
+                .bind(next_at)
+                .bind(delivered_at)
+                .bind(a.delivery_id.as_str());
+            if !matches!(record.next, Next::Delivered) {
+                query = query.bind(record.claim_token);
+            }
+            if query.execute(&mut *tx).await?.rows_affected() == 0 {
+                sqlx::query("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = $1")
+                    .bind(a.delivery_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let webhook = record.webhook_id.as_str();
+            sqlx::query(
+                "UPDATE webhooks SET last_triggered_at = $1 WHERE id = $2 \
+                 AND (last_triggered_at IS NULL OR last_triggered_at < $3)",
+            )
+            .bind(now)
+            .bind(webhook)
+            .bind(now - 1000)
+            .execute(&mut *tx)
+            .await?;
+            let disable = match &record.next {
+                Next::Delivered => {
+                    sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                        .bind(webhook)
+                        .execute(&mut *tx)
+                        .await?;
+                    None
+                }
+                Next::DisableWebhook(reason) => Some(reason.clone()),
+                Next::RetryAt(_) | Next::Failed => {
+                    let since: Option<Option<Millis>> = sqlx::query_scalar(
+                        "UPDATE webhooks SET failing_since = COALESCE(failing_since, $1) WHERE id = $2 RETURNING failing_since",
+                    )
+                    .bind(a.started_at)
+                    .bind(webhook)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    since.flatten().filter(|s| *s <= record.disable_if_failing_since).map(|_| {
+                        "every delivery failed for longer than HERALD_DISABLE_AFTER; fix the endpoint and set status to active"
+                            .to_owned()
+                    })
+                }
+            };
+            let Some(reason) = disable else {
+                tx.commit().await?;
+                return Ok(WebhookEffect::None);
+            };
+            let changed = sqlx::query(
+                "UPDATE webhooks SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
+                 WHERE id = $3 AND status = 'active'",
+            )
+            .bind(&reason)
+            .bind(now)
+            .bind(webhook)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            park(&mut tx, &record.webhook_id).await?;
+            tx.commit().await?;
+            Ok(if changed > 0 {
+                WebhookEffect::Disabled(reason)
+            } else {
+                WebhookEffect::None
+            })
+        })
+    }
+
+    fn queue_stats(&self) -> StoreFuture<'_, QueueStats> {
+        Box::pin(async move {
+            let row =
+                sqlx::query("SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'pending'")
+                    .fetch_one(&self.pool)
+                    .await?;
+            let pending: i64 = get(&row, 0)?;
+            Ok(QueueStats {
+                pending: u64::try_from(pending).unwrap_or(0),
+                oldest_pending_created_at: get(&row, 1)?,
+            })
+        })
+    }
+
+    fn forward_wakeups(&self, wake: Arc<tokio::sync::Notify>) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let listener = async {
+                    let mut listener = PgListener::connect_with(&pool).await?;
+                    listener.listen(CHANNEL).await?;
+                    Ok::<PgListener, sqlx::Error>(listener)
+                };
+                match listener.await {
+                    Ok(mut listener) => {
+                        backoff = Duration::from_millis(100);
+                        // Anything published while we were not listening: look now.
+                        wake.notify_one();
+                        while let Ok(notification) = listener.try_recv().await {
+                            if notification.is_none() {
+                                // The connection was lost (and will be re-established).
+                                wake.notify_one();
+                                continue;
+                            }
+                            wake.notify_one();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot LISTEN for new deliveries; retrying");
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    fn list_deliveries(
+        &self,
+        filter: DeliveryFilter,
+        request: PageRequest,
+    ) -> StoreFuture<'_, Page<Delivery>> {
+        Box::pin(async move {
+            let mut conditions = Vec::new();
+            if let Some(org) = &filter.org_id {
+                conditions.push((" AND d.org_id = ", Arg::Text(org.as_str().to_owned())));
+            }
+            if let Some(event) = filter.event_id {
+                conditions.push((" AND d.event_id = ", Arg::Text(event)));
+            }
+            if let Some(webhook) = filter.webhook_id {
+                conditions.push((" AND d.webhook_id = ", Arg::Text(webhook)));
+            }
+            if let Some(status) = filter.status {
+                conditions.push((" AND d.status = ", Arg::Text(status.as_str().to_owned())));
+            }
+            if let Some(event_type) = filter.event_type {
+                conditions.push((" AND d.event_type = ", Arg::Text(event_type)));
+            }
+            if let Some(after) = filter.created_after {
+                conditions.push((" AND d.created_at > ", Arg::Int(after)));
+            }
+            if let Some(before) = filter.created_before {
+                conditions.push((" AND d.created_at < ", Arg::Int(before)));
+            }
+            let listing = Listing {
+                from_where: "FROM deliveries d JOIN events e ON e.id = d.event_id WHERE TRUE",
+                conditions,
+            };
+            page(
+                &self.pool,
+                "d.id",
+                DELIVERY_COLUMNS,
+                listing,
+                &request,
+                delivery_from_row,
+                |d| d.id.as_str(),
+            )
+            .await
+        })
+    }
+
+    fn get_delivery(&self, scope: OrgScope, id: DeliveryId) -> StoreFuture<'_, Option<Delivery>> {
+        Box::pin(async move {
+            let mut b = QueryBuilder::new(format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = "
+            ));
+            b.push_bind(id.as_str().to_owned());
+            push_scope(&mut b, &scope, "d.org_id");
+            b.build()
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(delivery_from_row)
+                .transpose()
+        })
+    }
+
+    fn list_attempts(&self, delivery: DeliveryId) -> StoreFuture<'_, Vec<Attempt>> {
+        Box::pin(async move {
+            sqlx::query(
+                "SELECT id, delivery_id, attempt_number, started_at, duration_ms, response_status, response_body, \
+                 response_body_truncated, error, error_message FROM attempts WHERE delivery_id = $1 \
+                 ORDER BY attempt_number, started_at",
+            )
+            .bind(delivery.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(attempt_from_row)
+            .collect()
+        })
+    }
+
+    fn requeue_delivery(&self, scope: OrgScope, id: DeliveryId, now: Millis) -> StoreFuture<'_, Requeue> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let mut b = QueryBuilder::new(
+                "SELECT d.status, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ",
+            );
+            b.push_bind(id.as_str().to_owned());
+            push_scope(&mut b, &scope, "d.org_id");
+            b.push(" FOR UPDATE OF d");
+            let Some(row) = b.build().fetch_optional(&mut *tx).await? else {
+                return Ok(Requeue::NotFound);
+            };
+            let status: String = get(&row, 0)?;
+            let webhook_status: String = get(&row, 1)?;
+            if status == "canceled" {
+                return Ok(Requeue::Canceled);
+            }
+            let due = (webhook_status == "active").then_some(now);
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, claim_token = NULL, \
+                 cycle_start = attempt_count, updated_at = $2 WHERE id = $3",
+            )
+            .bind(due)
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            notify(&mut tx).await?;
+            tx.commit().await?;
+            Ok(Requeue::Queued)
+        })
+    }
+
+    fn replay_failed(
+        &self,
+        scope: OrgScope,
+        webhook: WebhookId,
+        since: Millis,
+        until: Millis,
+        now: Millis,
+    ) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let Some(found) = live_webhook(&mut tx, &scope, &webhook, false).await? else {
+                return Ok(None);
+            };
+            let due = (found.status == WebhookStatus::Active).then_some(now);
+            let n = sqlx::query(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, claim_token = NULL, \
+                 cycle_start = attempt_count, updated_at = $2 \
+                 WHERE webhook_id = $3 AND status = 'failed' AND created_at >= $4 AND created_at < $5",
+            )
+            .bind(due)
+            .bind(now)
+            .bind(webhook.as_str())
+            .bind(since)
+            .bind(until)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                notify(&mut tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(n))
+        })
+    }
+
+    fn claim_idempotency_key(&self, request: IdempotencyRequest) -> StoreFuture<'_, IdempotencyClaim> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (org_id, key, fingerprint, status, body, created_at) \
+                 VALUES ($1, $2, $3, NULL, NULL, $4) ON CONFLICT (org_id, key) DO NOTHING",
+            )
+            .bind(request.org_id.as_str())
+            .bind(&request.key)
+            .bind(&request.fingerprint)
+            .bind(request.now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted > 0 {
+                tx.commit().await?;
+                return Ok(IdempotencyClaim::Claimed);
+            }
+            let row = sqlx::query(
+                "SELECT fingerprint, status, body, created_at FROM idempotency_keys \
+                 WHERE org_id = $1 AND key = $2 FOR UPDATE",
+            )
+            .bind(request.org_id.as_str())
+            .bind(&request.key)
+            .fetch_one(&mut *tx)
+            .await?;
+            let fingerprint: Vec<u8> = get(&row, 0)?;
+            let status: Option<i64> = get(&row, 1)?;
+            let body: Option<Vec<u8>> = get(&row, 2)?;
+            let created_at: Millis = get(&row, 3)?;
+            let reusable = created_at < request.expired_before
+                || (status.is_none() && created_at < request.abandoned_before);
+            if reusable {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET fingerprint = $1, status = NULL, body = NULL, created_at = $2 \
+                     WHERE org_id = $3 AND key = $4",
+                )
+                .bind(&request.fingerprint)
+                .bind(request.now)
+                .bind(request.org_id.as_str())
+                .bind(&request.key)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(IdempotencyClaim::Claimed);
+            }
+            tx.commit().await?;
+            Ok(IdempotencyClaim::Existing {
+                fingerprint,
+                response: status.map(|status| StoredResponse {
+                    status: u16::try_from(status).unwrap_or(500),
+                    body: body.unwrap_or_default(),
+                }),
+            })
+        })
+    }
+
+    fn complete_idempotency_key(
+        &self,
+        org: OrgId,
+        key: String,
+        response: StoredResponse,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("UPDATE idempotency_keys SET status = $1, body = $2 WHERE org_id = $3 AND key = $4")
+                .bind(i64::from(response.status))
+                .bind(&response.body)
+                .bind(org.as_str())
+                .bind(&key)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn release_idempotency_key(&self, org: OrgId, key: String) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND status IS NULL")
+                .bind(org.as_str())
+                .bind(&key)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn purge_idempotency_keys(&self, before: Millis) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+        })
+    }
+}

@@ -1,12 +1,19 @@
 //! `TestApp`: the real service on `127.0.0.1:0` with a fresh database, and a client that
 //! speaks to it the way a user's code would.
+//!
+//! Compiled once per backend (see `main.rs`): everything here that makes or reads a database
+//! goes through `super::BACKEND`. (`postgres.rs` beside this file is declared once, at the
+//! crate root, as `crate::pg_cluster`: one cluster per test process.)
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald::config::{Config, ConfigArgs};
+use herald::store::Store;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -15,6 +22,62 @@ use tokio::sync::oneshot;
 
 pub mod process;
 pub mod receiver;
+
+use super::BACKEND;
+use crate::Backend;
+use crate::pg_cluster;
+
+/// The master key given to Herald on PostgreSQL, which requires one. On SQLite none is given:
+/// Herald generates `master.key` into the data dir, as in production.
+pub const TEST_MASTER_KEY: &str = "7f3a9c1e5b2d4f6081a3c5e7092b4d6f8a1c3e5f7092b4d6e8f0a2c4e6081b3d";
+
+/// Whether this copy of the suite can run here; used by `skip_if_backend_unavailable!()`.
+pub fn backend_available() -> bool {
+    match BACKEND {
+        Backend::Sqlite => true,
+        Backend::Postgres => pg_cluster::available(),
+    }
+}
+
+/// The database that belongs to the test data dir `dir`: `dir/herald.db` on SQLite; on
+/// PostgreSQL a fresh database, made on first use and remembered in `dir`, so a server
+/// restarted on the same `dir` finds the same data.
+pub fn database_url(dir: &Path) -> String {
+    match BACKEND {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("herald.db").display()),
+        Backend::Postgres => {
+            let remembered = dir.join("postgres-database-url");
+            if let Ok(url) = std::fs::read_to_string(&remembered) {
+                return url;
+            }
+            let url = pg_cluster::fresh_database_url()
+                .expect("PostgreSQL is not available: start the test with skip_if_backend_unavailable!()");
+            std::fs::write(&remembered, &url).expect("remember the database");
+            url
+        }
+    }
+}
+
+/// The `HERALD_MASTER_KEY` for this backend (`None`: Herald generates one into the data dir).
+pub fn master_key() -> Option<&'static str> {
+    match BACKEND {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(TEST_MASTER_KEY),
+    }
+}
+
+/// Everything the database of `dir` holds, as bytes, for "not stored in plain text" checks:
+/// the SQLite file and its WAL; on PostgreSQL every row as `pg_dump --data-only` prints it.
+pub fn stored_bytes(dir: &Path) -> Vec<u8> {
+    match BACKEND {
+        Backend::Sqlite => {
+            let mut bytes = std::fs::read(dir.join("herald.db")).unwrap_or_default();
+            bytes.extend(std::fs::read(dir.join("herald.db-wal")).unwrap_or_default());
+            bytes
+        }
+        Backend::Postgres => pg_cluster::dump(pg_cluster::database_name(&database_url(dir))),
+    }
+}
 
 /// An HTTP client for tests (the crate's TLS provider is installed first).
 pub fn http_client() -> reqwest::Client {
@@ -31,7 +94,9 @@ pub struct TestApp {
     /// `key_id:secret` of the admin key made on first start.
     pub admin_key: String,
     pub admin_org: String,
+    /// The test's data dir (its database too on SQLite).
     pub dir: TempDir,
+    pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -67,14 +132,15 @@ impl TestApp {
 
     pub async fn spawn_with(settings: Settings) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("herald.db");
+        let database_url = database_url(dir.path());
         let catalog_path = settings.catalog.map(|text| {
             let path = dir.path().join("catalog.toml");
             std::fs::write(&path, text).expect("write catalog");
             path.display().to_string()
         });
         let config = Config::load(&ConfigArgs {
-            database_url: Some(format!("sqlite://{}", db.display())),
+            database_url: Some(database_url.clone()),
+            master_key: master_key().map(str::to_owned),
             allow_http: Some(settings.allow_http.to_string()),
             dev: Some(settings.dev.to_string()),
             allowed_target_networks: settings.allowed_target_networks,
@@ -113,6 +179,7 @@ impl TestApp {
             admin_key: admin.key,
             admin_org: admin.org_id.to_string(),
             dir,
+            database_url,
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -120,6 +187,17 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The store the server uses, opened a second time, to look at what it keeps.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let config = Config::load(&ConfigArgs {
+            database_url: Some(self.database_url.clone()),
+            master_key: master_key().map(str::to_owned),
+            ..ConfigArgs::default()
+        })
+        .expect("config");
+        herald::open_store(&config).await.expect("open store")
     }
 
     /// A request authenticated with `key` (`key_id:secret`) as a Bearer token.

@@ -12,18 +12,22 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_herald")
 }
 
-/// Runs `herald ARGS` to completion with the database in `dir`.
+/// Runs `herald ARGS` to completion with the database of `dir` (see [`super::database_url`]).
 pub fn run_cli(dir: &Path, args: &[&str]) -> Output {
     Command::new(binary())
         .args(args)
         .current_dir(dir)
-        .env(
-            "HERALD_DATABASE_URL",
-            format!("sqlite://{}", dir.join("herald.db").display()),
-        )
         .env_remove("HERALD_MASTER_KEY")
+        .envs(backend_env(dir))
         .output()
         .expect("run herald")
+}
+
+/// What points the binary at the database of `dir` (see [`super::database_url`]).
+fn backend_env(dir: &Path) -> Vec<(&'static str, String)> {
+    let mut env = vec![("HERALD_DATABASE_URL", super::database_url(dir))];
+    env.extend(super::master_key().map(|key| ("HERALD_MASTER_KEY", key.to_owned())));
+    env
 }
 
 /// A running `herald serve`; killed when dropped.
@@ -46,7 +50,7 @@ fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>
 }
 
 impl Server {
-    /// Starts `herald serve` on a free port with the database in `dir` and extra `env`, and
+    /// Starts `herald serve` on a free port with the database of `dir` and extra `env`, and
     /// waits until it listens (JSON logs carry the address it bound).
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(binary());
@@ -54,12 +58,9 @@ impl Server {
             .arg("serve")
             .current_dir(dir)
             .env("HERALD_LISTEN", "127.0.0.1:0")
-            .env(
-                "HERALD_DATABASE_URL",
-                format!("sqlite://{}", dir.join("herald.db").display()),
-            )
-            .env("HERALD_LOG_FORMAT", "json")
             .env_remove("HERALD_MASTER_KEY")
+            .envs(backend_env(dir))
+            .env("HERALD_LOG_FORMAT", "json")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {

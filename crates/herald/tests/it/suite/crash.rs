@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::http_client;
-use crate::support::process::Server;
-use crate::support::receiver::{Reply, TestReceiver};
+use super::support::http_client;
+use super::support::process::Server;
+use super::support::receiver::{Reply, TestReceiver};
 
 const EVENTS: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_event_is_delivered_after_a_kill_9_and_restart() {
+    skip_if_backend_unavailable!();
     let dir = tempfile::tempdir().expect("tempdir");
     let env = [
         ("HERALD_DEV", "true"),
@@ -103,6 +104,7 @@ async fn every_accepted_event_is_delivered_after_a_kill_9_and_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_attempts_in_flight_finish_and_records_them() {
+    skip_if_backend_unavailable!();
     let dir = tempfile::tempdir().expect("tempdir");
     let env = [("HERALD_DEV", "true"), ("HERALD_DELIVERY_TIMEOUT", "10s")];
     let receiver = TestReceiver::start().await;

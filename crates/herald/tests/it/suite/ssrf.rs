@@ -4,8 +4,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::receiver::TestReceiver;
-use crate::support::{Settings, TestApp, expect_error};
+use super::support::receiver::TestReceiver;
+use super::support::{Settings, TestApp, expect_error};
 
 /// Not development mode: plain http is allowed (the receiver has no TLS) but private
 /// addresses are not.
@@ -33,6 +33,7 @@ async fn first_attempt(app: &TestApp, url: &str) -> Value {
 
 #[tokio::test]
 async fn hostnames_that_resolve_to_loopback_are_blocked_when_connecting() {
+    skip_if_backend_unavailable!();
     let app = guarded_app(None).await;
     let receiver = TestReceiver::start().await;
     let mut hosts = vec!["localhost".to_owned()];
@@ -63,6 +64,7 @@ async fn hostnames_that_resolve_to_loopback_are_blocked_when_connecting() {
 
 #[tokio::test]
 async fn ip_literals_in_private_ranges_are_refused_in_every_spelling() {
+    skip_if_backend_unavailable!();
     let app = guarded_app(None).await;
     for host in [
         "127.0.0.1",
@@ -85,6 +87,7 @@ async fn ip_literals_in_private_ranges_are_refused_in_every_spelling() {
 
 #[tokio::test]
 async fn an_allowed_network_is_exempt_from_the_block() {
+    skip_if_backend_unavailable!();
     let app = guarded_app(Some("127.0.0.0/8,::1/128")).await;
     let receiver = TestReceiver::start().await;
     let attempt = first_attempt(&app, &receiver.url("/allowed")).await;
@@ -99,6 +102,7 @@ async fn an_allowed_network_is_exempt_from_the_block() {
 
 #[tokio::test]
 async fn unresolvable_hosts_and_tls_failures_are_named() {
+    skip_if_backend_unavailable!();
     let app = guarded_app(Some("127.0.0.0/8,::1/128")).await;
     let attempt = first_attempt(&app, "http://no-such-host.invalid/x").await;
     assert_eq!(attempt["error"], "dns", "{attempt}");

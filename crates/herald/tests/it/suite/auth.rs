@@ -4,10 +4,11 @@ use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{TestApp, expect_error, expect_json};
+use super::support::{TestApp, expect_error, expect_json};
 
 #[tokio::test]
 async fn basic_and_bearer_credentials_both_work() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let basic = base64::engine::general_purpose::STANDARD.encode(&app.admin_key);
     let response = app
@@ -24,6 +25,7 @@ async fn basic_and_bearer_credentials_both_work() {
 
 #[tokio::test]
 async fn missing_or_wrong_credentials_are_a_401() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let response = app
         .client
@@ -53,6 +55,7 @@ async fn missing_or_wrong_credentials_are_a_401() {
 
 #[tokio::test]
 async fn investor_keys_are_refused_on_every_webhook_route() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (org, tenant_key) = app.tenant("tenant").await;
     let key = expect_json(
@@ -114,6 +117,7 @@ async fn investor_keys_are_refused_on_every_webhook_route() {
 
 #[tokio::test]
 async fn another_orgs_webhook_is_not_found_for_every_route() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, alice) = app.tenant("tenant").await;
     let (_, bob) = app.tenant("tenant").await;
@@ -158,6 +162,7 @@ async fn another_orgs_webhook_is_not_found_for_every_route() {
 
 #[tokio::test]
 async fn tenants_cannot_act_for_another_org_but_admins_can() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (alice_org, alice) = app.tenant("tenant").await;
     let (bob_org, _) = app.tenant("tenant").await;
@@ -211,6 +216,7 @@ async fn tenants_cannot_act_for_another_org_but_admins_can() {
 
 #[tokio::test]
 async fn only_admins_manage_orgs_and_keys() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (org, tenant) = app.tenant("tenant").await;
     let response = app.post("/v1/orgs", &tenant, &json!({"name": "sneaky"})).await;

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::process::{Server, run_cli};
+use super::support::process::{Server, run_cli};
 
 fn json_of(output: &std::process::Output) -> Value {
     assert!(
@@ -16,6 +16,7 @@ fn json_of(output: &std::process::Output) -> Value {
 
 #[tokio::test]
 async fn orgs_and_keys_made_by_the_cli_work_against_the_server() {
+    skip_if_backend_unavailable!();
     let dir = tempfile::tempdir().expect("tempdir");
     let migrated = run_cli(dir.path(), &["migrate"]);
     assert!(
@@ -47,7 +48,7 @@ async fn orgs_and_keys_made_by_the_cli_work_against_the_server() {
     // An org exists already, so serve creates no admin key; the CLI's key works.
     let server = Server::start(dir.path(), &[]);
     assert!(!server.output().contains("First start"));
-    let response = crate::support::http_client()
+    let response = super::support::http_client()
         .get(server.url("/v1/webhooks"))
         .header(
             "authorization",
@@ -75,6 +76,7 @@ async fn orgs_and_keys_made_by_the_cli_work_against_the_server() {
 
 #[test]
 fn the_first_start_prints_an_admin_key_once() {
+    skip_if_backend_unavailable!();
     let dir = tempfile::tempdir().expect("tempdir");
     let first = Server::start(dir.path(), &[]);
     let printed = first.output();
@@ -91,8 +93,9 @@ fn the_first_start_prints_an_admin_key_once() {
 
 #[test]
 fn bad_configuration_stops_start_up_with_a_message_naming_the_setting() {
+    skip_if_backend_unavailable!();
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = std::process::Command::new(crate::support::process::binary())
+    let output = std::process::Command::new(super::support::process::binary())
         .arg("serve")
         .current_dir(dir.path())
         .env("HERALD_RETRY_SCHEDULE", "1m,often")
@@ -102,7 +105,7 @@ fn bad_configuration_stops_start_up_with_a_message_naming_the_setting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("HERALD_RETRY_SCHEDULE"), "{stderr}");
 
-    let output = std::process::Command::new(crate::support::process::binary())
+    let output = std::process::Command::new(super::support::process::binary())
         .args(["serve", "--listen", "nowhere"])
         .current_dir(dir.path())
         .output()
@@ -120,7 +123,7 @@ struct Child {
 impl Child {
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
         use std::io::BufRead as _;
-        let mut command = std::process::Command::new(crate::support::process::binary());
+        let mut command = std::process::Command::new(super::support::process::binary());
         command
             .args(args)
             .stdout(std::process::Stdio::piped())
@@ -168,6 +171,7 @@ impl Drop for Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_quickstart_delivers_a_verified_event_to_herald_listen() {
+    skip_if_backend_unavailable!();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[("HERALD_DEV", "true")]);
     let key = server.admin_key();
@@ -176,7 +180,7 @@ async fn the_readme_quickstart_delivers_a_verified_event_to_herald_listen() {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = probe.local_addr().expect("addr").port();
     drop(probe);
-    let client = crate::support::http_client();
+    let client = super::support::http_client();
     let created: Value = client
         .post(server.url("/v1/webhooks"))
         .bearer_auth(&key)
@@ -194,7 +198,7 @@ async fn the_readme_quickstart_delivers_a_verified_event_to_herald_listen() {
     listen.wait_for("Listening on").await;
 
     let base = format!("http://{}", server.addr);
-    let trigger = std::process::Command::new(crate::support::process::binary())
+    let trigger = std::process::Command::new(super::support::process::binary())
         .args(["trigger", "order.filled", "--data", r#"{"order_id":"o_42"}"#])
         .env("HERALD_URL", &base)
         .env("HERALD_KEY", &key)
@@ -213,7 +217,7 @@ async fn the_readme_quickstart_delivers_a_verified_event_to_herald_listen() {
     assert!(printed.contains("signature verified"), "{printed}");
     assert!(printed.contains("order.filled"));
 
-    let bad = std::process::Command::new(crate::support::process::binary())
+    let bad = std::process::Command::new(super::support::process::binary())
         .args(["trigger", "order.nope"])
         .env("HERALD_URL", &base)
         .env("HERALD_KEY", &key)

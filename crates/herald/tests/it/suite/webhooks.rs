@@ -3,10 +3,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Settings, TestApp, expect_error, expect_json};
+use super::support::{Settings, TestApp, expect_error, expect_json};
 
 #[tokio::test]
 async fn creating_a_webhook_returns_it_with_its_signing_secret_once() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
     let created = app
@@ -53,6 +54,7 @@ async fn creating_a_webhook_returns_it_with_its_signing_secret_once() {
 
 #[tokio::test]
 async fn omitted_event_types_mean_every_type_and_aliases_are_accepted() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
     let all = app
@@ -82,6 +84,7 @@ async fn omitted_event_types_mean_every_type_and_aliases_are_accepted() {
 
 #[tokio::test]
 async fn event_types_that_match_nothing_in_the_catalog_are_refused() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
     for bad in [
@@ -125,6 +128,7 @@ async fn event_types_that_match_nothing_in_the_catalog_are_refused() {
 
 #[tokio::test]
 async fn a_replaced_catalog_decides_which_types_exist() {
+    skip_if_backend_unavailable!();
     let catalog = "[[event_types]]\ntype = \"invoice.paid\"\nname = \"Invoice paid\"\ndescription = \"An invoice was paid\"\n";
     let app = TestApp::spawn_with(Settings {
         catalog: Some(catalog.to_owned()),
@@ -163,6 +167,7 @@ async fn a_replaced_catalog_decides_which_types_exist() {
 
 #[tokio::test]
 async fn the_built_in_catalog_lists_every_type_with_group_and_description() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
     let list = expect_json(app.get("/v1/webhooks/event-types", &key).await, StatusCode::OK).await;
@@ -184,6 +189,7 @@ async fn the_built_in_catalog_lists_every_type_with_group_and_description() {
 
 #[tokio::test]
 async fn urls_must_be_https_and_must_not_name_private_addresses() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
     let cases = [
@@ -208,6 +214,7 @@ async fn urls_must_be_https_and_must_not_name_private_addresses() {
 
 #[tokio::test]
 async fn plain_http_is_accepted_when_the_operator_allows_it() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn_with(Settings {
         allow_http: true,
         ..Settings::default()
@@ -229,6 +236,7 @@ async fn plain_http_is_accepted_when_the_operator_allows_it() {
 
 #[tokio::test]
 async fn patching_changes_only_the_given_fields_and_advances_updated_at() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
     let created = app
@@ -298,6 +306,7 @@ async fn patching_changes_only_the_given_fields_and_advances_updated_at() {
 
 #[tokio::test]
 async fn disabling_shows_a_reason_and_enabling_removes_it() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
     let created = app
@@ -328,6 +337,7 @@ async fn disabling_shows_a_reason_and_enabling_removes_it() {
 
 #[tokio::test]
 async fn deleted_webhooks_are_gone_from_get_list_and_every_route() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
     let kept = app
@@ -378,6 +388,7 @@ async fn deleted_webhooks_are_gone_from_get_list_and_every_route() {
 
 #[tokio::test]
 async fn rotating_a_secret_returns_a_new_one_and_updates_last4() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
     let created = app
@@ -429,6 +440,7 @@ async fn rotating_a_secret_returns_a_new_one_and_updates_last4() {
 
 #[tokio::test]
 async fn a_rotation_overlap_keeps_the_previous_secret_signing_until_it_expires() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let created = app
         .create_webhook(&app.admin_key, json!({"url": "https://example.com/a"}))
@@ -446,12 +458,7 @@ async fn a_rotation_overlap_keeps_the_previous_secret_signing_until_it_expires()
     expect_json(first, StatusCode::OK).await;
 
     // What the delivery engine will sign with: read through the store the server uses.
-    let config = herald::config::Config::for_database(&format!(
-        "sqlite://{}",
-        app.dir.path().join("herald.db").display()
-    ))
-    .expect("config");
-    let store = herald::open_store(&config).await.expect("store");
+    let store = app.store().await;
     let webhook_id = herald::domain::ids::WebhookId::parse(id).expect("id");
     let now = herald::domain::time::now_ms();
     let secrets = store

@@ -5,8 +5,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::receiver::{Received, Reply, TestReceiver};
-use crate::support::{Settings, TestApp, expect_error, expect_json};
+use super::support::receiver::{Received, Reply, TestReceiver};
+use super::support::{Settings, TestApp, expect_error, expect_json};
 
 /// Verifies a delivery with the `standardwebhooks` crate: an implementation that is not ours.
 fn verify_independently(secret: &str, received: &Received) {
@@ -32,6 +32,7 @@ async fn webhook(app: &TestApp, key: &str, url: &str, events: Value) -> (String,
 
 #[tokio::test]
 async fn a_published_event_arrives_signed_and_verifies_with_an_independent_implementation() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     let (webhook_id, secret) =
@@ -99,6 +100,7 @@ async fn a_published_event_arrives_signed_and_verifies_with_an_independent_imple
 
 #[tokio::test]
 async fn an_event_fans_out_to_every_subscribed_active_webhook_only() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     webhook(&app, &app.admin_key, &receiver.url("/orders"), json!(["order.*"])).await;
@@ -143,6 +145,7 @@ async fn an_event_fans_out_to_every_subscribed_active_webhook_only() {
 
 #[tokio::test]
 async fn failed_attempts_are_retried_with_the_same_webhook_id_until_delivered() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     receiver.next("/flaky", 2, Reply::status(500).body("boom"));
@@ -178,6 +181,7 @@ async fn failed_attempts_are_retried_with_the_same_webhook_id_until_delivered() 
 
 #[tokio::test]
 async fn exhausted_retries_end_failed_and_a_manual_retry_delivers() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     receiver.always("/down", Reply::status(503));
@@ -233,6 +237,7 @@ async fn exhausted_retries_end_failed_and_a_manual_retry_delivers() {
 
 #[tokio::test]
 async fn a_slow_answer_is_recorded_as_a_timeout() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn_with(Settings {
         dev: true,
         retry_schedule: Some("1h".into()),
@@ -259,6 +264,7 @@ async fn a_slow_answer_is_recorded_as_a_timeout() {
 
 #[tokio::test]
 async fn redirects_are_never_followed() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     receiver.always(
@@ -283,6 +289,7 @@ async fn redirects_are_never_followed() {
 
 #[tokio::test]
 async fn a_410_disables_the_webhook_and_its_deliveries_wait_until_it_is_enabled() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     receiver.next("/gone", 1, Reply::status(410));
@@ -321,6 +328,7 @@ async fn a_410_disables_the_webhook_and_its_deliveries_wait_until_it_is_enabled(
 
 #[tokio::test]
 async fn retry_after_pushes_the_next_attempt_back() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     receiver.next("/busy", 1, Reply::status(429).header("retry-after", "2"));
@@ -346,6 +354,7 @@ async fn retry_after_pushes_the_next_attempt_back() {
 
 #[tokio::test]
 async fn during_a_rotation_overlap_deliveries_carry_both_signatures() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     let (webhook_id, old_secret) =
@@ -392,6 +401,7 @@ async fn during_a_rotation_overlap_deliveries_carry_both_signatures() {
 
 #[tokio::test]
 async fn replay_requeues_the_failed_deliveries_of_a_time_window() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     receiver.always("/outage", Reply::status(500));
@@ -428,6 +438,7 @@ async fn replay_requeues_the_failed_deliveries_of_a_time_window() {
 
 #[tokio::test]
 async fn deleting_a_webhook_cancels_its_pending_deliveries_and_keeps_them_queryable() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn_with(Settings {
         dev: true,
         retry_schedule: Some("1h".into()),
@@ -475,6 +486,7 @@ async fn deleting_a_webhook_cancels_its_pending_deliveries_and_keeps_them_querya
 
 #[tokio::test]
 async fn the_test_route_sends_a_webhook_test_event_to_that_webhook_alone() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     let (webhook_id, secret) = webhook(&app, &app.admin_key, &receiver.url("/t"), json!(["kyc.*"])).await;
@@ -501,6 +513,7 @@ async fn the_test_route_sends_a_webhook_test_event_to_that_webhook_alone() {
 
 #[tokio::test]
 async fn a_slow_endpoint_never_delays_deliveries_to_other_endpoints() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     receiver.always("/slow", Reply::status(200).after(Duration::from_secs(5)));
@@ -529,6 +542,7 @@ async fn a_slow_endpoint_never_delays_deliveries_to_other_endpoints() {
 
 #[tokio::test]
 async fn a_repeated_caller_id_returns_the_original_event_and_creates_nothing() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     webhook(&app, &app.admin_key, &receiver.url("/once"), json!(["order.*"])).await;
@@ -564,6 +578,7 @@ async fn a_repeated_caller_id_returns_the_original_event_and_creates_nothing() {
 
 #[tokio::test]
 async fn bad_events_are_refused_with_the_field_named() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn_with(Settings {
         max_payload_bytes: Some(100),
         ..Settings::default()
@@ -634,6 +649,7 @@ async fn bad_events_are_refused_with_the_field_named() {
 
 #[tokio::test]
 async fn delivery_events_of_another_org_are_not_found() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     let (_, alice) = app.tenant("tenant").await;
@@ -665,6 +681,7 @@ async fn delivery_events_of_another_org_are_not_found() {
 
 #[tokio::test]
 async fn delivery_events_filter_by_status_type_webhook_and_time() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     receiver.always("/bad", Reply::status(500));
@@ -736,6 +753,7 @@ async fn delivery_events_filter_by_status_type_webhook_and_time() {
 
 #[tokio::test]
 async fn delivery_metrics_count_outcomes_and_report_the_queue() {
+    skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
     webhook(&app, &app.admin_key, &receiver.url("/m"), json!(["order.*"])).await;
@@ -766,6 +784,7 @@ async fn delivery_metrics_count_outcomes_and_report_the_queue() {
 
 #[tokio::test]
 async fn a_webhook_failing_for_longer_than_disable_after_is_disabled() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn_with(Settings {
         dev: true,
         retry_schedule: Some("30ms,30ms,30ms,30ms,30ms".into()),
@@ -793,6 +812,7 @@ async fn a_webhook_failing_for_longer_than_disable_after_is_disabled() {
 
 #[tokio::test]
 async fn one_success_resets_the_failure_clock() {
+    skip_if_backend_unavailable!();
     let app = TestApp::spawn_with(Settings {
         dev: true,
         retry_schedule: Some("20ms,20ms,1h".into()),

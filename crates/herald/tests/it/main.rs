@@ -71,6 +71,8 @@ mod postgres {
     mod delivery;
     mod errors;
     mod idempotency;
+    /// PostgreSQL only: several nodes, and the database going away.
+    mod multinode;
     mod ops;
     mod pagination;
     mod secrets;

@@ -137,14 +137,98 @@ pub fn dump(database: &str) -> Vec<u8> {
 impl Cluster {
     /// A client program (`psql`, `pg_dump`) pointed at the cluster as `herald`.
     fn client(&self, name: &str) -> Command {
-        let mut command = Command::new(tool(&self.bin, name));
-        command
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER])
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env_remove("PGPASSWORD")
-            .env_remove("PGSERVICE")
-            .stdin(Stdio::null());
-        command
+        client(&self.bin, self.port, name)
+    }
+}
+
+fn client(bin: &Path, port: u16, name: &str) -> Command {
+    let mut command = Command::new(tool(bin, name));
+    command
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", USER])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE")
+        .stdin(Stdio::null());
+    command
+}
+
+/// A cluster of a test's own, for a test that stops and restarts PostgreSQL (the shared one
+/// must stay up for the others). Cleaned up like the shared one when the process ends.
+pub struct OwnCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    as_root: bool,
+    watchdogs: Mutex<Vec<Child>>,
+}
+
+/// A new cluster of its own; `None` when PostgreSQL is unavailable (see [`available`]).
+pub fn own_cluster() -> Option<OwnCluster> {
+    if !available() {
+        return None;
+    }
+    let bin = cluster().bin.clone();
+    let as_root = is_root();
+    let dir = tempfile::Builder::new()
+        .prefix("herald-test-pg-own-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    init_dir(&bin, &dir, as_root).expect("initdb");
+    let port = free_port().expect("a free port");
+    let own = OwnCluster {
+        bin,
+        dir,
+        port,
+        as_root,
+        watchdogs: Mutex::new(Vec::new()),
+    };
+    own.start();
+    Some(own)
+}
+
+impl OwnCluster {
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn create_database(&self, name: &str) {
+        let output = client(&self.bin, self.port, "psql")
+            .args([
+                "-X",
+                "-qAt",
+                "-d",
+                "postgres",
+                "-c",
+                &format!("CREATE DATABASE {name}"),
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Starts (or starts again) the server and waits until it accepts connections.
+    pub fn start(&self) {
+        let watchdog = spawn_server(&self.bin, &self.dir, self.port, self.as_root).expect("start postgres");
+        self.watchdogs.lock().expect("lock").push(watchdog);
+        wait_ready(&self.bin, &self.dir, self.port).expect("postgres ready");
+    }
+
+    /// A fast shutdown (every connection is closed), waiting until it is down.
+    pub fn stop(&self) {
+        let pidfile = self.dir.join("data").join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pidfile).expect("postmaster.pid");
+        let pid = pid.lines().next().expect("pid").trim().to_owned();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pidfile.exists() {
+            assert!(Instant::now() < deadline, "postgres did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -285,6 +369,20 @@ fn start(bin: &Path) -> Result<Cluster, String> {
 }
 
 fn start_in(bin: &Path, dir: &Path, as_root: bool) -> Result<Cluster, String> {
+    init_dir(bin, dir, as_root)?;
+    let port = free_port()?;
+    let watchdog = spawn_server(bin, dir, port, as_root)?;
+    let cluster = Cluster {
+        bin: bin.to_path_buf(),
+        port,
+        _watchdog: watchdog,
+    };
+    wait_ready(bin, dir, port)?;
+    Ok(cluster)
+}
+
+/// `initdb` into `dir/data`, with a socket dir beside it.
+fn init_dir(bin: &Path, dir: &Path, as_root: bool) -> Result<(), String> {
     let data = dir.join("data");
     let socket = dir.join("socket");
     std::fs::create_dir(&socket).map_err(|e| format!("cannot make {}: {e}", socket.display()))?;
@@ -303,9 +401,13 @@ fn start_in(bin: &Path, dir: &Path, as_root: bool) -> Result<Cluster, String> {
             .arg("--locale=C")
             .current_dir(dir),
         "initdb",
-    )?;
+    )
+}
 
-    let port = free_port()?;
+/// Runs `postgres` on `dir/data` under the watchdog.
+fn spawn_server(bin: &Path, dir: &Path, port: u16, as_root: bool) -> Result<Child, String> {
+    let data = dir.join("data");
+    let socket = dir.join("socket");
     let mut postgres = server_command(as_root, &bin.join("postgres"));
     postgres
         .arg("-D")
@@ -315,6 +417,7 @@ fn start_in(bin: &Path, dir: &Path, as_root: bool) -> Result<Cluster, String> {
         .arg(&socket)
         .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
         .args(["-c", "max_connections=400", "-c", "shared_buffers=32MB"]);
+    let _ = std::fs::remove_file(dir.join("postgres.log"));
     let mut watchdog = Command::new("sh");
     watchdog
         .args(["-c", WATCHDOG, "herald-test-pg-watchdog"])
@@ -329,15 +432,12 @@ fn start_in(bin: &Path, dir: &Path, as_root: bool) -> Result<Cluster, String> {
         // Its own process group: a Ctrl-C on the test run must not kill the watchdog before
         // it has cleaned up (it stops PostgreSQL once the tests are gone).
         .process_group(0);
-    let watchdog = watchdog
+    watchdog
         .spawn()
-        .map_err(|e| format!("cannot start the watchdog: {e}"))?;
-    let cluster = Cluster {
-        bin: bin.to_path_buf(),
-        port,
-        _watchdog: watchdog,
-    };
+        .map_err(|e| format!("cannot start the watchdog: {e}"))
+}
 
+fn wait_ready(bin: &Path, dir: &Path, port: u16) -> Result<(), String> {
     let log = dir.join("postgres.log");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -347,7 +447,7 @@ fn start_in(bin: &Path, dir: &Path, as_root: bool) -> Result<Cluster, String> {
             .status()
             .is_ok_and(|s| s.success());
         if ready {
-            return Ok(cluster);
+            return Ok(());
         }
         let logged = std::fs::read_to_string(&log).unwrap_or_default();
         if logged.contains("FATAL") || logged.contains("runuser:") || Instant::now() > deadline {

@@ -1,0 +1,260 @@
+//! Several Herald nodes on one PostgreSQL, and PostgreSQL going away under load. These run
+//! in the `postgres` half only: the embedded store is one node by design.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::support::http_client;
+use super::support::process::Server;
+use super::support::receiver::{Reply, TestReceiver};
+
+/// Publishes `n` events round-robin through `nodes`, 8 at a time; returns the accepted ids.
+async fn publish_round_robin(urls: &[String], key: &str, n: usize) -> Vec<String> {
+    let client = http_client();
+    let mut accepted = Vec::with_capacity(n);
+    let mut batch = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let request = client
+            .post(format!("{}/v1/events", urls[i % urls.len()]))
+            .bearer_auth(key)
+            .json(&json!({"event_type": "order.filled", "data": {"n": i}}));
+        batch.spawn(async move {
+            let response = request.send().await.expect("publish");
+            assert_eq!(response.status(), 202);
+            let event: Value = response.json().await.expect("json");
+            event["id"].as_str().expect("id").to_owned()
+        });
+        if batch.len() >= 8 {
+            accepted.push(batch.join_next().await.expect("task").expect("join"));
+        }
+    }
+    while let Some(id) = batch.join_next().await {
+        accepted.push(id.expect("join"));
+    }
+    accepted
+}
+
+/// Polls until `receiver` has seen every id in `ids` on `path`.
+async fn wait_all_seen(receiver: &TestReceiver, path: &str, ids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let seen: HashSet<String> = receiver
+            .received(path)
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        let missing = ids.iter().filter(|id| !seen.contains(*id)).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} accepted events never arrived",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the API until no delivery is pending and `expected` are delivered.
+async fn wait_all_delivered(base: &str, key: &str, expected: usize) {
+    let client = http_client();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let mut delivered = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let query = cursor
+                .as_ref()
+                .map(|c| format!("&cursor={c}"))
+                .unwrap_or_default();
+            let page: Value = client
+                .get(format!(
+                    "{base}/v1/webhooks/events?status=delivered&limit=100{query}"
+                ))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            delivered += page["data"].as_array().map_or(0, Vec::len);
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        if delivered == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{delivered} of {expected} delivered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_the_work_and_the_survivor_finishes_after_a_kill_9() {
+    skip_if_backend_unavailable!();
+    let env = [
+        ("HERALD_DEV", "true"),
+        ("HERALD_RETRY_SCHEDULE", "100ms,100ms,100ms,100ms,100ms"),
+        ("HERALD_DELIVERY_TIMEOUT", "1s"),
+    ];
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let node_a = Server::start(dir_a.path(), &env);
+    // Node B joins the same database.
+    let url = super::support::database_url(dir_a.path());
+    std::fs::write(dir_b.path().join("postgres-database-url"), &url).expect("share the database");
+    let node_b = Server::start(dir_b.path(), &env);
+    let key = node_a.admin_key();
+    assert!(
+        !node_b.output().contains("First start"),
+        "only the first node bootstraps"
+    );
+
+    let receiver = TestReceiver::start().await;
+    let created = http_client()
+        .post(node_a.url("/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver.url("/shared"), "event_types": ["order.*"]}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+
+    // Normal operation: 2,000 events through both nodes, each delivered exactly once.
+    let urls = [node_a.url(""), node_b.url("")];
+    let accepted = publish_round_robin(&urls, &key, 2_000).await;
+    wait_all_seen(&receiver, "/shared", &accepted).await;
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for r in receiver.received("/shared") {
+        *per_id.entry(r.header("webhook-id").to_owned()).or_default() += 1;
+    }
+    let twice: Vec<_> = per_id.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "attempted by two nodes at once: {twice:?}");
+    wait_all_delivered(&node_a.url(""), &key, 2_000).await;
+
+    // Then node B dies mid-run; node A delivers everything, B's leases included.
+    receiver.always("/shared", Reply::status(204).after(Duration::from_millis(30)));
+    let more = publish_round_robin(&urls, &key, 500).await;
+    receiver.wait_for("/shared", 2_050).await;
+    node_b.kill_hard();
+    wait_all_seen(&receiver, "/shared", &more).await;
+    wait_all_delivered(&node_a.url(""), &key, 2_500).await;
+    assert!(node_a.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_under_load_loses_nothing_and_delivery_resumes() {
+    skip_if_backend_unavailable!();
+    let cluster = crate::pg_cluster::own_cluster().expect("a cluster of our own");
+    cluster.create_database("outage");
+    let url = cluster.url("outage");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("HERALD_DEV", "true"),
+        ("HERALD_DATABASE_URL", url.as_str()),
+        ("HERALD_RETRY_SCHEDULE", "100ms,200ms,500ms,1s,1s,1s"),
+        ("HERALD_DATABASE_STATEMENT_TIMEOUT", "5s"),
+    ];
+    let node = Server::start(dir.path(), &env);
+    let key = node.admin_key();
+    let receiver = TestReceiver::start().await;
+    let client = http_client();
+    client
+        .post(node.url("/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver.url("/outage")}))
+        .send()
+        .await
+        .expect("create");
+
+    // A steady publisher: every 202 is an acknowledged event; a 503 must say Retry-After.
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let unavailable = Arc::new(Mutex::new(0usize));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let (accepted, unavailable, stop) =
+            (Arc::clone(&accepted), Arc::clone(&unavailable), Arc::clone(&stop));
+        let (client, base, key) = (client.clone(), node.url(""), key.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let response = client
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&key)
+                    .json(&json!({"event_type": "order.filled", "data": {"i": i}}))
+                    .send()
+                    .await
+                    .expect("Herald stays up");
+                match response.status().as_u16() {
+                    202 => {
+                        let event: Value = response.json().await.expect("json");
+                        accepted
+                            .lock()
+                            .expect("lock")
+                            .push(event["id"].as_str().expect("id").to_owned());
+                    }
+                    503 => {
+                        assert!(response.headers().contains_key("retry-after"));
+                        let body: Value = response.json().await.expect("a JSON error body");
+                        assert_eq!(body["error"]["code"], "service_unavailable", "{body}");
+                        *unavailable.lock().expect("lock") += 1;
+                    }
+                    other => panic!(
+                        "publishing answered {other}: {}",
+                        response.text().await.unwrap_or_default()
+                    ),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    wait_until("some events are accepted", &|| {
+        accepted.lock().expect("lock").len() >= 30
+    });
+    cluster.stop();
+    wait_until("publishes are refused with 503", &|| {
+        *unavailable.lock().expect("lock") >= 2
+    });
+    let ready: reqwest::StatusCode = client
+        .get(node.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .status();
+    assert_eq!(ready, 503, "/readyz reports the database down");
+    cluster.start();
+    let before = accepted.lock().expect("lock").len();
+    wait_until("publishing works again", &|| {
+        accepted.lock().expect("lock").len() >= before + 30
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.await.expect("publisher");
+
+    let accepted = accepted.lock().expect("lock").clone();
+    wait_all_seen(&receiver, "/outage", &accepted).await;
+    wait_all_delivered(&node.url(""), &key, accepted.len()).await;
+    let ready = client
+        .get(node.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .status();
+    assert_eq!(ready, 200);
+    assert!(node.stop().success(), "Herald never crashed");
+}

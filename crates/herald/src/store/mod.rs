@@ -413,6 +413,77 @@ pub struct QueueStats {
     pub oldest_pending_created_at: Option<Millis>,
 }
 
+impl WebhookChanges {
+    /// Applies the changes to `webhook` as stored; both backends write the result back whole.
+    pub fn apply(self, webhook: &mut Webhook) {
+        if let Some(name) = self.name {
+            webhook.name = name;
+        }
+        if let Some(description) = self.description {
+            webhook.description = description;
+        }
+        if let Some(url) = self.url {
+            webhook.url = url;
+        }
+        if let Some(event_types) = self.event_types {
+            webhook.event_types = event_types;
+        }
+        if let Some((status, reason)) = self.status {
+            webhook.status = status;
+            webhook.disabled_reason = match status {
+                WebhookStatus::Active => None,
+                WebhookStatus::Disabled => reason,
+            };
+        }
+        webhook.updated_at = self.now.max(webhook.updated_at);
+    }
+}
+
+/// Why a webhook was disabled by the failure clock (`HERALD_DISABLE_AFTER`).
+pub const FAILING_TOO_LONG: &str =
+    "every delivery failed for longer than HERALD_DISABLE_AFTER; fix the endpoint and set status to active";
+
+impl Next {
+    /// The delivery row after an attempt: status, next attempt, delivered time.
+    pub fn row_state(&self, attempt: &Attempt) -> (&'static str, Option<Millis>, Option<Millis>) {
+        match self {
+            Self::Delivered => ("delivered", None, Some(attempt.started_at + attempt.duration_ms)),
+            Self::RetryAt(at) => ("pending", Some(*at), None),
+            Self::Failed => ("failed", None, None),
+            // Parked with its webhook until it is enabled again.
+            Self::DisableWebhook(_) => ("pending", None, None),
+        }
+    }
+}
+
+/// Picks which due deliveries to lease: in due order, at most `limit`, and per webhook no
+/// more than its allowance (`per_webhook` less what it has leased already).
+pub fn choose_claims(
+    due: impl IntoIterator<Item = (String, String)>,
+    mut allowance: std::collections::HashMap<String, u32>,
+    per_webhook: u32,
+    limit: u32,
+) -> Vec<String> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut chosen = Vec::new();
+    for (id, webhook) in due {
+        if chosen.len() >= limit {
+            break;
+        }
+        let left = allowance.entry(webhook).or_insert(per_webhook);
+        if *left > 0 {
+            *left -= 1;
+            chosen.push(id);
+        }
+    }
+    chosen
+}
+
+/// A lease's token: random, so a record made under an expired lease can be told apart.
+pub fn claim_token() -> i64 {
+    getrandom::u64().map_or_else(|_| crate::domain::time::now_ms(), |n| (n >> 1) as i64)
+}
+
 /// Everything Herald keeps. One implementation per backend.
 pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for `/readyz`.

@@ -429,10 +429,6 @@ fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, Store
         .map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-fn claim_token() -> i64 {
-    getrandom::u64().map_or_else(|_| crate::domain::time::now_ms(), |n| (n >> 1) as i64)
-}
-
 impl Store for PostgresStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
@@ -608,26 +604,8 @@ impl Store for PostgresStore {
                 return Ok(None);
             };
             let was = webhook.status;
-            if let Some(name) = changes.name {
-                webhook.name = name;
-            }
-            if let Some(description) = changes.description {
-                webhook.description = description;
-            }
-            if let Some(url) = changes.url {
-                webhook.url = url;
-            }
-            if let Some(event_types) = changes.event_types {
-                webhook.event_types = event_types;
-            }
-            if let Some((status, reason)) = changes.status {
-                webhook.status = status;
-                webhook.disabled_reason = match status {
-                    WebhookStatus::Active => None,
-                    WebhookStatus::Disabled => reason,
-                };
-            }
-            webhook.updated_at = changes.now.max(webhook.updated_at);
+            let now = changes.now;
+            changes.apply(&mut webhook);
             sqlx::query(
                 "UPDATE webhooks SET name = $1, description = $2, url = $3, event_types = $4, status = $5, \
                  disabled_reason = $6, updated_at = $7, \
@@ -645,9 +623,7 @@ impl Store for PostgresStore {
             .await?;
             match (was, webhook.status) {
                 (WebhookStatus::Active, WebhookStatus::Disabled) => park(&mut tx, &webhook.id).await?,
-                (WebhookStatus::Disabled, WebhookStatus::Active) => {
-                    unpark(&mut tx, &webhook.id, changes.now).await?
-                }
+                (WebhookStatus::Disabled, WebhookStatus::Active) => unpark(&mut tx, &webhook.id, now).await?,
                 _ => {}
             }
             tx.commit().await?;
@@ -911,18 +887,11 @@ impl Store for PostgresStore {
             .bind(scan)
             .fetch_all(&mut *tx)
             .await?;
-            let mut chosen: Vec<String> = Vec::new();
-            for row in &due {
-                if chosen.len() >= usize::try_from(request.limit).unwrap_or(usize::MAX) {
-                    break;
-                }
-                let webhook: String = get(row, 1)?;
-                let left = allowance.entry(webhook).or_insert(request.per_webhook);
-                if *left > 0 {
-                    *left -= 1;
-                    chosen.push(get(row, 0)?);
-                }
-            }
+            let due = due
+                .iter()
+                .map(|row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let chosen = choose_claims(due, allowance, request.per_webhook, request.limit);
             if chosen.is_empty() {
                 tx.commit().await?;
                 return Ok(Vec::new());
@@ -1013,12 +982,7 @@ impl Store for PostgresStore {
             .bind(&a.error_message)
             .execute(&mut *tx)
             .await?;
-            let (status, next_at, delivered_at) = match &record.next {
-                Next::Delivered => ("delivered", None, Some(a.started_at + a.duration_ms)),
-                Next::RetryAt(at) => ("pending", Some(*at), None),
-                Next::Failed => ("failed", None, None),
-                Next::DisableWebhook(_) => ("pending", None, None),
-            };
+            let (status, next_at, delivered_at) = record.next.row_state(a);
             // As on SQLite: the state changes only under our lease, or to `delivered`.
             let guard = if matches!(record.next, Next::Delivered) {
                 "status IN ('pending', 'failed', 'delivered')"
@@ -1077,10 +1041,10 @@ impl Store for PostgresStore {
                     .bind(webhook)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    since.flatten().filter(|s| *s <= record.disable_if_failing_since).map(|_| {
-                        "every delivery failed for longer than HERALD_DISABLE_AFTER; fix the endpoint and set status to active"
-                            .to_owned()
-                    })
+                    since
+                        .flatten()
+                        .filter(|s| *s <= record.disable_if_failing_since)
+                        .map(|_| FAILING_TOO_LONG.to_owned())
                 }
             };
             let Some(reason) = disable else {

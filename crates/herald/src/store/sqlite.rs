@@ -490,11 +490,6 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
     })
 }
 
-/// A claim token: random, so a record from an expired lease can be told apart.
-fn claim_token() -> i64 {
-    getrandom::u64().map_or_else(|_| crate::domain::time::now_ms(), |n| (n >> 1) as i64)
-}
-
 /// Sealed secrets that sign at `now`, the current one first.
 fn signing_secrets(conn: &Connection, webhook: &str, now: Millis) -> Result<Vec<Vec<u8>>, StoreError> {
     let secrets = conn
@@ -667,30 +662,13 @@ impl Store for SqliteStore {
             let Some(mut webhook) = get_live_webhook(conn, &scope, &id)? else {
                 return Ok(None);
             };
-            if let Some(name) = changes.name {
-                webhook.name = name;
-            }
-            if let Some(description) = changes.description {
-                webhook.description = description;
-            }
-            if let Some(url) = changes.url {
-                webhook.url = url;
-            }
-            if let Some(event_types) = changes.event_types {
-                webhook.event_types = event_types;
-            }
             let was = webhook.status;
-            if let Some((status, reason)) = changes.status {
-                webhook.status = status;
-                webhook.disabled_reason = match status {
-                    WebhookStatus::Active => None,
-                    WebhookStatus::Disabled => reason,
-                };
-            }
-            webhook.updated_at = changes.now.max(webhook.updated_at);
+            let now = changes.now;
+            changes.apply(&mut webhook);
             conn.prepare_cached(
-                "UPDATE webhooks SET name = ?, description = ?, url = ?, event_types = ?, status = ?, \
-                 disabled_reason = ?, updated_at = ? WHERE id = ?",
+                "UPDATE webhooks SET name = ?1, description = ?2, url = ?3, event_types = ?4, status = ?5, \
+                 disabled_reason = ?6, updated_at = ?7, \
+                 failing_since = CASE WHEN ?5 = 'active' THEN NULL ELSE failing_since END WHERE id = ?8",
             )?
             .execute(params![
                 webhook.name,
@@ -704,7 +682,7 @@ impl Store for SqliteStore {
             ])?;
             match (was, webhook.status) {
                 (WebhookStatus::Active, WebhookStatus::Disabled) => park(conn, &webhook.id)?,
-                (WebhookStatus::Disabled, WebhookStatus::Active) => unpark(conn, &webhook.id, changes.now)?,
+                (WebhookStatus::Disabled, WebhookStatus::Active) => unpark(conn, &webhook.id, now)?,
                 _ => {}
             }
             Ok(Some(webhook))
@@ -885,7 +863,7 @@ impl Store for SqliteStore {
 
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
         Box::pin(self.write(move |conn| {
-            let mut allowance: std::collections::HashMap<String, u32> = conn
+            let allowance: std::collections::HashMap<String, u32> = conn
                 .prepare_cached(
                     "SELECT webhook_id, COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL \
                      AND status = 'pending' AND next_attempt_at > ? GROUP BY webhook_id",
@@ -920,17 +898,7 @@ impl Store for SqliteStore {
                     Ok((row.get(0)?, row.get(1)?))
                 })?
                 .collect::<Result<_, _>>()?;
-            let mut chosen = Vec::new();
-            for (id, webhook) in due {
-                if chosen.len() >= usize::try_from(request.limit).unwrap_or(usize::MAX) {
-                    break;
-                }
-                let left = allowance.entry(webhook).or_insert(request.per_webhook);
-                if *left > 0 {
-                    *left -= 1;
-                    chosen.push(id);
-                }
-            }
+            let chosen = choose_claims(due, allowance, request.per_webhook, request.limit);
             let mut lease = conn.prepare_cached(
                 "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE id = ? \
                  RETURNING event_id, webhook_id, attempt_count, cycle_start",
@@ -1006,12 +974,7 @@ impl Store for SqliteStore {
             ])?;
             // The attempt happened whatever the lease says; the state changes only while we
             // hold the lease (or to `delivered`, which is true whoever holds it).
-            let (status, next_at, delivered_at) = match &record.next {
-                Next::Delivered => ("delivered", None, Some(a.started_at + a.duration_ms)),
-                Next::RetryAt(at) => ("pending", Some(*at), None),
-                Next::Failed => ("failed", None, None),
-                Next::DisableWebhook(_) => ("pending", None, None),
-            };
+            let (status, next_at, delivered_at) = record.next.row_state(a);
             let guard = if matches!(record.next, Next::Delivered) {
                 "status IN ('pending', 'failed', 'delivered')"
             } else {
@@ -1065,7 +1028,7 @@ impl Store for SqliteStore {
                         .optional()?
                         .flatten();
                     since.filter(|s| *s <= record.disable_if_failing_since).map(|_| {
-                        "every delivery failed for longer than HERALD_DISABLE_AFTER; fix the endpoint and set status to active".to_owned()
+                        FAILING_TOO_LONG.to_owned()
                     })
                 }
             };

@@ -2,13 +2,13 @@
 //! restarted on the same database; every accepted event is still delivered.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use super::support::http_client;
 use super::support::process::Server;
 use super::support::receiver::{Reply, TestReceiver};
+use super::support::{http_client, wait_all_delivered};
 
 const EVENTS: usize = 200;
 
@@ -60,39 +60,7 @@ async fn every_accepted_event_is_delivered_after_a_kill_9_and_restart() {
 
     let server = Server::start(dir.path(), &env);
     // Every accepted event is delivered: the store says so, and the receiver saw each id.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut delivered = 0;
-        let mut cursor: Option<String> = None;
-        loop {
-            let query = cursor
-                .as_ref()
-                .map(|c| format!("&cursor={c}"))
-                .unwrap_or_default();
-            let page: serde_json::Value = client
-                .get(server.url(&format!("/v1/webhooks/events?status=delivered&limit=100{query}")))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .expect("list")
-                .json()
-                .await
-                .expect("json");
-            delivered += page["data"].as_array().map_or(0, Vec::len);
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => break,
-            }
-        }
-        if delivered == EVENTS {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {delivered} of {EVENTS} accepted events were delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_all_delivered(&server.url(""), &key, EVENTS).await;
     let seen: HashSet<String> = receiver
         .received("/crash")
         .iter()

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::support::http_client;
 use super::support::process::Server;
 use super::support::receiver::{Reply, TestReceiver};
+use super::support::{http_client, wait_all_delivered};
 
 /// Publishes `n` events round-robin through `nodes`, 8 at a time; returns the accepted ids.
 async fn publish_round_robin(urls: &[String], key: &str, n: usize) -> Vec<String> {
@@ -56,43 +56,6 @@ async fn wait_all_seen(receiver: &TestReceiver, path: &str, ids: &[String]) {
             ids.len()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Polls the API until no delivery is pending and `expected` are delivered.
-async fn wait_all_delivered(base: &str, key: &str, expected: usize) {
-    let client = http_client();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let mut delivered = 0;
-        let mut cursor: Option<String> = None;
-        loop {
-            let query = cursor
-                .as_ref()
-                .map(|c| format!("&cursor={c}"))
-                .unwrap_or_default();
-            let page: Value = client
-                .get(format!(
-                    "{base}/v1/webhooks/events?status=delivered&limit=100{query}"
-                ))
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("list")
-                .json()
-                .await
-                .expect("json");
-            delivered += page["data"].as_array().map_or(0, Vec::len);
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => break,
-            }
-        }
-        if delivered == expected {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{delivered} of {expected} delivered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -365,3 +365,43 @@ pub async fn expect_error(response: Response, status: StatusCode, code: &str, pa
     );
     body
 }
+
+/// Polls a running Herald (`base` URL) until `expected` deliveries are `delivered`.
+pub async fn wait_all_delivered(base: &str, key: &str, expected: usize) {
+    let client = http_client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let mut delivered = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let query = cursor
+                .as_ref()
+                .map(|c| format!("&cursor={c}"))
+                .unwrap_or_default();
+            let page: Value = client
+                .get(format!(
+                    "{base}/v1/webhooks/events?status=delivered&limit=100{query}"
+                ))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            delivered += page["data"].as_array().map_or(0, Vec::len);
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        if delivered == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{delivered} of {expected} delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

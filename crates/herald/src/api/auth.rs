@@ -1,6 +1,10 @@
 //! Who is calling: `Authorization: Basic base64(key_id:secret)` or `Bearer key_id:secret`,
 //! checked against the stored SHA-256 in constant time, then the role rules of the contract.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -10,7 +14,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::domain::ids::{KeyId, OrgId};
 use crate::secrets;
-use crate::store::{OrgScope, Role};
+use crate::store::{ApiKey, OrgScope, Role};
 
 /// An authenticated API key.
 #[derive(Debug, Clone)]
@@ -46,13 +50,65 @@ fn credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
     Ok((id.to_owned(), secret.to_owned()))
 }
 
+/// Stored key rows, so a busy client does not cost a database read per request. Keys cannot
+/// change once made, and an entry lives at most [`KEY_CACHE_TTL`], so a key deleted from the
+/// database by hand stops working within a minute. Only existing keys are cached: a flood of
+/// made-up ids cannot grow it (and it is bounded anyway).
+pub struct KeyCache {
+    entries: Mutex<HashMap<KeyId, (Instant, ApiKey)>>,
+}
+
+const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+const KEY_CACHE_MAX: usize = 10_000;
+
+impl KeyCache {
+    pub fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, id: &KeyId) -> Option<ApiKey> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(id)
+            .filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(_, key)| key.clone())
+    }
+
+    fn put(&self, key: ApiKey) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= KEY_CACHE_MAX {
+                entries.retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);
+                if entries.len() >= KEY_CACHE_MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(key.id.clone(), (Instant::now(), key));
+        }
+    }
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Authenticates the request's key. The same "invalid API key" answer covers an unknown id
 /// and a wrong secret, so the response never says which key ids exist.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let (id, secret) = credentials(headers)?;
     let invalid = || ApiError::unauthorized("invalid API key");
     let key_id = KeyId::parse(&id).ok_or_else(invalid)?;
-    let key = state.store().get_api_key(key_id).await?.ok_or_else(invalid)?;
+    let key = match state.key_cache().get(&key_id) {
+        Some(key) => key,
+        None => {
+            let key = state.store().get_api_key(key_id).await?.ok_or_else(invalid)?;
+            state.key_cache().put(key.clone());
+            key
+        }
+    };
     if !secrets::api_key_matches(&secret, &key.secret_hash) {
         return Err(invalid());
     }

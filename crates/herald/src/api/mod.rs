@@ -45,6 +45,7 @@ struct Inner {
     metrics: PrometheusHandle,
     /// Wakes the delivery engine when new deliveries are due.
     wake: Arc<Notify>,
+    keys: auth::KeyCache,
 }
 
 impl AppState {
@@ -56,7 +57,12 @@ impl AppState {
             secret_box,
             metrics: ops::metrics_handle(),
             wake,
+            keys: auth::KeyCache::new(),
         }))
+    }
+
+    pub fn key_cache(&self) -> &auth::KeyCache {
+        &self.0.keys
     }
 
     /// Tells the delivery engine there is new work.

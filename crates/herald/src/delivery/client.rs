@@ -109,7 +109,9 @@ pub fn build(policy: &TargetPolicy, timeout: Duration) -> Result<reqwest::Client
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(64)
+        // As many idle connections as attempts can be in flight: fewer, and every attempt
+        // beyond them opens (and closes) a connection of its own.
+        .pool_max_idle_per_host(512)
         .tcp_nodelay(true)
         .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
         .build()

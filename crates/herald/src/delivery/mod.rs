@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -64,8 +64,13 @@ fn ms(d: Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// An attempt waiting to be recorded, and who waits for the result.
+type PendingRecord = (AttemptRecord, oneshot::Sender<Result<WebhookEffect, StoreError>>);
+
 pub struct Dispatcher {
     store: Arc<dyn Store>,
+    /// Finished attempts go to the recorder, which writes many in one transaction.
+    records: mpsc::Sender<PendingRecord>,
     client: reqwest::Client,
     secret_box: SecretBox,
     settings: Settings,
@@ -79,8 +84,11 @@ impl Dispatcher {
         settings: Settings,
         wake: Arc<Notify>,
     ) -> Result<Self, reqwest::Error> {
+        let (records, queue) = mpsc::channel(WINDOW as usize);
+        tokio::spawn(record_batches(Arc::clone(&store), queue, settings.lease() / 2));
         Ok(Self {
             client: client::build(&settings.policy, settings.timeout)?,
+            records,
             store,
             secret_box,
             settings,
@@ -256,28 +264,57 @@ impl Dispatcher {
             disable_if_failing_since: now - ms(self.settings.disable_after),
             now,
         };
+        let (done, recorded) = oneshot::channel();
+        if self.records.send((record, done)).await.is_err() {
+            return;
+        }
+        match recorded.await {
+            Ok(Ok(WebhookEffect::Disabled(reason))) => {
+                tracing::warn!(webhook.id = %job.webhook_id, reason = %reason, "webhook disabled");
+            }
+            Ok(Ok(WebhookEffect::None)) => {
+                if result == "failed" {
+                    tracing::info!(delivery.id = %job.delivery_id, webhook.id = %job.webhook_id, "delivery failed: retries exhausted");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(delivery.id = %job.delivery_id, error = %e, "cannot record an attempt; the delivery will be attempted again when its lease ends");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Writes finished attempts in batches: whatever is waiting when the store is free goes in
+/// one transaction, so under load many attempts share one commit. A batch the database
+/// refuses for now is retried with backoff for up to `patience`; after that its deliveries are
+/// attempted again when their leases end.
+async fn record_batches(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingRecord>, patience: Duration) {
+    const MAX_BATCH: usize = 256;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (records, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
-        loop {
-            match self.store.record_attempt(record.clone()).await {
-                Ok(WebhookEffect::Disabled(reason)) => {
-                    tracing::warn!(webhook.id = %job.webhook_id, reason = %reason, "webhook disabled");
-                    return;
-                }
-                Ok(WebhookEffect::None) => {
-                    if result == "failed" {
-                        tracing::info!(delivery.id = %job.delivery_id, webhook.id = %job.webhook_id, "delivery failed: retries exhausted");
-                    }
-                    return;
-                }
-                Err(StoreError::Unavailable(e)) if started.elapsed() < self.settings.lease() / 2 => {
-                    tracing::warn!(delivery.id = %job.delivery_id, error = %e, "cannot record an attempt yet; retrying");
+        let result = loop {
+            match store.record_attempts(records.clone()).await {
+                Err(StoreError::Unavailable(e)) if started.elapsed() < patience => {
+                    tracing::warn!(error = %e, attempts = records.len(), "cannot record attempts yet; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
-                Err(e) => {
-                    tracing::error!(delivery.id = %job.delivery_id, error = %e, "cannot record an attempt; the delivery will be attempted again when its lease ends");
-                    return;
+                other => break other,
+            }
+        };
+        match result {
+            Ok(effects) => {
+                for (waiter, effect) in waiters.into_iter().zip(effects) {
+                    let _ = waiter.send(Ok(effect));
+                }
+            }
+            Err(e) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(e.clone()));
                 }
             }
         }

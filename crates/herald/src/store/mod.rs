@@ -16,7 +16,7 @@ pub mod sqlite;
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was broken (the string says which).
     #[error("conflict: {0}")]
@@ -528,7 +528,9 @@ pub trait Store: Send + Sync + 'static {
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>>;
     /// The earliest `next_attempt_at` of any pending delivery, leased ones included.
     fn next_due_at(&self) -> StoreFuture<'_, Option<Millis>>;
-    fn record_attempt(&self, record: AttemptRecord) -> StoreFuture<'_, WebhookEffect>;
+    /// Records attempts and their deliveries' new state, all in one transaction (one commit
+    /// for many attempts); one effect per record, in order.
+    fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>>;
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats>;
     /// Calls `wake.notify_one()` whenever another process makes deliveries due (PostgreSQL's
     /// `LISTEN/NOTIFY`). The embedded store has no other process, so it does nothing.

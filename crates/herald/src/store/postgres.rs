@@ -397,6 +397,115 @@ async fn unpark(conn: &mut PgConnection, webhook: &WebhookId, now: Millis) -> Re
     notify(conn).await
 }
 
+/// One attempt and its delivery's new state, inside the caller's transaction.
+async fn record_one(tx: &mut PgConnection, record: &AttemptRecord) -> Result<WebhookEffect, StoreError> {
+    let a = &record.attempt;
+    let now = record.now;
+    sqlx::query(
+        "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
+         response_body, response_body_truncated, error, error_message) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(a.id.as_str())
+    .bind(a.delivery_id.as_str())
+    .bind(a.attempt_number)
+    .bind(a.started_at)
+    .bind(a.duration_ms)
+    .bind(a.response_status)
+    .bind(&a.response_body)
+    .bind(a.response_body_truncated)
+    .bind(&a.error)
+    .bind(&a.error_message)
+    .execute(&mut *tx)
+    .await?;
+    let (status, next_at, delivered_at) = record.next.row_state(a);
+    // As on SQLite: the state changes only under our lease, or to `delivered`.
+    let guard = if matches!(record.next, Next::Delivered) {
+        "status IN ('pending', 'failed', 'delivered')"
+    } else {
+        "status = 'pending' AND claim_token = $10"
+    };
+    let sql = format!(
+        "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = $1, \
+         last_response_status = $2, last_error = $3, last_error_message = $4, updated_at = $5, \
+         status = $6, next_attempt_at = $7, delivered_at = COALESCE($8, delivered_at), claim_token = NULL \
+         WHERE id = $9 AND {guard}"
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql))
+        .bind(a.started_at)
+        .bind(a.response_status)
+        .bind(&a.error)
+        .bind(&a.error_message)
+        .bind(now)
+        .bind(status)
+        .bind(next_at)
+        .bind(delivered_at)
+        .bind(a.delivery_id.as_str());
+    if !matches!(record.next, Next::Delivered) {
+        query = query.bind(record.claim_token);
+    }
+    if query.execute(&mut *tx).await?.rows_affected() == 0 {
+        sqlx::query("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = $1")
+            .bind(a.delivery_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    let webhook = record.webhook_id.as_str();
+    sqlx::query(
+        "UPDATE webhooks SET last_triggered_at = $1 WHERE id = $2 \
+         AND (last_triggered_at IS NULL OR last_triggered_at < $3)",
+    )
+    .bind(now)
+    .bind(webhook)
+    .bind(now - 1000)
+    .execute(&mut *tx)
+    .await?;
+    let disable = match &record.next {
+        Next::Delivered => {
+            sqlx::query(
+                "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+            )
+            .bind(webhook)
+            .execute(&mut *tx)
+            .await?;
+            None
+        }
+        Next::DisableWebhook(reason) => Some(reason.clone()),
+        Next::RetryAt(_) | Next::Failed => {
+            let since: Option<Option<Millis>> = sqlx::query_scalar(
+                "UPDATE webhooks SET failing_since = COALESCE(failing_since, $1) WHERE id = $2 RETURNING failing_since",
+            )
+            .bind(a.started_at)
+            .bind(webhook)
+            .fetch_optional(&mut *tx)
+            .await?;
+            since
+                .flatten()
+                .filter(|s| *s <= record.disable_if_failing_since)
+                .map(|_| FAILING_TOO_LONG.to_owned())
+        }
+    };
+    let Some(reason) = disable else {
+        return Ok(WebhookEffect::None);
+    };
+    let changed = sqlx::query(
+        "UPDATE webhooks SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
+         WHERE id = $3 AND status = 'active'",
+    )
+    .bind(&reason)
+    .bind(now)
+    .bind(webhook)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    park(tx, &record.webhook_id).await?;
+    Ok(if changed > 0 {
+        WebhookEffect::Disabled(reason)
+    } else {
+        WebhookEffect::None
+    })
+}
+
 async fn insert_org(conn: &mut PgConnection, org: &Org) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
         .bind(org.id.as_str())
@@ -960,114 +1069,15 @@ impl Store for PostgresStore {
         })
     }
 
-    fn record_attempt(&self, record: AttemptRecord) -> StoreFuture<'_, WebhookEffect> {
+    fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>> {
         Box::pin(async move {
-            let a = &record.attempt;
-            let now = record.now;
             let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
-                 response_body, response_body_truncated, error, error_message) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(a.id.as_str())
-            .bind(a.delivery_id.as_str())
-            .bind(a.attempt_number)
-            .bind(a.started_at)
-            .bind(a.duration_ms)
-            .bind(a.response_status)
-            .bind(&a.response_body)
-            .bind(a.response_body_truncated)
-            .bind(&a.error)
-            .bind(&a.error_message)
-            .execute(&mut *tx)
-            .await?;
-            let (status, next_at, delivered_at) = record.next.row_state(a);
-            // As on SQLite: the state changes only under our lease, or to `delivered`.
-            let guard = if matches!(record.next, Next::Delivered) {
-                "status IN ('pending', 'failed', 'delivered')"
-            } else {
-                "status = 'pending' AND claim_token = $10"
-            };
-            let sql = format!(
-                "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = $1, \
-                 last_response_status = $2, last_error = $3, last_error_message = $4, updated_at = $5, \
-                 status = $6, next_attempt_at = $7, delivered_at = COALESCE($8, delivered_at), claim_token = NULL \
-                 WHERE id = $9 AND {guard}"
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
-                .bind(a.started_at)
-                .bind(a.response_status)
-                .bind(&a.error)
-                .bind(&a.error_message)
-                .bind(now)
-                .bind(status)
-                .bind(next_at)
-                .bind(delivered_at)
-                .bind(a.delivery_id.as_str());
-            if !matches!(record.next, Next::Delivered) {
-                query = query.bind(record.claim_token);
+            let mut effects = Vec::with_capacity(records.len());
+            for record in &records {
+                effects.push(record_one(&mut tx, record).await?);
             }
-            if query.execute(&mut *tx).await?.rows_affected() == 0 {
-                sqlx::query("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = $1")
-                    .bind(a.delivery_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let webhook = record.webhook_id.as_str();
-            sqlx::query(
-                "UPDATE webhooks SET last_triggered_at = $1 WHERE id = $2 \
-                 AND (last_triggered_at IS NULL OR last_triggered_at < $3)",
-            )
-            .bind(now)
-            .bind(webhook)
-            .bind(now - 1000)
-            .execute(&mut *tx)
-            .await?;
-            let disable = match &record.next {
-                Next::Delivered => {
-                    sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                        .bind(webhook)
-                        .execute(&mut *tx)
-                        .await?;
-                    None
-                }
-                Next::DisableWebhook(reason) => Some(reason.clone()),
-                Next::RetryAt(_) | Next::Failed => {
-                    let since: Option<Option<Millis>> = sqlx::query_scalar(
-                        "UPDATE webhooks SET failing_since = COALESCE(failing_since, $1) WHERE id = $2 RETURNING failing_since",
-                    )
-                    .bind(a.started_at)
-                    .bind(webhook)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    since
-                        .flatten()
-                        .filter(|s| *s <= record.disable_if_failing_since)
-                        .map(|_| FAILING_TOO_LONG.to_owned())
-                }
-            };
-            let Some(reason) = disable else {
-                tx.commit().await?;
-                return Ok(WebhookEffect::None);
-            };
-            let changed = sqlx::query(
-                "UPDATE webhooks SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
-                 WHERE id = $3 AND status = 'active'",
-            )
-            .bind(&reason)
-            .bind(now)
-            .bind(webhook)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            park(&mut tx, &record.webhook_id).await?;
             tx.commit().await?;
-            Ok(if changed > 0 {
-                WebhookEffect::Disabled(reason)
-            } else {
-                WebhookEffect::None
-            })
+            Ok(effects)
         })
     }
 

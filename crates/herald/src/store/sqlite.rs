@@ -36,16 +36,6 @@ const READERS: usize = 4;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 
-impl Clone for StoreError {
-    fn clone(&self) -> Self {
-        match self {
-            Self::Conflict(what) => Self::Conflict(what),
-            Self::Unavailable(m) => Self::Unavailable(m.clone()),
-            Self::Backend(m) => Self::Backend(m.clone()),
-        }
-    }
-}
-
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match e.sqlite_error_code() {
@@ -502,6 +492,105 @@ fn signing_secrets(conn: &Connection, webhook: &str, now: Millis) -> Result<Vec<
     Ok(secrets)
 }
 
+/// One attempt and its delivery's new state, inside the caller's transaction.
+fn record_one(conn: &Connection, record: &AttemptRecord) -> Result<WebhookEffect, StoreError> {
+    let a = &record.attempt;
+    let now = record.now;
+    conn.prepare_cached(
+        "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
+         response_body, response_body_truncated, error, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        a.id.as_str(),
+        a.delivery_id.as_str(),
+        a.attempt_number,
+        a.started_at,
+        a.duration_ms,
+        a.response_status,
+        a.response_body,
+        i64::from(a.response_body_truncated),
+        a.error,
+        a.error_message
+    ])?;
+    // The attempt happened whatever the lease says; the state changes only while we
+    // hold the lease (or to `delivered`, which is true whoever holds it).
+    let (status, next_at, delivered_at) = record.next.row_state(a);
+    let guard = if matches!(record.next, Next::Delivered) {
+        "status IN ('pending', 'failed', 'delivered')"
+    } else {
+        "status = 'pending' AND claim_token = ?"
+    };
+    let sql = format!(
+        "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = ?, \
+         last_response_status = ?, last_error = ?, last_error_message = ?, updated_at = ?, \
+         status = ?, next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at), claim_token = NULL \
+         WHERE id = ? AND {guard}"
+    );
+    let mut bound: Vec<Value> = vec![
+        Value::Integer(a.started_at),
+        a.response_status.map_or(Value::Null, Value::Integer),
+        a.error.clone().map_or(Value::Null, Value::Text),
+        a.error_message.clone().map_or(Value::Null, Value::Text),
+        Value::Integer(now),
+        Value::Text(status.to_owned()),
+        next_at.map_or(Value::Null, Value::Integer),
+        delivered_at.map_or(Value::Null, Value::Integer),
+        Value::Text(a.delivery_id.as_str().to_owned()),
+    ];
+    if !matches!(record.next, Next::Delivered) {
+        bound.push(Value::Integer(record.claim_token));
+    }
+    let updated = conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+    if updated == 0 {
+        // Our lease ran out and someone else owns the delivery now: only the count moves.
+        conn.prepare_cached("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = ?")?
+            .execute([a.delivery_id.as_str()])?;
+    }
+
+    let webhook = record.webhook_id.as_str();
+    conn.prepare_cached(
+        "UPDATE webhooks SET last_triggered_at = ? WHERE id = ? AND (last_triggered_at IS NULL OR last_triggered_at < ?)",
+    )?
+    .execute(params![now, webhook, now - 1000])?;
+    let disable = match &record.next {
+        Next::Delivered => {
+            conn.prepare_cached(
+                "UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
+            )?
+            .execute([webhook])?;
+            None
+        }
+        Next::DisableWebhook(reason) => Some(reason.clone()),
+        Next::RetryAt(_) | Next::Failed => {
+            let since: Option<Millis> = conn
+                .prepare_cached(
+                    "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ? RETURNING failing_since",
+                )?
+                .query_row(params![a.started_at, webhook], |row| row.get(0))
+                .optional()?
+                .flatten();
+            since
+                .filter(|s| *s <= record.disable_if_failing_since)
+                .map(|_| FAILING_TOO_LONG.to_owned())
+        }
+    };
+    let Some(reason) = disable else {
+        return Ok(WebhookEffect::None);
+    };
+    let changed = conn
+        .prepare_cached(
+            "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? \
+             WHERE id = ? AND status = 'active'",
+        )?
+        .execute(params![reason, now, webhook])?;
+    park(conn, &record.webhook_id)?;
+    Ok(if changed > 0 {
+        WebhookEffect::Disabled(reason)
+    } else {
+        WebhookEffect::None
+    })
+}
+
 fn insert_org(conn: &Connection, org: &Org) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")?
         .execute(params![org.id.as_str(), org.name, org.created_at])?;
@@ -952,98 +1041,8 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn record_attempt(&self, record: AttemptRecord) -> StoreFuture<'_, WebhookEffect> {
-        Box::pin(self.write(move |conn| {
-            let a = &record.attempt;
-            let now = record.now;
-            conn.prepare_cached(
-                "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
-                 response_body, response_body_truncated, error, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )?
-            .execute(params![
-                a.id.as_str(),
-                a.delivery_id.as_str(),
-                a.attempt_number,
-                a.started_at,
-                a.duration_ms,
-                a.response_status,
-                a.response_body,
-                i64::from(a.response_body_truncated),
-                a.error,
-                a.error_message
-            ])?;
-            // The attempt happened whatever the lease says; the state changes only while we
-            // hold the lease (or to `delivered`, which is true whoever holds it).
-            let (status, next_at, delivered_at) = record.next.row_state(a);
-            let guard = if matches!(record.next, Next::Delivered) {
-                "status IN ('pending', 'failed', 'delivered')"
-            } else {
-                "status = 'pending' AND claim_token = ?"
-            };
-            let sql = format!(
-                "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = ?, \
-                 last_response_status = ?, last_error = ?, last_error_message = ?, updated_at = ?, \
-                 status = ?, next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at), claim_token = NULL \
-                 WHERE id = ? AND {guard}"
-            );
-            let mut bound: Vec<Value> = vec![
-                Value::Integer(a.started_at),
-                a.response_status.map_or(Value::Null, Value::Integer),
-                a.error.clone().map_or(Value::Null, Value::Text),
-                a.error_message.clone().map_or(Value::Null, Value::Text),
-                Value::Integer(now),
-                Value::Text(status.to_owned()),
-                next_at.map_or(Value::Null, Value::Integer),
-                delivered_at.map_or(Value::Null, Value::Integer),
-                Value::Text(a.delivery_id.as_str().to_owned()),
-            ];
-            if !matches!(record.next, Next::Delivered) {
-                bound.push(Value::Integer(record.claim_token));
-            }
-            let updated = conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
-            if updated == 0 {
-                // Our lease ran out and someone else owns the delivery now: only the count moves.
-                conn.prepare_cached("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = ?")?
-                    .execute([a.delivery_id.as_str()])?;
-            }
-
-            let webhook = record.webhook_id.as_str();
-            conn.prepare_cached(
-                "UPDATE webhooks SET last_triggered_at = ? WHERE id = ? AND (last_triggered_at IS NULL OR last_triggered_at < ?)",
-            )?
-            .execute(params![now, webhook, now - 1000])?;
-            let disable = match &record.next {
-                Next::Delivered => {
-                    conn.prepare_cached("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL")?
-                        .execute([webhook])?;
-                    None
-                }
-                Next::DisableWebhook(reason) => Some(reason.clone()),
-                Next::RetryAt(_) | Next::Failed => {
-                    let since: Option<Millis> = conn
-                        .prepare_cached(
-                            "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ? RETURNING failing_since",
-                        )?
-                        .query_row(params![a.started_at, webhook], |row| row.get(0))
-                        .optional()?
-                        .flatten();
-                    since.filter(|s| *s <= record.disable_if_failing_since).map(|_| {
-                        FAILING_TOO_LONG.to_owned()
-                    })
-                }
-            };
-            let Some(reason) = disable else {
-                return Ok(WebhookEffect::None);
-            };
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? \
-                     WHERE id = ? AND status = 'active'",
-                )?
-                .execute(params![reason, now, webhook])?;
-            park(conn, &record.webhook_id)?;
-            Ok(if changed > 0 { WebhookEffect::Disabled(reason) } else { WebhookEffect::None })
-        }))
+    fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>> {
+        Box::pin(self.write(move |conn| records.iter().map(|record| record_one(conn, record)).collect()))
     }
 
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats> {

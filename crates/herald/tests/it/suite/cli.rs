@@ -79,6 +79,7 @@ fn the_first_start_prints_an_admin_key_once() {
     skip_if_backend_unavailable!();
     let dir = tempfile::tempdir().expect("tempdir");
     let first = Server::start(dir.path(), &[]);
+    first.admin_key();
     let printed = first.output();
     assert!(printed.contains("First start"), "{printed}");
     assert!(printed.contains("basic_auth:"));

@@ -12,11 +12,7 @@ async fn signing_secrets_appear_only_in_the_response_that_creates_them() {
     skip_if_backend_unavailable!();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[("HERALD_LOG", "trace")]);
-    let admin_key = server
-        .output()
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("key:").map(|k| k.trim().to_owned()))
-        .expect("serve prints the first admin key");
+    let admin_key = server.admin_key();
     let client = super::support::http_client();
     let auth = format!("Bearer {admin_key}");
 

@@ -113,14 +113,27 @@ impl Server {
         )
     }
 
-    /// The first admin key, as printed on first start.
+    /// The first admin key, as printed on first start. Stdout is read by its own thread, so
+    /// the line may land a moment after the "listening" log line: wait for it.
     pub fn admin_key(&self) -> String {
-        self.stdout
-            .lock()
-            .expect("lock")
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("key:").map(|k| k.trim().to_owned()))
-            .expect("serve printed the first admin key")
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self
+                .stdout
+                .lock()
+                .expect("lock")
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("key:").map(|k| k.trim().to_owned()));
+            if let Some(key) = found {
+                return key;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve never printed the first admin key: {}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Kills the process with SIGKILL: no chance to finish anything.

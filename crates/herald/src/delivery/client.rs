@@ -111,7 +111,7 @@ pub fn build(policy: &TargetPolicy, timeout: Duration) -> Result<reqwest::Client
         .pool_idle_timeout(Duration::from_secs(60))
         // As many idle connections as attempts can be in flight: fewer, and every attempt
         // beyond them opens (and closes) a connection of its own.
-        .pool_max_idle_per_host(512)
+        .pool_max_idle_per_host(super::WINDOW as usize)
         .tcp_nodelay(true)
         .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -24,10 +24,13 @@ pub mod attempt;
 pub mod client;
 pub mod retry;
 
-/// Deliveries in flight in this process, at most.
-const WINDOW: u32 = 512;
-/// Deliveries in flight to one webhook, at most.
-const PER_WEBHOOK: u32 = 32;
+/// Deliveries in flight in this process, at most (their payloads are what the engine holds
+/// in memory, whatever the backlog).
+const WINDOW: u32 = 1024;
+/// Deliveries leased to one webhook at once, across every node: enough for a fast endpoint
+/// to take thousands a second, few enough that a slow one holds a small share of the window
+/// and a small receiver is not flooded.
+const PER_WEBHOOK: u32 = 64;
 /// With nothing scheduled, look for work this often anyway (another process may publish).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 

@@ -964,6 +964,10 @@ impl Store for PostgresStore {
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
+            // A lease lost in a crash only makes the delivery due again.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
             let leased = sqlx::query(
                 "SELECT webhook_id, COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL AND status = 'pending' \
                  AND next_attempt_at > $1 GROUP BY webhook_id",
@@ -1072,6 +1076,11 @@ impl Store for PostgresStore {
     fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
+            // Bookkeeping: losing it in a crash only repeats an attempt (at-least-once), so
+            // it does not wait for the WAL flush.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
             let mut effects = Vec::with_capacity(records.len());
             for record in &records {
                 effects.push(record_one(&mut tx, record).await?);

@@ -34,7 +34,17 @@ const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// A write for the next batch. `durable` writes (anything a client was or will be told is
+/// stored) make the batch commit with an fsync; a batch of bookkeeping only (leases, attempt
+/// records) commits without one: losing it in a power cut only means a delivery is attempted
+/// again, which at-least-once allows, and the next durable commit syncs it anyway.
+struct Job {
+    durable: bool,
+    run: JobFn,
+}
+
+/// Runs the write; says whether it succeeded and how to tell its caller after the commit.
+type JobFn = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -117,8 +127,17 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Runs every queued job in one transaction, each in its own savepoint, then tells each
-/// caller the outcome only after the commit is durable.
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
+/// caller the outcome only after the commit (durable when any job asked for it).
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, synced: &mut bool) {
+    let durable = batch.iter().any(|job| job.durable);
+    if durable != *synced {
+        let mode = if durable { "FULL" } else { "NORMAL" };
+        if let Err(e) = conn.pragma_update(None, "synchronous", mode) {
+            tracing::error!(error = %e, "cannot set the commit mode");
+        } else {
+            *synced = durable;
+        }
+    }
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "cannot start a write transaction");
         // Dropping the jobs drops their reply channels: each caller sees "unavailable".
@@ -131,7 +150,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
             tracing::error!(error = %e, "cannot open a savepoint");
             continue;
         }
-        match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(conn))) {
             Ok((true, done)) => completions.push(done),
             Ok((false, done)) => {
                 let _ = exec(conn, "ROLLBACK TO job");
@@ -156,6 +175,8 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
 
 fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The connection was opened with synchronous=FULL.
+    let mut synced = true;
     while let Some(job) = jobs.blocking_recv() {
         batch.push(job);
         while batch.len() < MAX_BATCH {
@@ -164,7 +185,7 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch);
+        run_batch(&conn, &mut batch, &mut synced);
     }
 }
 
@@ -209,14 +230,32 @@ impl SqliteStore {
         MIGRATIONS.len()
     }
 
-    /// Runs `f` inside the next group-commit transaction; resolves after the commit.
+    /// Runs `f` inside the next group-commit transaction; resolves after the durable commit.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(true, f).await
+    }
+
+    /// Like [`Self::write`] for bookkeeping whose loss in a power cut only repeats an attempt
+    /// (leases, attempt records): it does not wait for an fsync of its own.
+    async fn write_bookkeeping<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(false, f).await
+    }
+
+    async fn submit<T, F>(&self, durable: bool, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let run = Box::new(move |conn: &Connection| {
             let result = f(conn);
             let ok = result.is_ok();
             let done: Completion = Box::new(move |committed| {
@@ -224,7 +263,10 @@ impl SqliteStore {
             });
             (ok, done)
         });
-        self.jobs.send(job).await.map_err(|_| writer_gone())?;
+        self.jobs
+            .send(Job { durable, run })
+            .await
+            .map_err(|_| writer_gone())?;
         rx.await.map_err(|_| writer_gone())?
     }
 
@@ -951,7 +993,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
-        Box::pin(self.write(move |conn| {
+        Box::pin(self.write_bookkeeping(move |conn| {
             let allowance: std::collections::HashMap<String, u32> = conn
                 .prepare_cached(
                     "SELECT webhook_id, COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL \
@@ -1042,7 +1084,11 @@ impl Store for SqliteStore {
     }
 
     fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>> {
-        Box::pin(self.write(move |conn| records.iter().map(|record| record_one(conn, record)).collect()))
+        Box::pin(
+            self.write_bookkeeping(move |conn| {
+                records.iter().map(|record| record_one(conn, record)).collect()
+            }),
+        )
     }
 
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats> {

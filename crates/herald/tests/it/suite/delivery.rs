@@ -519,8 +519,9 @@ async fn a_slow_endpoint_never_delays_deliveries_to_other_endpoints() {
     receiver.always("/slow", Reply::status(200).after(Duration::from_secs(5)));
     webhook(&app, &app.admin_key, &receiver.url("/slow"), json!(["order.*"])).await;
     webhook(&app, &app.admin_key, &receiver.url("/fast"), json!(["kyc.*"])).await;
-    // A backlog for the slow endpoint first, then work for the fast one.
-    for _ in 0..60 {
+    // A backlog for the slow endpoint first (more than the 64 it may have in flight), then
+    // work for the fast one.
+    for _ in 0..100 {
         app.publish(&app.admin_key, "order.filled", json!({})).await;
     }
     receiver.wait_for("/slow", 1).await;
@@ -535,7 +536,7 @@ async fn a_slow_endpoint_never_delays_deliveries_to_other_endpoints() {
         "all 20 fast deliveries arrived while the slow endpoint had not answered once"
     );
     assert!(
-        receiver.received("/slow").len() < 60,
+        receiver.received("/slow").len() <= 64,
         "the slow endpoint gets a bounded number at once"
     );
 }

@@ -913,25 +913,27 @@ impl Store for SqliteStore {
                         .execute([existing.id.as_str()])?;
                 }
             }
-            let targets: Vec<(String, bool)> = match &event.only_webhook {
+            let targets: Vec<(String, bool, String)> = match &event.only_webhook {
                 Some(id) => conn
-                    .prepare_cached("SELECT id, status FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL")?
+                    .prepare_cached(
+                        "SELECT id, status, url FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+                    )?
                     .query_map(params![id.as_str(), event.org_id.as_str()], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)? == "active"))
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)? == "active", row.get(2)?))
                     })?
                     .collect::<Result<_, _>>()?,
                 None => conn
                     .prepare_cached(
-                        "SELECT id, event_types FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
+                        "SELECT id, event_types, url FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
                     )?
                     .query_map([event.org_id.as_str()], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, String>(2)?))
                     })?
                     .filter_map(|row| match row {
-                        Ok((id, patterns)) => {
+                        Ok((id, patterns, url)) => {
                             let patterns: Option<Vec<String>> =
                                 patterns.and_then(|json| serde_json::from_str(&json).ok());
-                            subscribed(patterns.as_deref(), &event.event_type).then_some(Ok((id, true)))
+                            subscribed(patterns.as_deref(), &event.event_type).then_some(Ok((id, true, url)))
                         }
                         Err(e) => Some(Err(e)),
                     })
@@ -953,30 +955,63 @@ impl Store for SqliteStore {
             ])?;
             let mut insert = conn.prepare_cached(
                 "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
-                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                 claim_token, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
             )?;
-            for (webhook, active) in &targets {
-                let due = active.then_some(event.now);
+            let mut leased_now = conn.prepare_cached(
+                "SELECT COUNT(*) FROM deliveries WHERE webhook_id = ? AND claim_token IS NOT NULL \
+                 AND status = 'pending' AND next_attempt_at > ?",
+            )?;
+            let mut slots = event.lease.map_or(0, |offer| offer.slots);
+            let token = claim_token();
+            let mut leased = Vec::new();
+            for (webhook, active, url) in &targets {
+                let id = DeliveryId::new();
+                let lease = match event.lease {
+                    Some(offer) if *active && slots > 0 => {
+                        let in_flight: i64 = leased_now.query_row(params![webhook, event.now], |r| r.get(0))?;
+                        (in_flight < i64::from(offer.per_webhook)).then_some(offer.lease_until)
+                    }
+                    _ => None,
+                };
+                let due = lease.or(active.then_some(event.now));
                 insert.execute(params![
-                    DeliveryId::new().as_str(),
+                    id.as_str(),
                     event.id.as_str(),
                     webhook,
                     event.org_id.as_str(),
                     event.event_type,
                     due,
+                    lease.map(|_| token),
                     event.now,
                     event.now
                 ])?;
+                if lease.is_some() {
+                    slots -= 1;
+                    leased.push(Claimed {
+                        delivery_id: id,
+                        claim_token: token,
+                        event_id: event.id.clone(),
+                        webhook_id: WebhookId::parse(webhook).ok_or(StoreError::Backend("malformed webhook id".into()))?,
+                        url: url.clone(),
+                        payload: event.payload.clone(),
+                        attempt_count: 0,
+                        cycle_start: 0,
+                        secrets: signing_secrets(conn, webhook, event.now)?,
+                    });
+                }
             }
-            Ok(Published::Created(Event {
-                id: event.id,
-                org_id: event.org_id,
-                event_type: event.event_type,
-                payload: event.payload,
-                source_id: event.source_id,
-                delivery_count: count,
-                created_at: event.now,
-            }))
+            Ok(Published::Created(
+                Event {
+                    id: event.id,
+                    org_id: event.org_id,
+                    event_type: event.event_type,
+                    payload: event.payload,
+                    source_id: event.source_id,
+                    delivery_count: count,
+                    created_at: event.now,
+                },
+                leased,
+            ))
         }))
     }
 

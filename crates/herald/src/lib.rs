@@ -78,7 +78,7 @@ pub async fn run(
         Arc::clone(&wake),
     )?);
     store.forward_wakeups(Arc::clone(&wake));
-    let state = api::AppState::new(Arc::clone(&store), config, secret_box, wake, dispatcher.handoff());
+    let state = api::AppState::new(Arc::clone(&store), config, secret_box, wake);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(dispatcher.run(stop_rx.clone()));

@@ -111,9 +111,6 @@ pub async fn publish(
     let id = EventId::new();
     let now = now_ms();
     let payload = wire_payload(&id, event_type, now, data)?;
-    // Slots in the delivery engine's window: the new deliveries can be leased in the publish
-    // transaction itself and attempted at once.
-    let reservation = state.handoff().reserve();
     let published = state
         .store()
         .publish(NewEvent {
@@ -124,24 +121,16 @@ pub async fn publish(
             source_id,
             dedup_after: now - DEDUP_WINDOW_MS,
             only_webhook,
-            lease: reservation.as_ref().map(|(offer, _)| *offer),
             now,
         })
         .await?;
-    Ok(match published {
-        Published::Created(event, leased) => {
-            metrics::counter!("herald_events_published_total").increment(1);
-            let handed = i64::try_from(leased.len()).unwrap_or(i64::MAX);
-            if let Some((_, permit)) = reservation {
-                state.handoff().submit(leased, permit);
-            }
-            if event.delivery_count > handed {
-                state.wake_dispatcher();
-            }
-            Published::Created(event, Vec::new())
+    if let Published::Created(event) = &published {
+        metrics::counter!("herald_events_published_total").increment(1);
+        if event.delivery_count > 0 {
+            state.wake_dispatcher();
         }
-        duplicate => duplicate,
-    })
+    }
+    Ok(published)
 }
 
 /// Publish an event to every subscribed, active webhook of the org.
@@ -186,7 +175,7 @@ async fn publish_event(
         ));
     }
     match publish(&state, org_id, &input.event_type, &input.data, input.id, None).await? {
-        Published::Created(event, _) => {
+        Published::Created(event) => {
             tracing::debug!(event.id = %event.id, event.type = %event.event_type, deliveries = event.delivery_count, "event published");
             Ok((StatusCode::ACCEPTED, Json(EventOut::new(event, false))))
         }

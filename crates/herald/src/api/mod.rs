@@ -45,19 +45,11 @@ struct Inner {
     metrics: PrometheusHandle,
     /// Wakes the delivery engine when new deliveries are due.
     wake: Arc<Notify>,
-    /// Gives the delivery engine the deliveries a publish leased for it.
-    handoff: crate::delivery::Handoff,
     keys: auth::KeyCache,
 }
 
 impl AppState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        config: Config,
-        secret_box: SecretBox,
-        wake: Arc<Notify>,
-        handoff: crate::delivery::Handoff,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: Config, secret_box: SecretBox, wake: Arc<Notify>) -> Self {
         Self(Arc::new(Inner {
             store,
             policy: config.target_policy(),
@@ -65,13 +57,8 @@ impl AppState {
             secret_box,
             metrics: ops::metrics_handle(),
             wake,
-            handoff,
             keys: auth::KeyCache::new(),
         }))
-    }
-
-    pub fn handoff(&self) -> &crate::delivery::Handoff {
-        &self.0.handoff
     }
 
     pub fn key_cache(&self) -> &auth::KeyCache {

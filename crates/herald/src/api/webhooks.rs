@@ -502,7 +502,7 @@ async fn test_webhook(
     )
     .await?;
     let event = match published {
-        Published::Created(event, _) | Published::Duplicate(event) => event,
+        Published::Created(event) | Published::Duplicate(event) => event,
     };
     let filter = DeliveryFilter {
         org_id: Some(webhook.org_id),

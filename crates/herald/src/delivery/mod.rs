@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -18,9 +18,7 @@ use crate::domain::ids::AttemptId;
 use crate::domain::net::TargetPolicy;
 use crate::domain::time::{Millis, now_ms};
 use crate::secrets::SecretBox;
-use crate::store::{
-    Attempt, AttemptRecord, ClaimRequest, Claimed, LeaseOffer, Next, Store, StoreError, WebhookEffect,
-};
+use crate::store::{Attempt, AttemptRecord, ClaimRequest, Claimed, Next, Store, StoreError, WebhookEffect};
 
 pub mod attempt;
 pub mod client;
@@ -69,60 +67,11 @@ fn ms(d: Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A delivery leased by a publish, with the window slot it occupies.
-type HandedOff = (Claimed, OwnedSemaphorePermit);
-
-/// How the publish path gives the engine the deliveries it leased in its own transaction, so
-/// their first attempt needs no lease write and no re-read. Window slots are reserved before
-/// the publish, so the engine never holds more than its window.
-#[derive(Clone)]
-pub struct Handoff {
-    slots: Arc<Semaphore>,
-    jobs: mpsc::UnboundedSender<HandedOff>,
-    lease: Duration,
-}
-
-/// At most this many deliveries of one publish are leased by it (a large fan-out's others are
-/// claimed by the engine as usual).
-const LEASE_PER_PUBLISH: u32 = 16;
-
-impl Handoff {
-    /// Reserves window slots for a publish about to lease some of its deliveries.
-    pub fn reserve(&self) -> Option<(LeaseOffer, OwnedSemaphorePermit)> {
-        let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
-        let slots = free.min(LEASE_PER_PUBLISH);
-        if slots == 0 {
-            return None;
-        }
-        let permit = Arc::clone(&self.slots).try_acquire_many_owned(slots).ok()?;
-        let offer = LeaseOffer {
-            slots,
-            lease_until: now_ms() + ms(self.lease),
-            per_webhook: PER_WEBHOOK,
-        };
-        Some((offer, permit))
-    }
-
-    /// Gives the leased deliveries to the engine; slots they did not use are released. If the
-    /// engine has stopped, their leases run out and they are attempted again later.
-    pub fn submit(&self, leased: Vec<Claimed>, mut permit: OwnedSemaphorePermit) {
-        for job in leased {
-            if let Some(slot) = permit.split(1) {
-                let _ = self.jobs.send((job, slot));
-            }
-        }
-    }
-}
-
 /// An attempt waiting to be recorded, and who waits for the result.
 type PendingRecord = (AttemptRecord, oneshot::Sender<Result<WebhookEffect, StoreError>>);
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
-    /// One permit per delivery in flight, shared with the publish path's [`Handoff`].
-    slots: Arc<Semaphore>,
-    handoff: Handoff,
-    handed_off: std::sync::Mutex<Option<mpsc::UnboundedReceiver<HandedOff>>>,
     /// Finished attempts go to the recorder, which writes many in one transaction.
     records: mpsc::Sender<PendingRecord>,
     client: reqwest::Client,
@@ -140,16 +89,7 @@ impl Dispatcher {
     ) -> Result<Self, reqwest::Error> {
         let (records, queue) = mpsc::channel(WINDOW as usize);
         tokio::spawn(record_batches(Arc::clone(&store), queue, settings.lease() / 2));
-        let slots = Arc::new(Semaphore::new(WINDOW as usize));
-        let (jobs, handed_off) = mpsc::unbounded_channel();
         Ok(Self {
-            handoff: Handoff {
-                slots: Arc::clone(&slots),
-                jobs,
-                lease: settings.lease(),
-            },
-            slots,
-            handed_off: std::sync::Mutex::new(Some(handed_off)),
             client: client::build(&settings.policy, settings.timeout)?,
             records,
             store,
@@ -159,37 +99,15 @@ impl Dispatcher {
         })
     }
 
-    /// What the publish path uses to hand over the deliveries it leased.
-    pub fn handoff(&self) -> Handoff {
-        self.handoff.clone()
-    }
-
-    fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, job: Claimed, slot: OwnedSemaphorePermit) {
-        let me = Arc::clone(self);
-        tasks.spawn(async move {
-            me.process_one(job).await;
-            drop(slot);
-        });
-    }
-
     /// Runs until `shutdown` turns true, then lets the attempts in flight finish (each is
     /// bounded by the delivery timeout) and records them.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let Some(mut handed_off) = self.handed_off.lock().ok().and_then(|mut h| h.take()) else {
-            return;
-        };
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut stats = tokio::time::interval(Duration::from_secs(5));
         while !*shutdown.borrow() {
-            while let Ok((job, slot)) = handed_off.try_recv() {
-                self.start(&mut tasks, job, slot);
-            }
-            let free = u32::try_from(self.slots.available_permits()).unwrap_or(0);
+            let free = WINDOW.saturating_sub(u32::try_from(tasks.len()).unwrap_or(WINDOW));
             let mut more_due = false;
-            let reserved = (free > 0)
-                .then(|| Arc::clone(&self.slots).try_acquire_many_owned(free).ok())
-                .flatten();
-            if let Some(mut permit) = reserved {
+            if free > 0 {
                 let now = now_ms();
                 let request = ClaimRequest {
                     now,
@@ -201,13 +119,11 @@ impl Dispatcher {
                     Ok(batch) => {
                         more_due = batch.len() == usize::try_from(free).unwrap_or(usize::MAX);
                         for job in batch {
-                            if let Some(slot) = permit.split(1) {
-                                self.start(&mut tasks, job, slot);
-                            }
+                            let me = Arc::clone(&self);
+                            tasks.spawn(async move { me.process_one(job).await });
                         }
                     }
                     Err(e) => {
-                        drop(permit);
                         tracing::warn!(error = %e, "cannot claim deliveries; retrying in a second");
                         tokio::select! {
                             () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -225,7 +141,6 @@ impl Dispatcher {
             let wait = self.until_next_due().await;
             tokio::select! {
                 () = self.wake.notified() => {}
-                Some((job, slot)) = handed_off.recv() => self.start(&mut tasks, job, slot),
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = tokio::time::sleep(wait) => {}
                 _ = stats.tick() => self.report_queue().await,

@@ -246,19 +246,7 @@ pub struct NewEvent {
     pub dedup_after: Millis,
     /// The test route: deliver to this webhook alone, whatever it subscribes to.
     pub only_webhook: Option<WebhookId>,
-    /// Lease some of the new deliveries in the same transaction, for this process to attempt
-    /// at once (no separate lease write, no re-read before the first attempt).
-    pub lease: Option<LeaseOffer>,
     pub now: Millis,
-}
-
-/// How many new deliveries a publish may lease for the publishing process, and until when.
-#[derive(Debug, Clone, Copy)]
-pub struct LeaseOffer {
-    pub slots: u32,
-    pub lease_until: Millis,
-    /// The per-webhook cap: a webhook at it gets its delivery queued, not leased.
-    pub per_webhook: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,8 +262,7 @@ pub struct Event {
 
 #[derive(Debug, Clone)]
 pub enum Published {
-    /// A new event, and the deliveries leased for this process to attempt (see `LeaseOffer`).
-    Created(Event, Vec<Claimed>),
+    Created(Event),
     /// The caller's `id` was seen within 24 h: the original event, nothing created.
     Duplicate(Event),
 }

@@ -856,20 +856,20 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            let targets: Vec<(String, bool, String)> = match &event.only_webhook {
+            let targets: Vec<(String, bool)> = match &event.only_webhook {
                 Some(id) => sqlx::query(
-                    "SELECT id, status, url FROM webhooks WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL",
+                    "SELECT id, status FROM webhooks WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL",
                 )
                 .bind(id.as_str())
                 .bind(event.org_id.as_str())
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)? == "active", get(row, 2)?)))
+                .map(|row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)? == "active")))
                 .collect::<Result<_, StoreError>>()?,
                 None => {
                     let rows = sqlx::query(
-                        "SELECT id, event_types, url FROM webhooks WHERE org_id = $1 AND status = 'active' AND deleted_at IS NULL",
+                        "SELECT id, event_types FROM webhooks WHERE org_id = $1 AND status = 'active' AND deleted_at IS NULL",
                     )
                     .bind(event.org_id.as_str())
                     .fetch_all(&mut *tx)
@@ -880,7 +880,7 @@ impl Store for PostgresStore {
                         let patterns: Option<Vec<String>> =
                             patterns.and_then(|json| serde_json::from_str(&json).ok());
                         if subscribed(patterns.as_deref(), &event.event_type) {
-                            targets.push((get::<String>(row, 0)?, true, get::<String>(row, 2)?));
+                            targets.push((get::<String>(row, 0)?, true));
                         }
                     }
                     targets
@@ -915,112 +915,35 @@ impl Store for PostgresStore {
                 tx.commit().await?;
                 return Ok(Published::Duplicate(existing));
             }
-            // Which new deliveries this process leases: active webhooks under their cap, as
-            // many as it has free slots.
-            let mut lease_for: Vec<bool> = vec![false; targets.len()];
-            if let Some(offer) = event.lease {
-                let ids: Vec<String> = targets.iter().filter(|t| t.1).map(|t| t.0.clone()).collect();
-                let rows = sqlx::query(
-                    "SELECT webhook_id, COUNT(*) FROM deliveries WHERE webhook_id = ANY($1) AND claim_token IS NOT NULL \
-                     AND status = 'pending' AND next_attempt_at > $2 GROUP BY webhook_id",
-                )
-                .bind(&ids)
-                .bind(event.now)
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut in_flight: HashMap<String, i64> = HashMap::new();
-                for row in &rows {
-                    in_flight.insert(get(row, 0)?, get(row, 1)?);
-                }
-                let mut slots = offer.slots;
-                for (index, (webhook, active, _)) in targets.iter().enumerate() {
-                    let busy = in_flight.get(webhook).copied().unwrap_or(0) >= i64::from(offer.per_webhook);
-                    if *active && slots > 0 && !busy {
-                        lease_for[index] = true;
-                        slots -= 1;
-                    }
-                }
-            }
-            let token = claim_token();
-            let lease_until = event.lease.map_or(event.now, |offer| offer.lease_until);
-            let ids: Vec<DeliveryId> = targets.iter().map(|_| DeliveryId::new()).collect();
-            let mut leased = Vec::new();
             if !targets.is_empty() {
                 let mut b = QueryBuilder::new(
                     "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
-                     claim_token, created_at, updated_at) ",
+                     created_at, updated_at) ",
                 );
-                let rows = targets.iter().zip(&ids).zip(&lease_for);
-                b.push_values(rows, |mut row, (((webhook, active, _), id), leased)| {
-                    let due = if *leased {
-                        Some(lease_until)
-                    } else {
-                        active.then_some(event.now)
-                    };
-                    row.push_bind(id.to_string())
+                b.push_values(&targets, |mut row, (webhook, active)| {
+                    row.push_bind(DeliveryId::new().to_string())
                         .push_bind(event.id.as_str().to_owned())
                         .push_bind(webhook.clone())
                         .push_bind(event.org_id.as_str().to_owned())
                         .push_bind(event.event_type.clone())
                         .push_bind("pending")
-                        .push_bind(due)
-                        .push_bind(leased.then_some(token))
+                        .push_bind(active.then_some(event.now))
                         .push_bind(event.now)
                         .push_bind(event.now);
                 });
                 b.build().execute(&mut *tx).await?;
-                let leased_webhooks: Vec<String> = targets
-                    .iter()
-                    .zip(&lease_for)
-                    .filter(|(_, leased)| **leased)
-                    .map(|(t, _)| t.0.clone())
-                    .collect();
-                let mut secrets: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-                if !leased_webhooks.is_empty() {
-                    let rows = sqlx::query(
-                        "SELECT webhook_id, ciphertext FROM webhook_secrets WHERE webhook_id = ANY($1) \
-                         AND (expires_at IS NULL OR expires_at > $2) ORDER BY webhook_id, expires_at IS NOT NULL, seq DESC",
-                    )
-                    .bind(&leased_webhooks)
-                    .bind(event.now)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    for row in &rows {
-                        secrets.entry(get(row, 0)?).or_default().push(get(row, 1)?);
-                    }
-                }
-                for (((webhook, _, url), id), leased_here) in targets.iter().zip(&ids).zip(&lease_for) {
-                    if *leased_here {
-                        leased.push(Claimed {
-                            delivery_id: id.clone(),
-                            claim_token: token,
-                            event_id: event.id.clone(),
-                            webhook_id: WebhookId::parse(webhook).ok_or_else(|| corrupt("webhook id"))?,
-                            url: url.clone(),
-                            payload: event.payload.clone(),
-                            attempt_count: 0,
-                            cycle_start: 0,
-                            secrets: secrets.get(webhook).cloned().unwrap_or_default(),
-                        });
-                    }
-                }
-                if leased.len() < targets.len() {
-                    notify(&mut tx).await?;
-                }
+                notify(&mut tx).await?;
             }
             tx.commit().await?;
-            Ok(Published::Created(
-                Event {
-                    id: event.id,
-                    org_id: event.org_id,
-                    event_type: event.event_type,
-                    payload: event.payload,
-                    source_id: event.source_id,
-                    delivery_count: count,
-                    created_at: event.now,
-                },
-                leased,
-            ))
+            Ok(Published::Created(Event {
+                id: event.id,
+                org_id: event.org_id,
+                event_type: event.event_type,
+                payload: event.payload,
+                source_id: event.source_id,
+                delivery_count: count,
+                created_at: event.now,
+            }))
         })
     }
 

@@ -913,27 +913,25 @@ impl Store for SqliteStore {
                         .execute([existing.id.as_str()])?;
                 }
             }
-            let targets: Vec<(String, bool, String)> = match &event.only_webhook {
+            let targets: Vec<(String, bool)> = match &event.only_webhook {
                 Some(id) => conn
-                    .prepare_cached(
-                        "SELECT id, status, url FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
-                    )?
+                    .prepare_cached("SELECT id, status FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL")?
                     .query_map(params![id.as_str(), event.org_id.as_str()], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)? == "active", row.get(2)?))
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)? == "active"))
                     })?
                     .collect::<Result<_, _>>()?,
                 None => conn
                     .prepare_cached(
-                        "SELECT id, event_types, url FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
+                        "SELECT id, event_types FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
                     )?
                     .query_map([event.org_id.as_str()], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, String>(2)?))
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
                     })?
                     .filter_map(|row| match row {
-                        Ok((id, patterns, url)) => {
+                        Ok((id, patterns)) => {
                             let patterns: Option<Vec<String>> =
                                 patterns.and_then(|json| serde_json::from_str(&json).ok());
-                            subscribed(patterns.as_deref(), &event.event_type).then_some(Ok((id, true, url)))
+                            subscribed(patterns.as_deref(), &event.event_type).then_some(Ok((id, true)))
                         }
                         Err(e) => Some(Err(e)),
                     })
@@ -955,63 +953,30 @@ impl Store for SqliteStore {
             ])?;
             let mut insert = conn.prepare_cached(
                 "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
-                 claim_token, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
             )?;
-            let mut leased_now = conn.prepare_cached(
-                "SELECT COUNT(*) FROM deliveries WHERE webhook_id = ? AND claim_token IS NOT NULL \
-                 AND status = 'pending' AND next_attempt_at > ?",
-            )?;
-            let mut slots = event.lease.map_or(0, |offer| offer.slots);
-            let token = claim_token();
-            let mut leased = Vec::new();
-            for (webhook, active, url) in &targets {
-                let id = DeliveryId::new();
-                let lease = match event.lease {
-                    Some(offer) if *active && slots > 0 => {
-                        let in_flight: i64 = leased_now.query_row(params![webhook, event.now], |r| r.get(0))?;
-                        (in_flight < i64::from(offer.per_webhook)).then_some(offer.lease_until)
-                    }
-                    _ => None,
-                };
-                let due = lease.or(active.then_some(event.now));
+            for (webhook, active) in &targets {
+                let due = active.then_some(event.now);
                 insert.execute(params![
-                    id.as_str(),
+                    DeliveryId::new().as_str(),
                     event.id.as_str(),
                     webhook,
                     event.org_id.as_str(),
                     event.event_type,
                     due,
-                    lease.map(|_| token),
                     event.now,
                     event.now
                 ])?;
-                if lease.is_some() {
-                    slots -= 1;
-                    leased.push(Claimed {
-                        delivery_id: id,
-                        claim_token: token,
-                        event_id: event.id.clone(),
-                        webhook_id: WebhookId::parse(webhook).ok_or(StoreError::Backend("malformed webhook id".into()))?,
-                        url: url.clone(),
-                        payload: event.payload.clone(),
-                        attempt_count: 0,
-                        cycle_start: 0,
-                        secrets: signing_secrets(conn, webhook, event.now)?,
-                    });
-                }
             }
-            Ok(Published::Created(
-                Event {
-                    id: event.id,
-                    org_id: event.org_id,
-                    event_type: event.event_type,
-                    payload: event.payload,
-                    source_id: event.source_id,
-                    delivery_count: count,
-                    created_at: event.now,
-                },
-                leased,
-            ))
+            Ok(Published::Created(Event {
+                id: event.id,
+                org_id: event.org_id,
+                event_type: event.event_type,
+                payload: event.payload,
+                source_id: event.source_id,
+                delivery_count: count,
+                created_at: event.now,
+            }))
         }))
     }
 
@@ -1031,8 +996,10 @@ impl Store for SqliteStore {
         Box::pin(self.write_bookkeeping(move |conn| {
             let allowance: std::collections::HashMap<String, u32> = conn
                 .prepare_cached(
-                    "SELECT webhook_id, COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL \
-                     AND status = 'pending' AND next_attempt_at > ? GROUP BY webhook_id",
+                    // Leased rows only (always pending), through their small partial index: the
+                    // planner could otherwise walk every pending delivery.
+                    "SELECT webhook_id, COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
+                     WHERE claim_token IS NOT NULL AND next_attempt_at > ? GROUP BY webhook_id",
                 )?
                 .query_map([request.now], |row| {
                     Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))

@@ -413,6 +413,41 @@ pub struct QueueStats {
     pub oldest_pending_created_at: Option<Millis>,
 }
 
+impl NewWebhook {
+    /// The webhook as stored by a successful create.
+    pub fn into_webhook(self) -> Webhook {
+        Webhook {
+            id: self.id,
+            org_id: self.org_id,
+            name: self.name,
+            description: self.description,
+            url: self.url,
+            status: WebhookStatus::Active,
+            disabled_reason: None,
+            event_types: self.event_types,
+            secret_last4: self.secret_last4,
+            last_triggered_at: None,
+            created_at: self.now,
+            updated_at: self.now,
+        }
+    }
+}
+
+impl NewEvent {
+    /// The event as stored by a successful publish that fanned out to `delivery_count`.
+    pub fn into_event(self, delivery_count: i64) -> Event {
+        Event {
+            id: self.id,
+            org_id: self.org_id,
+            event_type: self.event_type,
+            payload: self.payload,
+            source_id: self.source_id,
+            delivery_count,
+            created_at: self.now,
+        }
+    }
+}
+
 impl WebhookChanges {
     /// Applies the changes to `webhook` as stored; both backends write the result back whole.
     pub fn apply(self, webhook: &mut Webhook) {

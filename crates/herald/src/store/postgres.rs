@@ -658,20 +658,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(Webhook {
-                id: new.id,
-                org_id: new.org_id,
-                name: new.name,
-                description: new.description,
-                url: new.url,
-                status: WebhookStatus::Active,
-                disabled_reason: None,
-                event_types: new.event_types,
-                secret_last4: new.secret_last4,
-                last_triggered_at: None,
-                created_at: new.now,
-                updated_at: new.now,
-            })
+            Ok(new.into_webhook())
         })
     }
 
@@ -935,15 +922,7 @@ impl Store for PostgresStore {
                 notify(&mut tx).await?;
             }
             tx.commit().await?;
-            Ok(Published::Created(Event {
-                id: event.id,
-                org_id: event.org_id,
-                event_type: event.event_type,
-                payload: event.payload,
-                source_id: event.source_id,
-                delivery_count: count,
-                created_at: event.now,
-            }))
+            Ok(Published::Created(event.into_event(count)))
         })
     }
 

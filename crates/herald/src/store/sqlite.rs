@@ -747,20 +747,7 @@ impl Store for SqliteStore {
                 "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES (?, ?, ?)",
             )?
             .execute(params![new.id.as_str(), new.secret_ciphertext, new.now])?;
-            Ok(Webhook {
-                id: new.id,
-                org_id: new.org_id,
-                name: new.name,
-                description: new.description,
-                url: new.url,
-                status: WebhookStatus::Active,
-                disabled_reason: None,
-                event_types: new.event_types,
-                secret_last4: new.secret_last4,
-                last_triggered_at: None,
-                created_at: new.now,
-                updated_at: new.now,
-            })
+            Ok(new.into_webhook())
         }))
     }
 
@@ -968,15 +955,7 @@ impl Store for SqliteStore {
                     event.now
                 ])?;
             }
-            Ok(Published::Created(Event {
-                id: event.id,
-                org_id: event.org_id,
-                event_type: event.event_type,
-                payload: event.payload,
-                source_id: event.source_id,
-                delivery_count: count,
-                created_at: event.now,
-            }))
+            Ok(Published::Created(event.into_event(count)))
         }))
     }
 

@@ -817,7 +817,7 @@ async fn one_success_resets_the_failure_clock() {
     let app = TestApp::spawn_with(Settings {
         dev: true,
         retry_schedule: Some("20ms,20ms,1h".into()),
-        disable_after: Some("1s".into()),
+        disable_after: Some("3s".into()),
         ..Settings::default()
     })
     .await;
@@ -838,7 +838,7 @@ async fn one_success_resets_the_failure_clock() {
     .expect("time");
     // Let more than HERALD_DISABLE_AFTER pass since the first failure, then fail again:
     // only the success in between keeps the webhook active.
-    while herald::domain::time::now_ms() < first_failure + 1_500 {
+    while herald::domain::time::now_ms() < first_failure + 3_500 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     receiver.always("/wobbly", Reply::status(500));

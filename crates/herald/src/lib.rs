@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod delivery;
 pub mod domain;
 pub mod secrets;
@@ -108,6 +109,11 @@ async fn maintain(store: Arc<dyn Store>) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "expired idempotency keys removed"),
             Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
+        match store.purge_sessions(domain::time::now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "expired dashboard sessions removed"),
+            Err(e) => tracing::warn!(error = %e, "could not purge dashboard sessions"),
         }
     }
 }

@@ -95,21 +95,31 @@ impl Default for KeyCache {
     }
 }
 
+/// A stored key by id, through the cache.
+pub async fn load_key(state: &AppState, key_id: KeyId) -> Result<Option<ApiKey>, ApiError> {
+    if let Some(key) = state.key_cache().get(&key_id) {
+        return Ok(Some(key));
+    }
+    let key = state.store().get_api_key(key_id).await?;
+    if let Some(key) = &key {
+        state.key_cache().put(key.clone());
+    }
+    Ok(key)
+}
+
 /// Authenticates the request's key. The same "invalid API key" answer covers an unknown id
 /// and a wrong secret, so the response never says which key ids exist.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let (id, secret) = credentials(headers)?;
+    verify_key(state, &id, &secret).await
+}
+
+/// Checks a key given as `key_id` and `secret` (the dashboard's sign-in form uses this too).
+pub async fn verify_key(state: &AppState, id: &str, secret: &str) -> Result<Caller, ApiError> {
     let invalid = || ApiError::unauthorized("invalid API key");
-    let key_id = KeyId::parse(&id).ok_or_else(invalid)?;
-    let key = match state.key_cache().get(&key_id) {
-        Some(key) => key,
-        None => {
-            let key = state.store().get_api_key(key_id).await?.ok_or_else(invalid)?;
-            state.key_cache().put(key.clone());
-            key
-        }
-    };
-    if !secrets::api_key_matches(&secret, &key.secret_hash) {
+    let key_id = KeyId::parse(id).ok_or_else(invalid)?;
+    let key = load_key(state, key_id).await?.ok_or_else(invalid)?;
+    if !secrets::api_key_matches(secret, &key.secret_hash) {
         return Err(invalid());
     }
     Ok(Caller {

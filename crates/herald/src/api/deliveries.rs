@@ -17,7 +17,7 @@ use super::pagination::{ListOut, page_request};
 use super::webhooks::OrgQuery;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, WebhookId};
 use crate::domain::time::{format_ms, now_ms, parse_rfc3339};
-use crate::store::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, Requeue};
+use crate::store::{Attempt, Delivery, DeliveryFilter, DeliveryStatus, OrgScope, Requeue};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -157,7 +157,7 @@ pub fn time_param(raw: Option<&str>, param: &'static str) -> Result<Option<i64>>
     .transpose()
 }
 
-fn parse_id(raw: &str) -> Result<DeliveryId> {
+pub fn parse_id(raw: &str) -> Result<DeliveryId> {
     DeliveryId::parse(raw).ok_or_else(|| ApiError::not_found("delivery event"))
 }
 
@@ -263,7 +263,20 @@ async fn retry_delivery(
     ApiQuery(query): ApiQuery<OrgQuery>,
 ) -> Result<(StatusCode, Json<RetryOut>)> {
     let scope = caller.scope(query.org_id.as_deref())?;
-    let id = parse_id(&raw)?;
+    let id = retry(&state, scope, &raw).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RetryOut {
+            object: "delivery_retry",
+            id,
+            status: "queued",
+        }),
+    ))
+}
+
+/// Queues a delivery for another attempt now, with a fresh retry cycle.
+pub async fn retry(state: &AppState, scope: OrgScope, raw: &str) -> Result<DeliveryId> {
+    let id = parse_id(raw)?;
     match state
         .store()
         .requeue_delivery(scope, id.clone(), now_ms())
@@ -278,14 +291,7 @@ async fn retry_delivery(
         Requeue::Queued => {
             state.wake_dispatcher();
             tracing::info!(delivery.id = %id, "delivery re-queued");
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(RetryOut {
-                    object: "delivery_retry",
-                    id,
-                    status: "queued",
-                }),
-            ))
+            Ok(id)
         }
     }
 }

@@ -184,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         error::ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
     };
     api.merge(ops::router(openapi))
+        .merge(crate::dashboard::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::TenantCaller;
+use super::auth::{Caller, TenantCaller};
 use super::deliveries::{DeliveryOut, time_param};
 use super::error::{ApiError, ErrorBody, Result};
 use super::events;
@@ -17,12 +17,12 @@ use super::extract::{ApiJson, ApiQuery, OptionalJson, PathId};
 use super::pagination::{ListOut, page_request};
 use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
 use crate::domain::ids::WebhookId;
-use crate::domain::time::{format_ms, now_ms};
+use crate::domain::time::{Millis, format_ms, now_ms};
 use crate::domain::webhook_url::{UrlError, WebhookUrl};
 use crate::secrets;
 use crate::store::{
-    DeliveryFilter, NewWebhook, PageRequest, Position, Published, SecretRotation, Webhook, WebhookChanges,
-    WebhookStatus,
+    DeliveryFilter, NewWebhook, OrgScope, PageRequest, Position, Published, SecretRotation, Webhook,
+    WebhookChanges, WebhookStatus,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -253,11 +253,17 @@ async fn create_webhook(
     TenantCaller(caller): TenantCaller,
     ApiJson(input): ApiJson<WebhookIn>,
 ) -> Result<(StatusCode, Json<WebhookOut>)> {
-    let org_id = caller.org_for(&state, input.org_id.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(create(&state, &caller, input).await?)))
+}
+
+/// Checks and stores a new webhook; the answer carries its signing secret, which is never
+/// shown again. (The API and the dashboard both create webhooks through here.)
+pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Result<WebhookOut> {
+    let org_id = caller.org_for(state, input.org_id.as_deref()).await?;
     let url = WebhookUrl::parse(&input.url, state.target_policy()).map_err(url_error)?;
     check_text(&input.name, "name", MAX_NAME)?;
     check_text(&input.description, "description", MAX_DESCRIPTION)?;
-    let event_types = parse_event_types(&state, input.event_types)?;
+    let event_types = parse_event_types(state, input.event_types)?;
 
     let id = WebhookId::new();
     let secret = secrets::new_signing_secret()?;
@@ -279,7 +285,7 @@ async fn create_webhook(
     tracing::info!(webhook.id = %webhook.id, org.id = %webhook.org_id, "webhook created");
     let mut out = WebhookOut::from(webhook);
     out.signing_secret = Some(secret);
-    Ok((StatusCode::CREATED, Json(out)))
+    Ok(out)
 }
 
 /// List the org's webhooks, newest first; deleted ones are left out.
@@ -332,8 +338,13 @@ async fn update_webhook(
     ApiQuery(query): ApiQuery<OrgQuery>,
     ApiJson(patch): ApiJson<WebhookPatch>,
 ) -> Result<Json<WebhookOut>> {
-    let id = parse_id(&raw)?;
     let scope = caller.scope(patch.org_id.as_deref().or(query.org_id.as_deref()))?;
+    Ok(Json(update(&state, scope, &raw, patch).await?))
+}
+
+/// Checks and applies a partial update to a webhook the scope can see.
+pub async fn update(state: &AppState, scope: OrgScope, raw: &str, patch: WebhookPatch) -> Result<WebhookOut> {
+    let id = parse_id(raw)?;
     let url = match patch.url {
         None => None,
         Some(None) => return Err(ApiError::invalid("invalid_url", "url", "url cannot be null")),
@@ -351,7 +362,7 @@ async fn update_webhook(
     }
     let event_types = match patch.event_types {
         None => None,
-        Some(entries) => Some(parse_event_types(&state, entries)?),
+        Some(entries) => Some(parse_event_types(state, entries)?),
     };
     let status = match patch.status {
         None => None,
@@ -382,7 +393,7 @@ async fn update_webhook(
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
     tracing::info!(webhook.id = %webhook.id, webhook.status = webhook.status.as_str(), "webhook updated");
-    Ok(Json(webhook.into()))
+    Ok(webhook.into())
 }
 
 /// Delete a webhook (soft: its delivery history stays queryable).
@@ -395,13 +406,18 @@ async fn delete_webhook(
     PathId(raw): PathId,
     ApiQuery(query): ApiQuery<OrgQuery>,
 ) -> Result<StatusCode> {
-    let scope = caller.scope(query.org_id.as_deref())?;
-    let id = parse_id(&raw)?;
+    delete(&state, caller.scope(query.org_id.as_deref())?, &raw).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Soft-deletes a webhook; its pending deliveries are canceled.
+pub async fn delete(state: &AppState, scope: OrgScope, raw: &str) -> Result<()> {
+    let id = parse_id(raw)?;
     if !state.store().delete_webhook(scope, id.clone(), now_ms()).await? {
         return Err(ApiError::not_found("webhook"));
     }
     tracing::info!(webhook.id = %id, "webhook deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Replace the signing secret. The old one stops signing at once, or keeps signing beside
@@ -418,8 +434,18 @@ async fn rotate_webhook_secret(
     OptionalJson(input): OptionalJson<RotateIn>,
 ) -> Result<Json<SigningSecretOut>> {
     let scope = caller.scope(query.org_id.as_deref())?;
-    let id = parse_id(&raw)?;
     let overlap = input.unwrap_or_default().expire_previous_in_seconds.unwrap_or(0);
+    let secret = rotate(&state, scope, &raw, overlap).await?;
+    Ok(Json(SigningSecretOut {
+        object: "signing_secret",
+        signing_secret: secret,
+    }))
+}
+
+/// Replaces a webhook's signing secret and returns the new one (shown only this once); the
+/// old one keeps signing for `overlap` seconds.
+pub async fn rotate(state: &AppState, scope: OrgScope, raw: &str, overlap: u64) -> Result<String> {
+    let id = parse_id(raw)?;
     if overlap > MAX_OVERLAP_SECONDS {
         return Err(ApiError::invalid(
             "invalid_value",
@@ -446,10 +472,7 @@ async fn rotate_webhook_secret(
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
     tracing::info!(webhook.id = %id, rotation.overlap_seconds = overlap, "signing secret rotated");
-    Ok(Json(SigningSecretOut {
-        object: "signing_secret",
-        signing_secret: secret,
-    }))
+    Ok(secret)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -481,9 +504,14 @@ async fn test_webhook(
     ApiQuery(query): ApiQuery<OrgQuery>,
 ) -> Result<(StatusCode, Json<DeliveryOut>)> {
     let scope = caller.scope(query.org_id.as_deref())?;
+    Ok((StatusCode::ACCEPTED, Json(send_test(&state, scope, &raw).await?)))
+}
+
+/// Publishes a `webhook.test` event to this webhook alone and returns its delivery.
+pub async fn send_test(state: &AppState, scope: OrgScope, raw: &str) -> Result<DeliveryOut> {
     let webhook = state
         .store()
-        .get_webhook(scope, parse_id(&raw)?)
+        .get_webhook(scope, parse_id(raw)?)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
     let data = serde_json::json!({
@@ -493,7 +521,7 @@ async fn test_webhook(
     let data =
         serde_json::value::to_raw_value(&data).map_err(|e| ApiError::internal("encoding a test event", e))?;
     let published = events::publish(
-        &state,
+        state,
         webhook.org_id.clone(),
         TEST_EVENT_TYPE,
         &data,
@@ -524,7 +552,7 @@ async fn test_webhook(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("test event", "no delivery was created"))?;
-    Ok((StatusCode::ACCEPTED, Json(DeliveryOut::from_row(delivery)?)))
+    DeliveryOut::from_row(delivery)
 }
 
 /// Re-queue this webhook's failed deliveries created in `[since, until)`.
@@ -540,10 +568,31 @@ async fn replay_webhook(
     ApiJson(input): ApiJson<ReplayIn>,
 ) -> Result<(StatusCode, Json<ReplayOut>)> {
     let scope = caller.scope(query.org_id.as_deref())?;
-    let id = parse_id(&raw)?;
     let now = now_ms();
     let since = time_param(Some(&input.since), "since")?.unwrap_or(now);
-    let until = time_param(input.until.as_deref(), "until")?.unwrap_or(now + 1);
+    let until = time_param(input.until.as_deref(), "until")?;
+    let queued = replay(&state, scope, &raw, since, until).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReplayOut {
+            object: "replay",
+            queued,
+        }),
+    ))
+}
+
+/// Re-queues the webhook's failed deliveries created in `[since, until)` (`until` defaults
+/// to now) and says how many.
+pub async fn replay(
+    state: &AppState,
+    scope: OrgScope,
+    raw: &str,
+    since: Millis,
+    until: Option<Millis>,
+) -> Result<u64> {
+    let id = parse_id(raw)?;
+    let now = now_ms();
+    let until = until.unwrap_or(now + 1);
     if since >= until {
         return Err(ApiError::invalid(
             "invalid_value",
@@ -560,11 +609,5 @@ async fn replay_webhook(
         state.wake_dispatcher();
     }
     tracing::info!(webhook.id = %id, replay.queued = queued, "failed deliveries re-queued");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(ReplayOut {
-            object: "replay",
-            queued,
-        }),
-    ))
+    Ok(queued)
 }

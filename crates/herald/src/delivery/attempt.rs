@@ -54,6 +54,8 @@ pub struct Outcome {
     pub error: Option<(ErrorClass, String)>,
     /// The endpoint's `Retry-After` on a 429 or 503.
     pub retry_after: Option<Duration>,
+    /// The `webhook-signature` header, when a request was sent.
+    pub signature: Option<String>,
 }
 
 impl Outcome {
@@ -70,6 +72,7 @@ impl Outcome {
             response_body_truncated: false,
             error: Some((class, message)),
             retry_after: None,
+            signature: None,
         }
     }
 }
@@ -191,7 +194,7 @@ pub async fn send(
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header("webhook-id", request.event_id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
+        .header("webhook-signature", signature.as_str())
         .body(request.payload.to_owned())
         .send()
         .await;
@@ -199,7 +202,9 @@ pub async fn send(
         Ok(response) => response,
         Err(e) => {
             let (class, message) = classify(&e);
-            return Outcome::failed(started_at, started, class, message);
+            let mut outcome = Outcome::failed(started_at, started, class, message);
+            outcome.signature = Some(signature);
+            return outcome;
         }
     };
     let status = response.status();
@@ -244,5 +249,6 @@ pub async fn send(
         response_body_truncated: truncated,
         error,
         retry_after,
+        signature: Some(signature),
     }
 }

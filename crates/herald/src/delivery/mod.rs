@@ -262,6 +262,7 @@ impl Dispatcher {
                 response_body_truncated: outcome.response_body_truncated,
                 error,
                 error_message,
+                signature: outcome.signature,
             },
             next,
             disable_if_failing_since: now - ms(self.settings.disable_after),

@@ -28,6 +28,13 @@ pub fn new_body() -> String {
     encode(uuid::Uuid::now_v7().as_u128())
 }
 
+/// The smallest id body made at `ms`: every id made at or after `ms` sorts at or above it, so
+/// "since a time" becomes a range scan on the primary key.
+pub fn floor_body(ms: crate::domain::time::Millis) -> String {
+    let ms = u128::try_from(ms.max(0)).unwrap_or(0) & ((1 << 48) - 1);
+    encode(ms << 80)
+}
+
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -51,6 +58,11 @@ macro_rules! prefixed_id {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The lowest id this kind can have for something made at `ms` (see [`floor_body`]).
+            pub fn floor_at(ms: crate::domain::time::Millis) -> String {
+                format!("{}{}", $prefix, floor_body(ms))
             }
         }
 
@@ -143,6 +155,17 @@ mod tests {
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn floor_at_sorts_between_ids_made_before_and_after() {
+        let before = EventId::new();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let floor = EventId::floor_at(crate::domain::time::now_ms() - 1);
+        let after = EventId::new();
+        assert!(before.as_str() < floor.as_str(), "{before} < {floor}");
+        assert!(floor.as_str() <= after.as_str(), "{floor} <= {after}");
+        assert!(EventId::parse(&floor).is_some());
     }
 
     #[test]

@@ -342,6 +342,10 @@ pub struct Attempt {
     /// `http_status`); `None` when delivered.
     pub error: Option<String>,
     pub error_message: Option<String>,
+    /// The `webhook-signature` header sent (`None` when nothing was sent). The other
+    /// signature headers follow from the delivery: `webhook-id` is the event id and
+    /// `webhook-timestamp` is `started_at` in seconds.
+    pub signature: Option<String>,
 }
 
 /// What the dispatcher asks for: due deliveries, leased until `lease_until`.
@@ -411,6 +415,95 @@ pub enum Requeue {
 pub struct QueueStats {
     pub pending: u64,
     pub oldest_pending_created_at: Option<Millis>,
+}
+
+/// A dashboard sign-in. The browser holds a random token; only its SHA-256 is stored, so a
+/// copy of the database cannot be used to sign in.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token_hash: Vec<u8>,
+    pub key_id: KeyId,
+    /// The org the dashboard shows: the key's own; an admin may switch.
+    pub org_id: OrgId,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// Which attempts the dashboard's charts count.
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    pub org_id: OrgId,
+    pub webhook_id: Option<WebhookId>,
+    /// Attempts started at or after this.
+    pub since: Millis,
+    /// Width of one time bucket.
+    pub bucket_ms: i64,
+}
+
+/// How an attempt ended, as the charts stack it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttemptOutcome {
+    Delivered,
+    /// The endpoint answered, but not with a 2xx.
+    HttpError,
+    /// No answer: timeout, connection, DNS, TLS, blocked address.
+    NoResponse,
+}
+
+impl AttemptOutcome {
+    /// The code the stats SQL puts in its `outcome` column (see [`outcome_sql`]).
+    pub fn from_code(code: i64) -> Self {
+        match code {
+            0 => Self::Delivered,
+            1 => Self::HttpError,
+            _ => Self::NoResponse,
+        }
+    }
+}
+
+/// Attempts counted by time bucket, outcome and latency class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptCount {
+    /// Bucket number from `since` (0 = the first `bucket_ms` after `since`).
+    pub bucket: i64,
+    pub outcome: AttemptOutcome,
+    /// Index into [`LATENCY_BOUNDS_MS`]: the attempt took less than that bound (the last
+    /// class, one past the end, is "longer than every bound").
+    pub latency_class: usize,
+    pub count: u64,
+}
+
+/// Upper bounds of the latency classes, in milliseconds, roughly 25 % apart: percentiles read
+/// from these counts are within one class of the truth, computed without moving every row.
+pub const LATENCY_BOUNDS_MS: &[i64] = &[
+    1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500, 600,
+    800, 1000, 1200, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10_000, 15_000, 20_000, 30_000, 60_000,
+];
+
+/// SQL for an attempt's latency class (same text on every backend).
+pub fn latency_class_sql(column: &str) -> String {
+    let mut sql = String::from("CASE");
+    for (class, bound) in LATENCY_BOUNDS_MS.iter().enumerate() {
+        sql.push_str(&format!(" WHEN {column} < {bound} THEN {class}"));
+    }
+    sql.push_str(&format!(" ELSE {} END", LATENCY_BOUNDS_MS.len()));
+    sql
+}
+
+/// SQL for an attempt's [`AttemptOutcome`] code, over attempts aliased `a`.
+pub const OUTCOME_SQL: &str =
+    "CASE WHEN a.error IS NULL THEN 0 WHEN a.response_status IS NOT NULL THEN 1 ELSE 2 END";
+
+/// One webhook's deliveries over a recent window, for the dashboard's list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookHealth {
+    pub deliveries: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    /// The most recent attempt in the window.
+    pub last_attempt_at: Option<Millis>,
+    pub last_response_status: Option<i64>,
+    pub last_error: Option<String>,
 }
 
 impl NewWebhook {
@@ -599,4 +692,21 @@ pub trait Store: Send + Sync + 'static {
     /// Frees a claimed key whose request failed in a way worth retrying.
     fn release_idempotency_key(&self, org: OrgId, key: String) -> StoreFuture<'_, ()>;
     fn purge_idempotency_keys(&self, before: Millis) -> StoreFuture<'_, u64>;
+
+    fn create_session(&self, session: Session) -> StoreFuture<'_, ()>;
+    /// The session with this token hash, unless it expired before `now`.
+    fn get_session(&self, token_hash: Vec<u8>, now: Millis) -> StoreFuture<'_, Option<Session>>;
+    fn set_session_org(&self, token_hash: Vec<u8>, org: OrgId) -> StoreFuture<'_, ()>;
+    fn delete_session(&self, token_hash: Vec<u8>) -> StoreFuture<'_, ()>;
+    fn purge_sessions(&self, before: Millis) -> StoreFuture<'_, u64>;
+
+    /// Attempts of one org (or one webhook) since a time, counted per bucket, outcome and
+    /// latency class: what the charts draw.
+    fn attempt_counts(&self, query: StatsQuery) -> StoreFuture<'_, Vec<AttemptCount>>;
+    /// Per webhook of `org`: its deliveries created since `since`.
+    fn webhook_health(
+        &self,
+        org: OrgId,
+        since: Millis,
+    ) -> StoreFuture<'_, std::collections::HashMap<WebhookId, WebhookHealth>>;
 }

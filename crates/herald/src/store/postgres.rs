@@ -19,7 +19,10 @@ use crate::domain::event_types::subscribed;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_dashboard.sql"),
+];
 /// Serialises migrations and the first-start bootstrap across nodes.
 const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;
 const LOCK_BOOTSTRAP: i64 = 0x6865_7261_6c64_0002;
@@ -343,6 +346,7 @@ fn attempt_from_row(row: &PgRow) -> Result<Attempt, StoreError> {
         response_body_truncated: get(row, 7)?,
         error: get(row, 8)?,
         error_message: get(row, 9)?,
+        signature: get(row, 10)?,
     })
 }
 
@@ -403,8 +407,8 @@ async fn record_one(tx: &mut PgConnection, record: &AttemptRecord) -> Result<Web
     let now = record.now;
     sqlx::query(
         "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
-         response_body, response_body_truncated, error, error_message) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         response_body, response_body_truncated, error, error_message, signature) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(a.id.as_str())
     .bind(a.delivery_id.as_str())
@@ -416,6 +420,7 @@ async fn record_one(tx: &mut PgConnection, record: &AttemptRecord) -> Result<Web
     .bind(a.response_body_truncated)
     .bind(&a.error)
     .bind(&a.error_message)
+    .bind(&a.signature)
     .execute(&mut *tx)
     .await?;
     let (status, next_at, delivered_at) = record.next.row_state(a);
@@ -1182,7 +1187,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             sqlx::query(
                 "SELECT id, delivery_id, attempt_number, started_at, duration_ms, response_status, response_body, \
-                 response_body_truncated, error, error_message FROM attempts WHERE delivery_id = $1 \
+                 response_body_truncated, error, error_message, signature FROM attempts WHERE delivery_id = $1 \
                  ORDER BY attempt_number, started_at",
             )
             .bind(delivery.as_str())
@@ -1355,6 +1360,167 @@ impl Store for PostgresStore {
                 .execute(&self.pool)
                 .await?
                 .rows_affected())
+        })
+    }
+
+    fn create_session(&self, session: Session) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO dashboard_sessions (token_hash, key_id, org_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&session.token_hash)
+            .bind(session.key_id.as_str())
+            .bind(session.org_id.as_str())
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn get_session(&self, token_hash: Vec<u8>, now: Millis) -> StoreFuture<'_, Option<Session>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT key_id, org_id, created_at, expires_at FROM dashboard_sessions \
+                 WHERE token_hash = $1 AND expires_at > $2",
+            )
+            .bind(&token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|row| {
+                Ok(Session {
+                    token_hash: token_hash.clone(),
+                    key_id: KeyId::parse(&get::<String>(&row, 0)?).ok_or_else(|| corrupt("key id"))?,
+                    org_id: OrgId::parse(&get::<String>(&row, 1)?).ok_or_else(|| corrupt("org id"))?,
+                    created_at: get(&row, 2)?,
+                    expires_at: get(&row, 3)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn set_session_org(&self, token_hash: Vec<u8>, org: OrgId) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("UPDATE dashboard_sessions SET org_id = $1 WHERE token_hash = $2")
+                .bind(org.as_str())
+                .bind(&token_hash)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn delete_session(&self, token_hash: Vec<u8>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM dashboard_sessions WHERE token_hash = $1")
+                .bind(&token_hash)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn purge_sessions(&self, before: Millis) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            Ok(
+                sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected(),
+            )
+        })
+    }
+
+    fn attempt_counts(&self, query: StatsQuery) -> StoreFuture<'_, Vec<AttemptCount>> {
+        Box::pin(async move {
+            let webhook = if query.webhook_id.is_some() {
+                " AND d.webhook_id = $6"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT (a.started_at - $1) / $2, {OUTCOME_SQL}, {}, COUNT(*) \
+                 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+                 WHERE a.id >= $3 AND a.started_at >= $4 AND d.org_id = $5{webhook} \
+                 GROUP BY 1, 2, 3",
+                latency_class_sql("a.duration_ms")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .bind(query.since)
+                .bind(query.bucket_ms.max(1))
+                .bind(AttemptId::floor_at(query.since))
+                .bind(query.since)
+                .bind(query.org_id.as_str().to_owned());
+            if let Some(webhook) = &query.webhook_id {
+                q = q.bind(webhook.as_str().to_owned());
+            }
+            q.fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(AttemptCount {
+                        bucket: get(row, 0)?,
+                        outcome: AttemptOutcome::from_code(i64::from(get::<i32>(row, 1)?)),
+                        latency_class: usize::try_from(get::<i32>(row, 2)?).unwrap_or(0),
+                        count: u64::try_from(get::<i64>(row, 3)?).unwrap_or(0),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn webhook_health(
+        &self,
+        org: OrgId,
+        since: Millis,
+    ) -> StoreFuture<'_, HashMap<WebhookId, WebhookHealth>> {
+        Box::pin(async move {
+            let floor = DeliveryId::floor_at(since);
+            let counts = sqlx::query(
+                "SELECT webhook_id, COUNT(*), COUNT(*) FILTER (WHERE status = 'delivered'), \
+                 COUNT(*) FILTER (WHERE status = 'failed') \
+                 FROM deliveries WHERE org_id = $1 AND id >= $2 GROUP BY webhook_id",
+            )
+            .bind(org.as_str())
+            .bind(&floor)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut health = HashMap::new();
+            for row in &counts {
+                let id = WebhookId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("webhook id"))?;
+                health.insert(
+                    id,
+                    WebhookHealth {
+                        deliveries: u64::try_from(get::<i64>(row, 1)?).unwrap_or(0),
+                        delivered: u64::try_from(get::<i64>(row, 2)?).unwrap_or(0),
+                        failed: u64::try_from(get::<i64>(row, 3)?).unwrap_or(0),
+                        ..WebhookHealth::default()
+                    },
+                );
+            }
+            let last = sqlx::query(
+                "SELECT DISTINCT ON (webhook_id) webhook_id, last_attempt_at, last_response_status, last_error \
+                 FROM deliveries WHERE org_id = $1 AND id >= $2 AND last_attempt_at IS NOT NULL \
+                 ORDER BY webhook_id, last_attempt_at DESC",
+            )
+            .bind(org.as_str())
+            .bind(&floor)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &last {
+                let id = WebhookId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("webhook id"))?;
+                if let Some(entry) = health.get_mut(&id) {
+                    entry.last_attempt_at = get(row, 1)?;
+                    entry.last_response_status = get(row, 2)?;
+                    entry.last_error = get(row, 3)?;
+                }
+            }
+            Ok(health)
         })
     }
 }

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_delivery.sql"),
     include_str!("../../migrations/sqlite/0003_leases.sql"),
+    include_str!("../../migrations/sqlite/0004_dashboard.sql"),
 ];
 
 /// How many queued writes one transaction may take.
@@ -519,6 +520,7 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
         response_body_truncated: row.get::<_, i64>(7)? != 0,
         error: row.get(8)?,
         error_message: row.get(9)?,
+        signature: row.get(10)?,
     })
 }
 
@@ -540,7 +542,8 @@ fn record_one(conn: &Connection, record: &AttemptRecord) -> Result<WebhookEffect
     let now = record.now;
     conn.prepare_cached(
         "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
-         response_body, response_body_truncated, error, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         response_body, response_body_truncated, error, error_message, signature) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         a.id.as_str(),
@@ -552,7 +555,8 @@ fn record_one(conn: &Connection, record: &AttemptRecord) -> Result<WebhookEffect
         a.response_body,
         i64::from(a.response_body_truncated),
         a.error,
-        a.error_message
+        a.error_message,
+        a.signature
     ])?;
     // The attempt happened whatever the lease says; the state changes only while we
     // hold the lease (or to `delivered`, which is true whoever holds it).
@@ -1156,7 +1160,7 @@ impl Store for SqliteStore {
             let attempts = conn
                 .prepare_cached(
                     "SELECT id, delivery_id, attempt_number, started_at, duration_ms, response_status, response_body, \
-                     response_body_truncated, error, error_message FROM attempts WHERE delivery_id = ? \
+                     response_body_truncated, error, error_message, signature FROM attempts WHERE delivery_id = ? \
                      ORDER BY attempt_number, started_at",
                 )?
                 .query_map([delivery.as_str()], attempt_from_row)?
@@ -1293,6 +1297,142 @@ impl Store for SqliteStore {
                 .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?")?
                 .execute([before])?;
             Ok(u64::try_from(n).unwrap_or(0))
+        }))
+    }
+
+    fn create_session(&self, session: Session) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO dashboard_sessions (token_hash, key_id, org_id, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                session.token_hash,
+                session.key_id.as_str(),
+                session.org_id.as_str(),
+                session.created_at,
+                session.expires_at
+            ])?;
+            Ok(())
+        }))
+    }
+
+    fn get_session(&self, token_hash: Vec<u8>, now: Millis) -> StoreFuture<'_, Option<Session>> {
+        Box::pin(self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT key_id, org_id, created_at, expires_at FROM dashboard_sessions \
+                     WHERE token_hash = ? AND expires_at > ?",
+                )?
+                .query_row(params![token_hash, now], |row| {
+                    let key_id: String = row.get(0)?;
+                    let org_id: String = row.get(1)?;
+                    Ok(Session {
+                        token_hash: token_hash.clone(),
+                        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt(0, "key id"))?,
+                        org_id: OrgId::parse(&org_id).ok_or_else(|| corrupt(1, "org id"))?,
+                        created_at: row.get(2)?,
+                        expires_at: row.get(3)?,
+                    })
+                })
+                .optional()?)
+        }))
+    }
+
+    fn set_session_org(&self, token_hash: Vec<u8>, org: OrgId) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |conn| {
+            conn.prepare_cached("UPDATE dashboard_sessions SET org_id = ? WHERE token_hash = ?")?
+                .execute(params![org.as_str(), token_hash])?;
+            Ok(())
+        }))
+    }
+
+    fn delete_session(&self, token_hash: Vec<u8>) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM dashboard_sessions WHERE token_hash = ?")?
+                .execute([token_hash])?;
+            Ok(())
+        }))
+    }
+
+    fn purge_sessions(&self, before: Millis) -> StoreFuture<'_, u64> {
+        Box::pin(self.write(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM dashboard_sessions WHERE expires_at < ?")?
+                .execute([before])?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        }))
+    }
+
+    fn attempt_counts(&self, query: StatsQuery) -> StoreFuture<'_, Vec<AttemptCount>> {
+        Box::pin(self.read(move |conn| {
+            let webhook = if query.webhook_id.is_some() {
+                " AND d.webhook_id = ?"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT (a.started_at - ?) / ?, {OUTCOME_SQL}, {}, COUNT(*) \
+                 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+                 WHERE a.id >= ? AND a.started_at >= ? AND d.org_id = ?{webhook} \
+                 GROUP BY 1, 2, 3",
+                latency_class_sql("a.duration_ms")
+            );
+            let mut params = vec![
+                Value::Integer(query.since),
+                Value::Integer(query.bucket_ms.max(1)),
+                Value::Text(AttemptId::floor_at(query.since)),
+                Value::Integer(query.since),
+                Value::Text(query.org_id.as_str().to_owned()),
+            ];
+            if let Some(webhook) = &query.webhook_id {
+                params.push(Value::Text(webhook.as_str().to_owned()));
+            }
+            let rows = conn
+                .prepare_cached(&sql)?
+                .query_map(params_from_iter(params), |row| {
+                    Ok(AttemptCount {
+                        bucket: row.get(0)?,
+                        outcome: AttemptOutcome::from_code(row.get(1)?),
+                        latency_class: usize::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                        count: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        }))
+    }
+
+    fn webhook_health(
+        &self,
+        org: OrgId,
+        since: Millis,
+    ) -> StoreFuture<'_, std::collections::HashMap<WebhookId, WebhookHealth>> {
+        Box::pin(self.read(move |conn| {
+            // SQLite fills the bare columns from the row that holds the MAX: the last answer.
+            let rows = conn
+                .prepare_cached(
+                    "SELECT webhook_id, COUNT(*), SUM(status = 'delivered'), SUM(status = 'failed'), \
+                     MAX(last_attempt_at), last_response_status, last_error \
+                     FROM deliveries WHERE org_id = ? AND id >= ? GROUP BY webhook_id",
+                )?
+                .query_map(params![org.as_str(), DeliveryId::floor_at(since)], |row| {
+                    let webhook: String = row.get(0)?;
+                    let last_attempt_at: Option<Millis> = row.get(4)?;
+                    Ok((
+                        WebhookId::parse(&webhook).ok_or_else(|| corrupt(0, "webhook id"))?,
+                        WebhookHealth {
+                            deliveries: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                            delivered: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                            failed: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                            last_attempt_at,
+                            last_response_status: last_attempt_at.and(row.get(5)?),
+                            last_error: last_attempt_at.and(row.get(6)?),
+                        },
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
         }))
     }
 }

@@ -46,6 +46,8 @@ mod sqlite {
     mod auth;
     mod cli;
     mod crash;
+    mod dashboard;
+    mod dashboard_browser;
     mod delivery;
     mod errors;
     mod idempotency;
@@ -68,6 +70,8 @@ mod postgres {
     mod auth;
     mod cli;
     mod crash;
+    mod dashboard;
+    mod dashboard_browser;
     mod delivery;
     mod errors;
     mod idempotency;

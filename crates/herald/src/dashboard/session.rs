@@ -1,0 +1,339 @@
+//! Dashboard sign-in. An API key is exchanged once for a random session token kept in an
+//! HttpOnly, SameSite=Strict cookie; the store keeps only the token's SHA-256, so a copy of
+//! the database signs no one in. Every form carries a CSRF token derived from the session
+//! token: a page on another site can neither read nor compute it. POSTs that say they come
+//! from another site are refused before that check.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::DashError;
+use crate::api::AppState;
+use crate::api::auth::{self, Caller};
+use crate::domain::time::now_ms;
+use crate::secrets;
+use crate::store::{Org, OrgScope, Role, Session};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "herald_session";
+/// A session ends twelve hours after sign-in, whatever happens in between.
+const LIFETIME_MS: i64 = 12 * 3600 * 1000;
+/// Forms are small; anything bigger is not ours.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// Who is looking at the dashboard, and at which org.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub caller: Caller,
+    /// The org the pages show: the key's own; an admin may switch.
+    pub org: Org,
+    /// The token every form of this session must send back.
+    pub csrf: String,
+    token_hash: Vec<u8>,
+}
+
+impl Viewer {
+    /// By-id lookups see the shown org only, for admins too: what is on screen is one org.
+    pub fn scope(&self) -> OrgScope {
+        OrgScope::Org(self.org.id.clone())
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.caller.role == Role::Admin
+    }
+
+    pub fn token_hash(&self) -> &[u8] {
+        &self.token_hash
+    }
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn csrf_for(token: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update(b"herald dashboard csrf\0");
+    digest.update(token.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.finalize())
+}
+
+/// The session token from the request's cookies, if any.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// The `Set-Cookie` that starts a session. `Secure` when the request came over HTTPS through
+/// a proxy that says so; plain `http://localhost` must keep working for `herald serve --dev`.
+fn session_cookie(token: &str, secure: bool) -> String {
+    format!(
+        "{COOKIE}={token}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        LIFETIME_MS / 1000,
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// The `Set-Cookie` that ends one.
+pub fn cleared_cookie() -> String {
+    format!("{COOKIE}=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+pub fn came_over_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// Signs in with a key typed as `key_id:secret`; returns the `Set-Cookie` value.
+pub async fn sign_in(state: &AppState, typed: &str, secure: bool) -> Result<String, DashError> {
+    let typed = typed.trim();
+    let (id, secret) = typed
+        .split_once(':')
+        .ok_or_else(|| DashError::sign_in("That is not an API key: it looks like key_…:…"))?;
+    let caller = auth::verify_key(state, id, secret)
+        .await
+        .map_err(|_| DashError::sign_in("Invalid API key: check it and try again."))?;
+    if caller.role == Role::Investor {
+        return Err(DashError::sign_in(
+            "Investor keys cannot use the dashboard: they may read reports, not manage webhooks. \
+             Sign in with a tenant or admin key.",
+        ));
+    }
+    let token = URL_SAFE_NO_PAD.encode(secrets::random_bytes::<32>()?);
+    let now = now_ms();
+    state
+        .store()
+        .create_session(Session {
+            token_hash: hash(&token),
+            key_id: caller.key_id.clone(),
+            org_id: caller.org_id.clone(),
+            created_at: now,
+            expires_at: now + LIFETIME_MS,
+        })
+        .await?;
+    tracing::info!(key.id = %caller.key_id, "dashboard sign-in");
+    Ok(session_cookie(&token, secure))
+}
+
+pub async fn sign_out(state: &AppState, viewer: &Viewer) -> Result<(), DashError> {
+    state.store().delete_session(viewer.token_hash.clone()).await?;
+    Ok(())
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = DashError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, DashError> {
+        if let Some(viewer) = parts.extensions.get::<Viewer>() {
+            return Ok(viewer.clone());
+        }
+        let token = session_token(&parts.headers).ok_or(DashError::NotSignedIn)?;
+        let session = state
+            .store()
+            .get_session(hash(&token), now_ms())
+            .await?
+            .ok_or(DashError::NotSignedIn)?;
+        // The key may have been removed since: then the session ends with it.
+        let key = auth::load_key(state, session.key_id.clone())
+            .await?
+            .ok_or(DashError::NotSignedIn)?;
+        if key.role == Role::Investor {
+            return Err(DashError::NotSignedIn);
+        }
+        let org_id = if key.role == Role::Admin {
+            session.org_id
+        } else {
+            key.org_id.clone()
+        };
+        let org = state
+            .store()
+            .get_org(org_id)
+            .await?
+            .ok_or(DashError::NotSignedIn)?;
+        let viewer = Viewer {
+            caller: Caller {
+                key_id: key.id,
+                org_id: key.org_id,
+                role: key.role,
+            },
+            org,
+            csrf: csrf_for(&token),
+            token_hash: session.token_hash,
+        };
+        parts.extensions.insert(viewer.clone());
+        Ok(viewer)
+    }
+}
+
+impl axum::extract::OptionalFromRequestParts<AppState> for Viewer {
+    type Rejection = DashError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, DashError> {
+        match <Self as FromRequestParts<AppState>>::from_request_parts(parts, state).await {
+            Ok(viewer) => Ok(Some(viewer)),
+            Err(DashError::NotSignedIn) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A submitted `application/x-www-form-urlencoded` form (or a query string), as pairs:
+/// checkboxes repeat a name, which typed deserializers do not take.
+#[derive(Debug, Default)]
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    pub fn parse(bytes: &[u8]) -> Self {
+        Self(url::form_urlencoded::parse(bytes).into_owned().collect())
+    }
+
+    /// The first value of `name`, trimmed; `None` when absent or blank.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A time from a `datetime-local` input (read as UTC) or in RFC 3339.
+    pub fn time(&self, name: &str) -> Result<Option<crate::domain::time::Millis>, DashError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(None);
+        };
+        let rfc3339 = match raw.len() {
+            16 => format!("{raw}:00Z"),
+            19 => format!("{raw}Z"),
+            _ => raw.to_owned(),
+        };
+        crate::domain::time::parse_rfc3339(&rfc3339)
+            .map(Some)
+            .ok_or_else(|| DashError::bad_request(&format!("`{raw}` is not a time like 2026-01-31T12:00")))
+    }
+
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Refuses a request the browser marks as coming from another site.
+fn same_origin(headers: &HeaderMap) -> Result<(), DashError> {
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site")
+    {
+        return Err(DashError::Csrf);
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) if origin != "null" => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if origin_host.eq_ignore_ascii_case(host) {
+                Ok(())
+            } else {
+                Err(DashError::Csrf)
+            }
+        }
+        (Some(_), _) => Err(DashError::Csrf),
+        (None, _) => Ok(()),
+    }
+}
+
+async fn read_form(req: Request) -> Result<(Parts, Fields), DashError> {
+    let (parts, body) = req.into_parts();
+    same_origin(&parts.headers)?;
+    let bytes = axum::body::to_bytes(body, FORM_LIMIT)
+        .await
+        .map_err(|_| DashError::bad_request("The form could not be read (is it larger than 64 KiB?)."))?;
+    Ok((parts, Fields::parse(&bytes)))
+}
+
+/// The sign-in form: no session yet, so only the origin is checked.
+pub struct PublicForm(pub Fields);
+
+impl FromRequest<AppState> for PublicForm {
+    type Rejection = DashError;
+
+    async fn from_request(req: Request, _: &AppState) -> Result<Self, DashError> {
+        let (_, fields) = read_form(req).await?;
+        Ok(Self(fields))
+    }
+}
+
+/// A form posted by a signed-in viewer, with its CSRF token checked.
+pub struct CheckedForm(pub Viewer, pub Fields);
+
+impl FromRequest<AppState> for CheckedForm {
+    type Rejection = DashError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, DashError> {
+        let (mut parts, fields) = read_form(req).await?;
+        let viewer = Viewer::from_request_parts(&mut parts, state).await?;
+        let sent = fields.get("csrf").unwrap_or_default();
+        if !bool::from(sent.as_bytes().ct_eq(viewer.csrf.as_bytes())) {
+            tracing::warn!(key.id = %viewer.caller.key_id, "dashboard form refused: CSRF token missing or wrong");
+            return Err(DashError::Csrf);
+        }
+        Ok(Self(viewer, fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_http_only_and_strict() {
+        let cookie = session_cookie("abc", false);
+        assert!(cookie.starts_with("herald_session=abc;"));
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        assert!(!cookie.contains("Secure"));
+        assert!(session_cookie("abc", true).ends_with("; Secure"));
+    }
+
+    #[test]
+    fn csrf_tokens_differ_per_session_and_do_not_reveal_it() {
+        assert_ne!(csrf_for("a"), csrf_for("b"));
+        assert!(!csrf_for("secret-token").contains("secret-token"));
+    }
+
+    #[test]
+    fn the_session_token_is_found_among_other_cookies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "a=1; herald_session=tok; b=2".parse().expect("header"),
+        );
+        assert_eq!(session_token(&headers).as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn posts_from_another_origin_are_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "127.0.0.1:8080".parse().expect("header"));
+        headers.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().expect("header"));
+        assert!(same_origin(&headers).is_ok());
+        headers.insert(header::ORIGIN, "https://evil.example".parse().expect("header"));
+        assert!(same_origin(&headers).is_err());
+    }
+}

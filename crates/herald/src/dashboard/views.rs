@@ -1,0 +1,240 @@
+//! The page frame and the small pieces every page shares. `maud` escapes everything
+//! interpolated, so payloads and response bodies from endpoints are shown, never run.
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::session::Viewer;
+use crate::domain::time::{Millis, format_ms};
+
+/// Which navigation entry is current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    Overview,
+    Webhooks,
+    Deliveries,
+    Orgs,
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Herald" }
+            // No favicon request: there is nothing to fetch.
+            link rel="icon" href="data:,";
+            link rel="stylesheet" href={ "/dashboard/assets/dashboard.css?v=" (VERSION) };
+            script src={ "/dashboard/assets/dashboard.js?v=" (VERSION) } defer {}
+        }
+    }
+}
+
+/// A whole page for a signed-in viewer.
+pub fn page(viewer: &Viewer, nav: Nav, title: &str, body: Markup) -> Markup {
+    let link = |target: Nav, href: &str, label: &str| {
+        html! {
+            a href=(href) aria-current=[(nav == target).then_some("page")] { (label) }
+        }
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/dashboard" { "Herald" }
+                    nav aria-label="Main" {
+                        (link(Nav::Overview, "/dashboard", "Overview"))
+                        (link(Nav::Webhooks, "/dashboard/webhooks", "Webhooks"))
+                        (link(Nav::Deliveries, "/dashboard/deliveries", "Deliveries"))
+                        @if viewer.is_admin() {
+                            (link(Nav::Orgs, "/dashboard/orgs", "Switch org"))
+                        }
+                    }
+                    div.who {
+                        span.org title=(viewer.org.id) { (viewer.org.name) }
+                        span.role { (viewer.caller.role.as_str()) }
+                        form method="post" action="/dashboard/logout" {
+                            (csrf(viewer))
+                            button.link type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main #main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+/// A page without a session (sign-in, errors).
+pub fn bare(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            body.bare {
+                main #main {
+                    p.brand-line { a.brand href="/dashboard" { "Herald" } }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// An error page.
+pub fn problem(title: &str, message: &str) -> Markup {
+    bare(
+        title,
+        html! {
+            h1 { (title) }
+            p role="alert" { (message) }
+            p { a href="/dashboard" { "Back to the dashboard" } }
+        },
+    )
+}
+
+/// This server's address as the browser reached it, for copy-paste commands.
+pub fn host(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost:8080")
+}
+
+pub fn csrf(viewer: &Viewer) -> Markup {
+    html! { input type="hidden" name="csrf" value=(viewer.csrf); }
+}
+
+/// A one-button form that POSTs to `action`.
+pub fn post_button(viewer: &Viewer, action: &str, label: &str, class: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (csrf(viewer))
+            button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+/// A time as `2026-11-23 09:41:03 UTC`; the script shows it in the viewer's zone.
+pub fn time(ms: Millis) -> Markup {
+    let iso = format_ms(ms);
+    let shown = format!("{} UTC", iso.get(..19).unwrap_or(&iso).replace('T', " "));
+    html! { time datetime=(iso) { (shown) } }
+}
+
+pub fn maybe_time(ms: Option<Millis>) -> Markup {
+    match ms {
+        Some(ms) => time(ms),
+        None => html! { span.muted { "—" } },
+    }
+}
+
+/// A status word in a coloured pill (the colour repeats the word; it never replaces it).
+pub fn badge(status: &str) -> Markup {
+    html! { span class={ "badge " (status) } { (status) } }
+}
+
+/// A message after an action, from a fixed list so no text can be injected through the URL.
+pub fn notice(code: Option<&str>) -> Markup {
+    let message = match code {
+        Some("created") => "Webhook created.",
+        Some("updated") => "Webhook saved.",
+        Some("enabled") => "Webhook enabled: its parked deliveries go out now.",
+        Some("disabled") => "Webhook disabled: new deliveries wait until it is enabled again.",
+        Some("deleted") => "Webhook deleted. Its delivery history stays in the log.",
+        Some("retried") => "Retry queued: the delivery goes out again now.",
+        Some("test-sent") => "Test event sent.",
+        Some("replayed") => "Replay queued.",
+        Some("switched") => "Switched org.",
+        _ => return html! {},
+    };
+    html! { p.notice role="status" { (message) } }
+}
+
+/// A copyable command or value.
+pub fn copyable(id: &str, text: &str) -> Markup {
+    html! {
+        div.copyable {
+            pre { code id=(id) { (text) } }
+            button.secondary type="button" data-copy=(id) { "Copy" }
+        }
+    }
+}
+
+/// Indents JSON for reading without parsing it: keys keep their order and numbers their
+/// exact text (`1.50` stays `1.50`), so what is shown is what was sent. Text that is not
+/// JSON comes out with at most some extra line breaks.
+pub fn pretty_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                let close = if c == '{' { '}' } else { ']' };
+                while chars.peek().is_some_and(|n| n.is_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek() == Some(&close) {
+                    out.push(close);
+                    chars.next();
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pretty_json;
+
+    #[test]
+    fn pretty_json_keeps_key_order_and_number_text() {
+        let shown = pretty_json(r#"{"id":"e","data":{"qty": 1.50,"tags":[],"s":"a,b:{c}\"d"}}"#);
+        assert_eq!(
+            shown,
+            "{\n  \"id\": \"e\",\n  \"data\": {\n    \"qty\": 1.50,\n    \"tags\": [],\n    \"s\": \"a,b:{c}\\\"d\"\n  }\n}"
+        );
+    }
+}

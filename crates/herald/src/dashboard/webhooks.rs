@@ -1,0 +1,675 @@
+//! Webhooks: the list with their health, one webhook's page, and every change a tenant makes
+//! to one. Changes go through the same functions as `/v1/webhooks`, so the rules (URL checks,
+//! catalog, secrets sealed) are the API's own.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+
+use super::charts::{self, Range};
+use super::deliveries;
+use super::overview;
+use super::session::{CheckedForm, Fields, Viewer};
+use super::views::{self, Nav};
+use super::{DashError, Result};
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::api::pagination::page_request;
+use crate::api::webhooks::{self as api, StatusIn, WebhookIn, WebhookPatch};
+use crate::domain::ids::WebhookId;
+use crate::domain::time::now_ms;
+use crate::store::{DeliveryFilter, PageRequest, Position, Webhook, WebhookHealth, WebhookStatus};
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The org's newest 100 webhooks: enough for pickers and labels on one screen.
+pub async fn newest(state: &AppState, viewer: &Viewer) -> Result<Vec<Webhook>> {
+    let page = state
+        .store()
+        .list_webhooks(
+            viewer.org.id.clone(),
+            PageRequest {
+                limit: 100,
+                position: Position::First,
+            },
+        )
+        .await?;
+    Ok(page.items)
+}
+
+pub fn label(w: &Webhook) -> &str {
+    w.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&w.url)
+}
+
+fn event_types_text(types: &Option<Vec<String>>) -> String {
+    match types {
+        None => "every type".to_owned(),
+        Some(types) => types.join(", "),
+    }
+}
+
+async fn find(state: &AppState, viewer: &Viewer, raw: &str) -> Result<Webhook> {
+    let id = WebhookId::parse(raw).ok_or_else(|| ApiError::not_found("webhook"))?;
+    Ok(state
+        .store()
+        .get_webhook(viewer.scope(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?)
+}
+
+fn success_rate(h: &WebhookHealth) -> Markup {
+    let finished = h.delivered + h.failed;
+    if finished == 0 {
+        return html! { span.muted { "—" } };
+    }
+    let rate = h.delivered as f64 * 100.0 / finished as f64;
+    let class = if rate >= 99.0 {
+        "good"
+    } else if rate >= 90.0 {
+        "fair"
+    } else {
+        "poor"
+    };
+    html! { span class={ "rate " (class) } { (format!("{rate:.1} %")) } }
+}
+
+fn last_response(h: &WebhookHealth) -> Markup {
+    html! {
+        @match (h.last_response_status, &h.last_error, h.last_attempt_at) {
+            (Some(status), _, Some(at)) => { code { (status) } " " (views::time(at)) }
+            (None, Some(error), Some(at)) => { code { (error) } " " (views::time(at)) }
+            _ => span.muted { "—" },
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Markup> {
+    let fields = Fields::parse(query.unwrap_or_default().as_bytes());
+    let request = page_request(Some("25"), fields.get("cursor"), fields.get("before"))?;
+    let page = state
+        .store()
+        .list_webhooks(viewer.org.id.clone(), request)
+        .await?;
+    let health = state
+        .store()
+        .webhook_health(viewer.org.id.clone(), now_ms() - DAY_MS)
+        .await?;
+    let paged = fields.get("cursor").is_some() || fields.get("before").is_some();
+    Ok(views::page(
+        &viewer,
+        Nav::Webhooks,
+        "Webhooks",
+        html! {
+            (views::notice(fields.get("done")))
+            p.actions { a.button href="/dashboard/webhooks/new" { "New webhook" } }
+            @if page.items.is_empty() && !paged {
+                (overview::first_webhook_hint(&headers))
+            } @else {
+                table {
+                    caption.visually-hidden { "Webhooks of " (viewer.org.name) ", with the last 24 hours" }
+                    thead { tr {
+                        th scope="col" { "Webhook" }
+                        th scope="col" { "Status" }
+                        th scope="col" { "Event types" }
+                        th scope="col" class="num" { "Deliveries (24 h)" }
+                        th scope="col" class="num" { "Success (24 h)" }
+                        th scope="col" { "Last response" }
+                    } }
+                    tbody {
+                        @for w in &page.items {
+                            @let h = health.get(&w.id).cloned().unwrap_or_default();
+                            tr {
+                                td {
+                                    a href={ "/dashboard/webhooks/" (w.id) } { (label(w)) }
+                                    @if w.name.is_some() { br; span.muted.small { (w.url) } }
+                                }
+                                td {
+                                    (views::badge(w.status.as_str()))
+                                    @if let Some(reason) = &w.disabled_reason {
+                                        @if w.status == WebhookStatus::Disabled { br; span.small { (reason) } }
+                                    }
+                                }
+                                td.small { (event_types_text(&w.event_types)) }
+                                td.num { (h.deliveries) }
+                                td.num { (success_rate(&h)) }
+                                td { (last_response(&h)) }
+                            }
+                        }
+                    }
+                }
+                (pager("/dashboard/webhooks?", page.prev_before.as_deref().filter(|_| paged), page.next_after.as_deref().filter(|_| page.has_more)))
+            }
+        },
+    ))
+}
+
+/// "Newer" / "Older" links for cursor paging.
+pub fn pager(base: &str, newer: Option<&str>, older: Option<&str>) -> Markup {
+    html! {
+        nav.pager aria-label="Pages" {
+            @if let Some(before) = newer { a href={ (base) "before=" (before) } { "← Newer" } }
+            @if let Some(after) = older { a href={ (base) "cursor=" (after) } { "Older →" } }
+        }
+    }
+}
+
+/// What the create and edit forms hold.
+#[derive(Debug, Default)]
+struct FormValues {
+    url: String,
+    name: String,
+    description: String,
+    /// Catalog types and wildcards that are checked.
+    checked: Vec<String>,
+    /// Anything else typed in "More patterns".
+    more: String,
+}
+
+impl FormValues {
+    fn from_webhook(w: &Webhook, state: &AppState) -> Self {
+        let types = w.event_types.clone().unwrap_or_default();
+        let (checked, more): (Vec<String>, Vec<String>) =
+            types.into_iter().partition(|t| is_offered(state, t));
+        Self {
+            url: w.url.clone(),
+            name: w.name.clone().unwrap_or_default(),
+            description: w.description.clone().unwrap_or_default(),
+            checked,
+            more: more.join(", "),
+        }
+    }
+
+    fn from_fields(fields: &Fields) -> Self {
+        Self {
+            url: fields.get("url").unwrap_or_default().to_owned(),
+            name: fields.get("name").unwrap_or_default().to_owned(),
+            description: fields.get("description").unwrap_or_default().to_owned(),
+            checked: fields.all("event_types").map(str::to_owned).collect(),
+            more: fields.get("patterns").unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// Checked boxes and typed patterns; none at all means every type.
+    fn event_types(&self) -> Option<Vec<String>> {
+        let mut all: Vec<String> = self.checked.clone();
+        all.extend(
+            self.more
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+        if all.is_empty() || all.iter().any(|t| t == "*") {
+            None
+        } else {
+            Some(all)
+        }
+    }
+
+    fn optional(text: &str) -> Option<String> {
+        (!text.is_empty()).then(|| text.to_owned())
+    }
+}
+
+/// The catalog by group: `order` → its types.
+fn groups(state: &AppState) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut groups: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for t in state.catalog().types() {
+        groups
+            .entry(t.group().to_owned())
+            .or_default()
+            .push((t.name.clone(), t.description.clone()));
+    }
+    groups
+}
+
+/// Whether the picker has a checkbox for this pattern.
+fn is_offered(state: &AppState, pattern: &str) -> bool {
+    state.catalog().contains(pattern)
+        || pattern
+            .strip_suffix(".*")
+            .is_some_and(|group| state.catalog().types().iter().any(|t| t.group() == group))
+}
+
+/// The form a 400 from the API is shown on: its message, next to the field at fault.
+struct FormError {
+    message: String,
+    param: Option<String>,
+}
+
+fn form(
+    state: &AppState,
+    viewer: &Viewer,
+    action: &str,
+    submit: &str,
+    values: &FormValues,
+    error: Option<&FormError>,
+) -> Markup {
+    let invalid = |param: &str| error.is_some_and(|e| e.param.as_deref() == Some(param));
+    let field_error = |param: &str| {
+        html! {
+            @if let Some(e) = error.filter(|e| e.param.as_deref() == Some(param)) {
+                p.field-error id={ (param) "-error" } { (e.message) }
+            }
+        }
+    };
+    html! {
+        @if let Some(e) = error {
+            p.error role="alert" { (e.message) }
+        }
+        form.stack method="post" action=(action) {
+            (views::csrf(viewer))
+            label for="url" { "Endpoint URL" }
+            input #url type="url" name="url" required value=(values.url) placeholder="https://example.com/webhooks"
+                aria-invalid=[invalid("url").then_some("true")];
+            (field_error("url"))
+            label for="name" { "Name" }
+            input #name type="text" name="name" value=(values.name) maxlength="256";
+            (field_error("name"))
+            label for="description" { "Description" }
+            input #description type="text" name="description" value=(values.description) maxlength="2048";
+            (field_error("description"))
+            fieldset.event-types {
+                legend { "Event types" }
+                p.muted.small { "Leave everything unchecked to receive every type, now and future." }
+                @for (group, types) in groups(state) {
+                    @let wildcard = format!("{group}.*");
+                    div.group {
+                        label.check {
+                            input type="checkbox" name="event_types" value=(wildcard) checked[values.checked.contains(&wildcard)];
+                            code { (wildcard) }
+                        }
+                        @for (name, description) in &types {
+                            label.check.indent title=(description) {
+                                input type="checkbox" name="event_types" value=(name) checked[values.checked.contains(name)];
+                                code { (name) }
+                            }
+                        }
+                    }
+                }
+                label for="patterns" { "More patterns" }
+                input #patterns type="text" name="patterns" value=(values.more) placeholder="transfer.*, account.created"
+                    aria-invalid=[invalid("event_types").then_some("true")];
+                (field_error("event_types"))
+            }
+            button type="submit" { (submit) }
+        }
+    }
+}
+
+fn form_error(e: ApiError) -> std::result::Result<FormError, DashError> {
+    if e.status == StatusCode::BAD_REQUEST {
+        Ok(FormError {
+            message: e.message,
+            param: e.param,
+        })
+    } else {
+        Err(e.into())
+    }
+}
+
+pub async fn new_form(State(state): State<AppState>, viewer: Viewer) -> Markup {
+    let body = form(
+        &state,
+        &viewer,
+        "/dashboard/webhooks",
+        "Create webhook",
+        &FormValues::default(),
+        None,
+    );
+    views::page(&viewer, Nav::Webhooks, "New webhook", body)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    CheckedForm(viewer, fields): CheckedForm,
+) -> Result<Response> {
+    let values = FormValues::from_fields(&fields);
+    let input = WebhookIn {
+        url: values.url.clone(),
+        name: FormValues::optional(&values.name),
+        description: FormValues::optional(&values.description),
+        event_types: values.event_types(),
+        org_id: Some(viewer.org.id.to_string()),
+    };
+    match api::create(&state, &viewer.caller, input).await {
+        Ok(created) => {
+            let webhook = find(&state, &viewer, created.id.as_str()).await?;
+            let secret = created.signing_secret.unwrap_or_default();
+            Ok(detail_page(
+                &state,
+                &viewer,
+                webhook,
+                charts::HOUR,
+                None,
+                Some(("created", &secret)),
+            )
+            .await?
+            .into_response())
+        }
+        Err(e) => {
+            let error = form_error(e)?;
+            let body = form(
+                &state,
+                &viewer,
+                "/dashboard/webhooks",
+                "Create webhook",
+                &values,
+                Some(&error),
+            );
+            Ok((
+                StatusCode::BAD_REQUEST,
+                views::page(&viewer, Nav::Webhooks, "New webhook", body),
+            )
+                .into_response())
+        }
+    }
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Markup> {
+    let fields = Fields::parse(query.unwrap_or_default().as_bytes());
+    let webhook = find(&state, &viewer, &raw).await?;
+    let range = Range::parse(fields.get("range"));
+    let notice = fields.get("done").map(|done| {
+        let queued = fields.get("queued").and_then(|q| q.parse::<u64>().ok());
+        (done.to_owned(), queued)
+    });
+    detail_page(&state, &viewer, webhook, range, notice, None).await
+}
+
+/// One webhook's page. `secret` is `(why, value)` right after it was made or rotated: the
+/// only time it is shown.
+async fn detail_page(
+    state: &AppState,
+    viewer: &Viewer,
+    webhook: Webhook,
+    range: Range,
+    notice: Option<(String, Option<u64>)>,
+    secret: Option<(&str, &str)>,
+) -> Result<Markup> {
+    let health: HashMap<_, _> = state
+        .store()
+        .webhook_health(viewer.org.id.clone(), now_ms() - DAY_MS)
+        .await?;
+    let h = health.get(&webhook.id).cloned().unwrap_or_default();
+    let recent = state
+        .store()
+        .list_deliveries(
+            DeliveryFilter {
+                org_id: Some(viewer.org.id.clone()),
+                webhook_id: Some(webhook.id.to_string()),
+                ..DeliveryFilter::default()
+            },
+            PageRequest {
+                limit: 10,
+                position: Position::First,
+            },
+        )
+        .await?;
+    let base = format!("/dashboard/webhooks/{}", webhook.id);
+    let charts = overview::chart_section(state, viewer, Some(webhook.id.clone()), range, &base).await?;
+    let names = HashMap::from([(webhook.id.clone(), label(&webhook).to_owned())]);
+    let id = webhook.id.as_str();
+    Ok(views::page(
+        viewer,
+        Nav::Webhooks,
+        label(&webhook),
+        html! {
+            @if let Some((done, queued)) = &notice {
+                (views::notice(Some(done)))
+                @if let Some(n) = queued { p.notice role="status" { (n) " failed deliveries queued again." } }
+            }
+            @if let Some((why, value)) = secret {
+                section.secret aria-labelledby="secret-title" {
+                    h2 #secret-title { @if why == "created" { "Webhook created — its signing secret" } @else { "New signing secret" } }
+                    p { strong { "Copy it now: it is shown only this once." } " Your receiver verifies every delivery's "
+                        code { "webhook-signature" } " with it." }
+                    div.copyable {
+                        pre { code #signing-secret { (value) } }
+                        button.secondary type="button" data-copy="signing-secret" { "Copy" }
+                    }
+                }
+            }
+            div.actions {
+                (views::post_button(viewer, &format!("{base}/test"), "Send test event", "secondary"))
+                @if webhook.status == WebhookStatus::Active {
+                    form.inline method="post" action={ (base) "/status" } {
+                        (views::csrf(viewer))
+                        input type="hidden" name="status" value="disabled";
+                        button.secondary type="submit" { "Disable" }
+                    }
+                } @else {
+                    form.inline method="post" action={ (base) "/status" } {
+                        (views::csrf(viewer))
+                        input type="hidden" name="status" value="active";
+                        button type="submit" { "Enable" }
+                    }
+                }
+                form.inline method="post" action={ (base) "/rotate" } {
+                    (views::csrf(viewer))
+                    label.visually-hidden for="overlap" { "Keep the old secret signing for" }
+                    select #overlap name="overlap" title="Keep the old secret signing for" {
+                        option value="0" { "old secret stops now" }
+                        option value="3600" { "old secret signs 1 more hour" }
+                        option value="86400" { "old secret signs 24 more hours" }
+                        option value="604800" { "old secret signs 7 more days" }
+                    }
+                    button.secondary type="submit" { "Rotate secret" }
+                }
+                a.button.secondary href={ (base) "/edit" } { "Edit" }
+                a.button.danger href={ (base) "/delete" } { "Delete" }
+            }
+            dl.facts {
+                dt { "Status" } dd {
+                    (views::badge(webhook.status.as_str()))
+                    @if webhook.status == WebhookStatus::Disabled {
+                        @if let Some(reason) = &webhook.disabled_reason { " " (reason) }
+                    }
+                }
+                dt { "URL" } dd { code { (webhook.url) } }
+                @if let Some(d) = &webhook.description { dt { "Description" } dd { (d) } }
+                dt { "Event types" } dd { (event_types_text(&webhook.event_types)) }
+                dt { "Signing secret" } dd { code { "whsec_…" (webhook.secret_last4) } }
+                dt { "Id" } dd { code { (id) } }
+                dt { "Created" } dd { (views::time(webhook.created_at)) }
+                dt { "Last attempt" } dd { (views::maybe_time(webhook.last_triggered_at)) }
+                dt { "Last 24 hours" } dd {
+                    (h.deliveries) " deliveries, " (h.delivered) " delivered, " (h.failed) " failed; success "
+                    (success_rate(&h)) "; last response " (last_response(&h))
+                }
+            }
+            (charts)
+            h2 { "Recent deliveries" }
+            @if recent.items.is_empty() {
+                p.empty-line { "Nothing delivered to this webhook yet. Use " strong { "Send test event" } " above to try it." }
+            } @else {
+                (deliveries::table(&recent.items, &names))
+                p { a href={ "/dashboard/deliveries?webhook_id=" (id) } { "Every delivery of this webhook →" } }
+            }
+            h2 { "Replay failed deliveries" }
+            form.filters method="post" action={ (base) "/replay" } {
+                (views::csrf(viewer))
+                label for="since" { "From (UTC)" }
+                input #since type="datetime-local" name="since" required;
+                label for="until" { "To (UTC)" }
+                input #until type="datetime-local" name="until";
+                button.secondary type="submit" { "Replay failed" }
+            }
+            p.muted.small { "Sends every failed delivery created in that window again, with a fresh retry schedule. Leave “To” empty for “until now”." }
+        },
+    ))
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+) -> Result<Markup> {
+    let webhook = find(&state, &viewer, &raw).await?;
+    let values = FormValues::from_webhook(&webhook, &state);
+    let action = format!("/dashboard/webhooks/{}/edit", webhook.id);
+    let body = form(&state, &viewer, &action, "Save", &values, None);
+    Ok(views::page(
+        &viewer,
+        Nav::Webhooks,
+        &format!("Edit {}", label(&webhook)),
+        body,
+    ))
+}
+
+pub async fn edit(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    CheckedForm(viewer, fields): CheckedForm,
+) -> Result<Response> {
+    let webhook = find(&state, &viewer, &raw).await?;
+    let values = FormValues::from_fields(&fields);
+    let patch = WebhookPatch {
+        name: Some(FormValues::optional(&values.name)),
+        description: Some(FormValues::optional(&values.description)),
+        url: Some(Some(values.url.clone())),
+        event_types: Some(values.event_types()),
+        status: None,
+        org_id: None,
+    };
+    match api::update(&state, viewer.scope(), webhook.id.as_str(), patch).await {
+        Ok(_) => {
+            Ok(Redirect::to(&format!("/dashboard/webhooks/{}?done=updated", webhook.id)).into_response())
+        }
+        Err(e) => {
+            let error = form_error(e)?;
+            let action = format!("/dashboard/webhooks/{}/edit", webhook.id);
+            let body = form(&state, &viewer, &action, "Save", &values, Some(&error));
+            let title = format!("Edit {}", label(&webhook));
+            Ok((
+                StatusCode::BAD_REQUEST,
+                views::page(&viewer, Nav::Webhooks, &title, body),
+            )
+                .into_response())
+        }
+    }
+}
+
+pub async fn set_status(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    CheckedForm(viewer, fields): CheckedForm,
+) -> Result<Redirect> {
+    let (status, done) = match fields.get("status") {
+        Some("active") => (StatusIn::Active, "enabled"),
+        Some("disabled") => (StatusIn::Disabled, "disabled"),
+        _ => return Err(DashError::bad_request("status must be active or disabled")),
+    };
+    let patch = WebhookPatch {
+        name: None,
+        description: None,
+        url: None,
+        event_types: None,
+        status: Some(Some(status)),
+        org_id: None,
+    };
+    let webhook = api::update(&state, viewer.scope(), &raw, patch).await?;
+    if matches!(status, StatusIn::Active) {
+        state.wake_dispatcher();
+    }
+    Ok(Redirect::to(&format!(
+        "/dashboard/webhooks/{}?done={done}",
+        webhook.id
+    )))
+}
+
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+) -> Result<Markup> {
+    let webhook = find(&state, &viewer, &raw).await?;
+    let base = format!("/dashboard/webhooks/{}", webhook.id);
+    Ok(views::page(
+        &viewer,
+        Nav::Webhooks,
+        &format!("Delete {}?", label(&webhook)),
+        html! {
+            p { "Deleting " code { (webhook.url) } " stops every delivery to it: pending ones are canceled. "
+                "Its delivery history stays in the log. This cannot be undone." }
+            div.actions {
+                (views::post_button(&viewer, &format!("{base}/delete"), "Delete webhook", "danger"))
+                a.button.secondary href=(base) { "Cancel" }
+            }
+        },
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    CheckedForm(viewer, _): CheckedForm,
+) -> Result<Redirect> {
+    api::delete(&state, viewer.scope(), &raw).await?;
+    Ok(Redirect::to("/dashboard/webhooks?done=deleted"))
+}
+
+pub async fn rotate(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    CheckedForm(viewer, fields): CheckedForm,
+) -> Result<Markup> {
+    let overlap = fields
+        .get("overlap")
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| DashError::bad_request("overlap must be a number of seconds"))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let secret = api::rotate(&state, viewer.scope(), &raw, overlap).await?;
+    let webhook = find(&state, &viewer, &raw).await?;
+    detail_page(
+        &state,
+        &viewer,
+        webhook,
+        charts::HOUR,
+        None,
+        Some(("rotated", &secret)),
+    )
+    .await
+}
+
+pub async fn send_test(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    CheckedForm(viewer, _): CheckedForm,
+) -> Result<Redirect> {
+    let delivery = api::send_test(&state, viewer.scope(), &raw).await?;
+    Ok(Redirect::to(&format!(
+        "/dashboard/deliveries/{}?done=test-sent",
+        delivery.id
+    )))
+}
+
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    CheckedForm(viewer, fields): CheckedForm,
+) -> Result<Redirect> {
+    let since = fields
+        .time("since")?
+        .ok_or_else(|| DashError::bad_request("Say from when to replay."))?;
+    let until = fields.time("until")?;
+    let queued = api::replay(&state, viewer.scope(), &raw, since, until).await?;
+    Ok(Redirect::to(&format!(
+        "/dashboard/webhooks/{raw}?done=replayed&queued={queued}"
+    )))
+}

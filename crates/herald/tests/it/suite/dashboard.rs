@@ -1,0 +1,322 @@
+//! The dashboard over plain HTTP, as a browser would speak it (forms, cookies, redirects not
+//! followed): sessions, CSRF, roles and org boundaries. The whole flow in a real browser is in
+//! `dashboard_browser.rs`.
+
+use reqwest::{StatusCode, header};
+use serde_json::json;
+
+use super::support::{TestApp, expect_json};
+
+/// A browser-like client: keeps no cookies by itself and does not follow redirects, so each
+/// test sees exactly what the server answered.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            app,
+            client,
+            cookie: None,
+        }
+    }
+
+    fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cookie {
+            Some(cookie) => request.header(header::COOKIE, cookie),
+            None => request,
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.with_cookie(self.client.get(self.app.url(path)))
+            .send()
+            .await
+            .expect("get")
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.with_cookie(self.client.post(self.app.url(path)).form(form))
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// Signs in with `key`; returns the `Set-Cookie` header as sent.
+    async fn sign_in(&mut self, key: &str) -> String {
+        let response = self.post("/dashboard/login", &[("key", key)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "sign-in redirects");
+        assert_eq!(location(&response), "/dashboard");
+        let set_cookie = response
+            .headers()
+            .get(header::SET_COOKIE)
+            .expect("a session cookie")
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        self.cookie = Some(set_cookie.split(';').next().expect("name=value").to_owned());
+        set_cookie
+    }
+
+    /// The CSRF token of the session, read off a page's forms.
+    async fn csrf(&self) -> String {
+        let page = self.get("/dashboard/webhooks").await.text().await.expect("page");
+        let start = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        page[start..].split('"').next().expect("value").to_owned()
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn signing_in_gives_a_strict_http_only_cookie_and_signing_out_ends_the_session() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let mut browser = Browser::new(&app);
+
+    let signed_out = browser.get("/dashboard").await;
+    assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&signed_out), "/dashboard/login");
+
+    let cookie = browser.sign_in(&key).await;
+    assert!(cookie.starts_with("herald_session="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/dashboard"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    assert!(!cookie.contains(&key), "the API key itself is not the cookie");
+
+    let overview = browser.get("/dashboard").await;
+    assert_eq!(overview.status(), StatusCode::OK);
+    assert_eq!(
+        overview.headers()[header::CACHE_CONTROL],
+        "no-store",
+        "pages showing secrets are never cached"
+    );
+    let csp = overview.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let html = overview.text().await.expect("html");
+    assert!(html.contains("Sign out"));
+    assert!(
+        html.contains("/dashboard/assets/dashboard.css"),
+        "assets are served by Herald itself"
+    );
+
+    let csrf = browser.csrf().await;
+    let out = browser.post("/dashboard/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&out), "/dashboard/login");
+    // The old cookie is dead on the server, not only forgotten by the browser.
+    let after = browser.get("/dashboard").await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&after), "/dashboard/login");
+}
+
+#[tokio::test]
+async fn wrong_and_investor_keys_are_refused_with_a_clear_message() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, investor) = app.tenant("investor").await;
+    let browser = Browser::new(&app);
+
+    for (key, expected) in [
+        ("key_01m83aaaaaaaaaaaaaaaaaaaaa:nope", "Invalid API key"),
+        ("not a key", "not an API key"),
+        (investor.as_str(), "Investor keys cannot use the dashboard"),
+    ] {
+        let response = browser.post("/dashboard/login", &[("key", key)]).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{key}");
+        assert!(response.headers().get(header::SET_COOKIE).is_none(), "{key}");
+        let html = response.text().await.expect("html");
+        assert!(html.contains("role=\"alert\""), "{html}");
+        assert!(html.contains(expected), "{expected} not in {html}");
+    }
+}
+
+#[tokio::test]
+async fn forms_without_the_right_csrf_token_or_from_another_site_are_refused() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+    let csrf = browser.csrf().await;
+    let form = |csrf: &'static str| vec![("url", "https://example.com/hook"), ("csrf", csrf)];
+
+    let missing = browser
+        .post("/dashboard/webhooks", &[("url", "https://example.com/hook")])
+        .await;
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    assert!(missing.text().await.expect("html").contains("CSRF"));
+    let wrong = browser.post("/dashboard/webhooks", &form("forged")).await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+
+    let cross_site = browser
+        .with_cookie(browser.client.post(app.url("/dashboard/webhooks")))
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[("url", "https://example.com/hook"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+
+    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
+    assert_eq!(list["data"], json!([]), "no refused form created anything");
+
+    let accepted = browser
+        .post(
+            "/dashboard/webhooks",
+            &[("url", "https://example.com/hook"), ("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(accepted.status(), StatusCode::OK);
+    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
+    assert_eq!(list["data"].as_array().expect("data").len(), 1);
+}
+
+#[tokio::test]
+async fn a_webhook_made_in_the_dashboard_follows_the_apis_rules() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+    let csrf = browser.csrf().await;
+
+    let refused = browser
+        .post(
+            "/dashboard/webhooks",
+            &[
+                ("url", "http://127.0.0.1/hook"),
+                ("name", "local"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let html = refused.text().await.expect("html");
+    assert!(html.contains("role=\"alert\""), "{html}");
+    assert!(html.contains("value=\"local\""), "the form keeps what was typed");
+    let unknown = browser
+        .post(
+            "/dashboard/webhooks",
+            &[
+                ("url", "https://example.com/hook"),
+                ("patterns", "nope.nothing"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+
+    let created = browser
+        .post(
+            "/dashboard/webhooks",
+            &[
+                ("url", "https://example.com/hook"),
+                ("name", "orders"),
+                ("event_types", "order.filled"),
+                ("event_types", "transfer.*"),
+                ("patterns", "account.created"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let html = created.text().await.expect("html");
+    let start = html.find("id=\"signing-secret\">").expect("the secret is shown") + 20;
+    let secret = html[start..].split('<').next().expect("secret");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+
+    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
+    let webhook = &list["data"][0];
+    assert_eq!(webhook["name"], "orders");
+    assert_eq!(
+        webhook["event_types"],
+        json!(["order.filled", "transfer.*", "account.created"])
+    );
+    assert_eq!(
+        webhook["signing_secret_last4"].as_str(),
+        Some(&secret[secret.len() - 4..])
+    );
+    let id = webhook["id"].as_str().expect("id");
+    let page = browser
+        .get(&format!("/dashboard/webhooks/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(!page.contains(secret), "the secret is shown only once");
+}
+
+#[tokio::test]
+async fn one_orgs_webhooks_are_out_of_reach_of_another_orgs_session() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (owner_org, owner) = app.tenant("tenant").await;
+    let (_, other) = app.tenant("tenant").await;
+    let webhook = app
+        .create_webhook(&owner, json!({"url": "https://example.com/hook"}))
+        .await;
+    let id = webhook["id"].as_str().expect("id");
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&other).await;
+    let csrf = browser.csrf().await;
+
+    assert_eq!(
+        browser.get(&format!("/dashboard/webhooks/{id}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    for action in ["rotate", "delete", "test"] {
+        let response = browser
+            .post(&format!("/dashboard/webhooks/{id}/{action}"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{action}");
+    }
+    let still = expect_json(
+        app.get(&format!("/v1/webhooks/{id}"), &owner).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(still["signing_secret_last4"], webhook["signing_secret_last4"]);
+    assert_eq!(still["status"], "active");
+
+    // A tenant may not switch org; an admin may.
+    let switch = browser
+        .post("/dashboard/orgs", &[("org_id", &app.admin_org), ("csrf", &csrf)])
+        .await;
+    assert_eq!(switch.status(), StatusCode::FORBIDDEN);
+    let mut admin = Browser::new(&app);
+    admin.sign_in(&app.admin_key).await;
+    let admin_csrf = admin.csrf().await;
+    let switched = admin
+        .post(
+            "/dashboard/orgs",
+            &[("org_id", &owner_org), ("csrf", &admin_csrf)],
+        )
+        .await;
+    assert_eq!(switched.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        admin.get(&format!("/dashboard/webhooks/{id}")).await.status(),
+        StatusCode::OK
+    );
+}

@@ -11,7 +11,8 @@ use crate::store::{Page, PageRequest, Position};
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
 
-fn encode(id: &str) -> String {
+/// The opaque cursor for continuing after (or before) `id`.
+pub fn encode(id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
 }
 

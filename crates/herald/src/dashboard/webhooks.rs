@@ -17,7 +17,7 @@ use super::views::{self, Nav};
 use super::{DashError, Result};
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::pagination::page_request;
+use crate::api::pagination::{self, page_request};
 use crate::api::webhooks::{self as api, StatusIn, WebhookIn, WebhookPatch};
 use crate::domain::ids::WebhookId;
 use crate::domain::time::now_ms;
@@ -151,12 +151,12 @@ pub async fn list(
     ))
 }
 
-/// "Newer" / "Older" links for cursor paging.
+/// "Newer" / "Older" links for cursor paging; `newer` and `older` are the ids to page from.
 pub fn pager(base: &str, newer: Option<&str>, older: Option<&str>) -> Markup {
     html! {
         nav.pager aria-label="Pages" {
-            @if let Some(before) = newer { a href={ (base) "before=" (before) } { "← Newer" } }
-            @if let Some(after) = older { a href={ (base) "cursor=" (after) } { "Older →" } }
+            @if let Some(before) = newer { a href={ (base) "before=" (pagination::encode(before)) } { "← Newer" } }
+            @if let Some(after) = older { a href={ (base) "cursor=" (pagination::encode(after)) } { "Older →" } }
         }
     }
 }

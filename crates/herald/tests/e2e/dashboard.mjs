@@ -302,6 +302,7 @@ step('a new webhook shows its signing secret once', async ({ page }) => {
   await page.getByLabel('Name', { exact: true }).fill('orders');
   await page.getByRole('checkbox', { name: 'order.filled', exact: true }).check();
   await page.getByLabel('More patterns', { exact: true }).fill('transfer.*');
+  await screenshot(page, 'webhook-form');
   await page.getByRole('button', { name: 'Create webhook', exact: true }).click();
   await page.waitForLoadState();
   state.firstSecret = await signingSecret(page);

@@ -5,7 +5,8 @@
 use reqwest::{StatusCode, header};
 use serde_json::json;
 
-use super::support::{TestApp, expect_json};
+use super::support::receiver::{Reply, TestReceiver};
+use super::support::{Settings, TestApp, expect_json};
 
 /// A browser-like client: keeps no cookies by itself and does not follow redirects, so each
 /// test sees exactly what the server answered.
@@ -319,4 +320,191 @@ async fn one_orgs_webhooks_are_out_of_reach_of_another_orgs_session() {
         admin.get(&format!("/dashboard/webhooks/{id}")).await.status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let webhook = app
+        .create_webhook(&key, json!({"url": "https://example.com/a", "name": "before"}))
+        .await;
+    let id = webhook["id"].as_str().expect("id");
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+    let csrf = browser.csrf().await;
+    let api_view =
+        || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
+
+    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
+    assert!(
+        form.text().await.expect("html").contains("value=\"before\""),
+        "the form is filled in"
+    );
+    let edited = browser
+        .post(
+            &format!("/dashboard/webhooks/{id}/edit"),
+            &[
+                ("url", "https://example.com/b"),
+                ("name", "after"),
+                ("event_types", "order.*"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(edited.status(), StatusCode::SEE_OTHER);
+    let now = api_view().await;
+    assert_eq!(now["url"], "https://example.com/b");
+    assert_eq!(now["name"], "after");
+    assert_eq!(now["event_types"], json!(["order.*"]));
+
+    let paused = browser
+        .post(
+            &format!("/dashboard/webhooks/{id}/status"),
+            &[("status", "disabled"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(paused.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api_view().await["status"], "disabled");
+    let page = browser
+        .get(&format!("/dashboard/webhooks/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains(">Enable<"), "a disabled webhook offers Enable");
+    browser
+        .post(
+            &format!("/dashboard/webhooks/{id}/status"),
+            &[("status", "active"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(api_view().await["status"], "active");
+
+    let confirm = browser.get(&format!("/dashboard/webhooks/{id}/delete")).await;
+    assert_eq!(confirm.status(), StatusCode::OK, "deleting asks first");
+    assert_eq!(api_view().await["status"], "active", "asking deletes nothing");
+    let deleted = browser
+        .post(&format!("/dashboard/webhooks/{id}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(location(&deleted), "/dashboard/webhooks?done=deleted");
+    assert_eq!(
+        app.get(&format!("/v1/webhooks/{id}"), &key).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_delivery_log_filters_pages_and_replays_failed_deliveries() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        retry_schedule: Some("10ms".into()),
+        ..Settings::default()
+    })
+    .await;
+    let (_, key) = app.tenant("tenant").await;
+    let receiver = TestReceiver::start().await;
+    receiver.always("/hook", Reply::status(500));
+    let webhook = app
+        .create_webhook(
+            &key,
+            json!({"url": receiver.url("/hook"), "event_types": ["order.*"]}),
+        )
+        .await;
+    let id = webhook["id"].as_str().expect("id");
+    let mut last = String::new();
+    for n in 0..55 {
+        let event = app.publish(&key, "order.filled", json!({"n": n})).await;
+        last = event["id"].as_str().expect("event id").to_owned();
+    }
+    let newest = app.deliveries_of(&key, &last).await;
+    let newest = newest[0]["id"].as_str().expect("delivery id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let failed = expect_json(
+            app.get("/v1/webhooks/events?status=failed&limit=100", &key).await,
+            StatusCode::OK,
+        )
+        .await;
+        if failed["data"].as_array().is_some_and(|d| d.len() == 55) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every delivery failed: {failed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+
+    let failed = browser
+        .get("/dashboard/deliveries?status=failed")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(
+        failed.matches("class=\"delivery-link\"").count(),
+        50,
+        "a page holds 50"
+    );
+    assert!(failed.contains(&newest));
+    let older_href = failed
+        .split("href=\"")
+        .find_map(|rest| {
+            let href = rest.split('"').next()?;
+            href.contains("cursor=").then(|| href.replace("&amp;", "&"))
+        })
+        .expect("an Older link");
+    assert!(
+        older_href.contains("status=failed"),
+        "paging keeps the filter: {older_href}"
+    );
+    let older = browser.get(&older_href).await.text().await.expect("html");
+    assert!(
+        older.matches("class=\"delivery-link\"").count() == 5,
+        "the rest is on the next page: {older_href} {older}"
+    );
+    let newer_href = older
+        .split("href=\"")
+        .find_map(|rest| {
+            let href = rest.split('"').next()?;
+            href.contains("before=").then(|| href.replace("&amp;", "&"))
+        })
+        .expect("a Newer link");
+    let back = browser.get(&newer_href).await.text().await.expect("html");
+    assert!(back.contains(&newest), "Newer leads back to the first page");
+    let delivered = browser
+        .get("/dashboard/deliveries?status=delivered")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(delivered.contains("No deliveries match this filter."));
+    let wrong_type = browser
+        .get("/dashboard/deliveries?event_type=account.created")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(wrong_type.contains("No deliveries match this filter."));
+
+    receiver.always("/hook", Reply::status(204));
+    let csrf = browser.csrf().await;
+    let replayed = browser
+        .post(
+            &format!("/dashboard/webhooks/{id}/replay"),
+            &[("since", "2020-01-01T00:00"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(replayed.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&replayed).ends_with("done=replayed&queued=55"),
+        "{}",
+        location(&replayed)
+    );
+    app.wait_status(&key, &newest, "delivered").await;
 }

@@ -339,11 +339,20 @@ async fn update_webhook(
     ApiJson(patch): ApiJson<WebhookPatch>,
 ) -> Result<Json<WebhookOut>> {
     let scope = caller.scope(patch.org_id.as_deref().or(query.org_id.as_deref()))?;
-    Ok(Json(update(&state, scope, &raw, patch).await?))
+    Ok(Json(
+        update(&state, scope, &raw, patch, "disabled through the API").await?,
+    ))
 }
 
-/// Checks and applies a partial update to a webhook the scope can see.
-pub async fn update(state: &AppState, scope: OrgScope, raw: &str, patch: WebhookPatch) -> Result<WebhookOut> {
+/// Checks and applies a partial update to a webhook the scope can see; `disabled_reason` is
+/// what a webhook disabled by this update says (where it was done).
+pub async fn update(
+    state: &AppState,
+    scope: OrgScope,
+    raw: &str,
+    patch: WebhookPatch,
+    disabled_reason: &str,
+) -> Result<WebhookOut> {
     let id = parse_id(raw)?;
     let url = match patch.url {
         None => None,
@@ -374,10 +383,7 @@ pub async fn update(state: &AppState, scope: OrgScope, raw: &str, patch: Webhook
             ));
         }
         Some(Some(StatusIn::Active)) => Some((WebhookStatus::Active, None)),
-        Some(Some(StatusIn::Disabled)) => Some((
-            WebhookStatus::Disabled,
-            Some("disabled through the API".to_owned()),
-        )),
+        Some(Some(StatusIn::Disabled)) => Some((WebhookStatus::Disabled, Some(disabled_reason.to_owned()))),
     };
     let changes = WebhookChanges {
         name: patch.name,

@@ -24,6 +24,8 @@ use crate::domain::time::now_ms;
 use crate::store::{DeliveryFilter, PageRequest, Position, Webhook, WebhookHealth, WebhookStatus};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+/// The `disabled_reason` of a webhook paused here.
+const DISABLED_HERE: &str = "disabled in the dashboard";
 
 /// The org's newest 100 webhooks: enough for pickers and labels on one screen.
 pub async fn newest(state: &AppState, viewer: &Viewer) -> Result<Vec<Webhook>> {
@@ -544,7 +546,7 @@ pub async fn edit(
         status: None,
         org_id: None,
     };
-    match api::update(&state, viewer.scope(), webhook.id.as_str(), patch).await {
+    match api::update(&state, viewer.scope(), webhook.id.as_str(), patch, DISABLED_HERE).await {
         Ok(_) => {
             Ok(Redirect::to(&format!("/dashboard/webhooks/{}?done=updated", webhook.id)).into_response())
         }
@@ -580,7 +582,7 @@ pub async fn set_status(
         status: Some(Some(status)),
         org_id: None,
     };
-    let webhook = api::update(&state, viewer.scope(), &raw, patch).await?;
+    let webhook = api::update(&state, viewer.scope(), &raw, patch, DISABLED_HERE).await?;
     if matches!(status, StatusIn::Active) {
         state.wake_dispatcher();
     }

@@ -366,7 +366,9 @@ async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
         )
         .await;
     assert_eq!(paused.status(), StatusCode::SEE_OTHER);
-    assert_eq!(api_view().await["status"], "disabled");
+    let paused_view = api_view().await;
+    assert_eq!(paused_view["status"], "disabled");
+    assert_eq!(paused_view["disabled_reason"], "disabled in the dashboard");
     let page = browser
         .get(&format!("/dashboard/webhooks/{id}"))
         .await

@@ -607,6 +607,34 @@ pub fn choose_claims(
     chosen
 }
 
+/// What one batch of attempt records has already written to each webhook's row, so a batch
+/// of many attempts to one endpoint touches that row once instead of twice per attempt
+/// (`last_triggered_at`, and clearing the failure clock after a success).
+#[derive(Debug, Default)]
+pub struct BatchWebhooks {
+    /// Per webhook seen in this batch: whether its latest record was a delivery.
+    last_delivered: std::collections::HashMap<WebhookId, bool>,
+}
+
+/// The webhook-row writes one record still needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookWrites {
+    pub last_triggered: bool,
+    /// Clear `failing_since` (a success after failures, or the first success of the batch).
+    pub clear_failing: bool,
+}
+
+impl BatchWebhooks {
+    pub fn writes_for(&mut self, record: &AttemptRecord) -> WebhookWrites {
+        let delivered = matches!(record.next, Next::Delivered);
+        let previous = self.last_delivered.insert(record.webhook_id.clone(), delivered);
+        WebhookWrites {
+            last_triggered: previous.is_none(),
+            clear_failing: delivered && previous != Some(true),
+        }
+    }
+}
+
 /// A lease's token: random, so a record made under an expired lease can be told apart.
 pub fn claim_token() -> i64 {
     getrandom::u64().map_or_else(|_| crate::domain::time::now_ms(), |n| (n >> 1) as i64)
@@ -709,4 +737,57 @@ pub trait Store: Send + Sync + 'static {
         org: OrgId,
         since: Millis,
     ) -> StoreFuture<'_, std::collections::HashMap<WebhookId, WebhookHealth>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(webhook: &WebhookId, next: Next) -> AttemptRecord {
+        AttemptRecord {
+            claim_token: 1,
+            webhook_id: webhook.clone(),
+            attempt: Attempt {
+                id: AttemptId::new(),
+                delivery_id: DeliveryId::new(),
+                attempt_number: 1,
+                started_at: 0,
+                duration_ms: 1,
+                response_status: Some(204),
+                response_body: None,
+                response_body_truncated: false,
+                error: None,
+                error_message: None,
+                signature: None,
+            },
+            next,
+            disable_if_failing_since: 0,
+            now: 0,
+        }
+    }
+
+    #[test]
+    fn a_batch_writes_each_webhook_row_once_unless_a_failure_comes_between_successes() {
+        let (a, b) = (WebhookId::new(), WebhookId::new());
+        let mut batch = BatchWebhooks::default();
+        let writes =
+            |batch: &mut BatchWebhooks, w: &WebhookId, next: Next| batch.writes_for(&record(w, next));
+        let first = writes(&mut batch, &a, Next::Delivered);
+        assert!(first.last_triggered && first.clear_failing);
+        let again = writes(&mut batch, &a, Next::Delivered);
+        assert!(
+            !again.last_triggered && !again.clear_failing,
+            "nothing left to write"
+        );
+        assert!(
+            writes(&mut batch, &b, Next::Delivered).last_triggered,
+            "another webhook"
+        );
+        let failed = writes(&mut batch, &a, Next::RetryAt(5));
+        assert!(!failed.clear_failing);
+        assert!(
+            writes(&mut batch, &a, Next::Delivered).clear_failing,
+            "a success after a failure clears the clock again"
+        );
+    }
 }

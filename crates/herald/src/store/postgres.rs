@@ -402,7 +402,11 @@ async fn unpark(conn: &mut PgConnection, webhook: &WebhookId, now: Millis) -> Re
 }
 
 /// One attempt and its delivery's new state, inside the caller's transaction.
-async fn record_one(tx: &mut PgConnection, record: &AttemptRecord) -> Result<WebhookEffect, StoreError> {
+async fn record_one(
+    tx: &mut PgConnection,
+    record: &AttemptRecord,
+    writes: WebhookWrites,
+) -> Result<WebhookEffect, StoreError> {
     let a = &record.attempt;
     let now = record.now;
     sqlx::query(
@@ -456,16 +460,19 @@ async fn record_one(tx: &mut PgConnection, record: &AttemptRecord) -> Result<Web
             .await?;
     }
     let webhook = record.webhook_id.as_str();
-    sqlx::query(
-        "UPDATE webhooks SET last_triggered_at = $1 WHERE id = $2 \
-         AND (last_triggered_at IS NULL OR last_triggered_at < $3)",
-    )
-    .bind(now)
-    .bind(webhook)
-    .bind(now - 1000)
-    .execute(&mut *tx)
-    .await?;
+    if writes.last_triggered {
+        sqlx::query(
+            "UPDATE webhooks SET last_triggered_at = $1 WHERE id = $2 \
+             AND (last_triggered_at IS NULL OR last_triggered_at < $3)",
+        )
+        .bind(now)
+        .bind(webhook)
+        .bind(now - 1000)
+        .execute(&mut *tx)
+        .await?;
+    }
     let disable = match &record.next {
+        Next::Delivered if !writes.clear_failing => None,
         Next::Delivered => {
             sqlx::query(
                 "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
@@ -1066,8 +1073,9 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             let mut effects = Vec::with_capacity(records.len());
+            let mut batch = BatchWebhooks::default();
             for record in &records {
-                effects.push(record_one(&mut tx, record).await?);
+                effects.push(record_one(&mut tx, record, batch.writes_for(record)).await?);
             }
             tx.commit().await?;
             Ok(effects)

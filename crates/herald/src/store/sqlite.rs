@@ -537,7 +537,11 @@ fn signing_secrets(conn: &Connection, webhook: &str, now: Millis) -> Result<Vec<
 }
 
 /// One attempt and its delivery's new state, inside the caller's transaction.
-fn record_one(conn: &Connection, record: &AttemptRecord) -> Result<WebhookEffect, StoreError> {
+fn record_one(
+    conn: &Connection,
+    record: &AttemptRecord,
+    writes: WebhookWrites,
+) -> Result<WebhookEffect, StoreError> {
     let a = &record.attempt;
     let now = record.now;
     conn.prepare_cached(
@@ -594,16 +598,20 @@ fn record_one(conn: &Connection, record: &AttemptRecord) -> Result<WebhookEffect
     }
 
     let webhook = record.webhook_id.as_str();
-    conn.prepare_cached(
-        "UPDATE webhooks SET last_triggered_at = ? WHERE id = ? AND (last_triggered_at IS NULL OR last_triggered_at < ?)",
-    )?
-    .execute(params![now, webhook, now - 1000])?;
+    if writes.last_triggered {
+        conn.prepare_cached(
+            "UPDATE webhooks SET last_triggered_at = ? WHERE id = ? AND (last_triggered_at IS NULL OR last_triggered_at < ?)",
+        )?
+        .execute(params![now, webhook, now - 1000])?;
+    }
     let disable = match &record.next {
         Next::Delivered => {
-            conn.prepare_cached(
-                "UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
-            )?
-            .execute([webhook])?;
+            if writes.clear_failing {
+                conn.prepare_cached(
+                    "UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
+                )?
+                .execute([webhook])?;
+            }
             None
         }
         Next::DisableWebhook(reason) => Some(reason.clone()),
@@ -1069,11 +1077,13 @@ impl Store for SqliteStore {
     }
 
     fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>> {
-        Box::pin(
-            self.write_bookkeeping(move |conn| {
-                records.iter().map(|record| record_one(conn, record)).collect()
-            }),
-        )
+        Box::pin(self.write_bookkeeping(move |conn| {
+            let mut batch = BatchWebhooks::default();
+            records
+                .iter()
+                .map(|record| record_one(conn, record, batch.writes_for(record)))
+                .collect()
+        }))
     }
 
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats> {

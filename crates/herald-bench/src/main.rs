@@ -755,29 +755,38 @@ fn main() -> ExitCode {
     runtime.block_on(run_cli(cli))
 }
 
+/// Prints a finished workload, as JSON or as its table, and says how the process exits.
+fn finish<R: serde::Serialize>(
+    result: anyhow::Result<R>,
+    json: bool,
+    ok: impl Fn(&R) -> bool,
+    table: impl Fn(&R),
+) -> ExitCode {
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("herald-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("herald-bench: {e}"),
+        }
+    } else {
+        table(&report);
+    }
+    if ok(&report) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 async fn run_cli(cli: Cli) -> ExitCode {
     if let Workload::Selftest(a) = &cli.workload {
-        return match selftest(a).await {
-            Ok(r) => {
-                if a.json {
-                    match serde_json::to_string_pretty(&r) {
-                        Ok(s) => println!("{s}"),
-                        Err(e) => eprintln!("herald-bench: {e}"),
-                    }
-                } else {
-                    print_selftest(&r);
-                }
-                if r.ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
-            Err(e) => {
-                eprintln!("herald-bench: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return finish(selftest(a).await, a.json, |r| r.ok, print_selftest);
     }
     let plan = match Plan::from_cli(cli.workload) {
         Ok(p) => p,
@@ -787,25 +796,5 @@ async fn run_cli(cli: Cli) -> ExitCode {
         }
     };
     let json = plan.common.json;
-    match run(plan).await {
-        Ok(report) => {
-            if json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => eprintln!("herald-bench: {e}"),
-                }
-            } else {
-                print!("{}", report.table());
-            }
-            if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("herald-bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(run(plan).await, json, |r| r.ok, |r| print!("{}", r.table()))
 }

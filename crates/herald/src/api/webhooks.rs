@@ -253,12 +253,15 @@ async fn create_webhook(
     TenantCaller(caller): TenantCaller,
     ApiJson(input): ApiJson<WebhookIn>,
 ) -> Result<(StatusCode, Json<WebhookOut>)> {
-    Ok((StatusCode::CREATED, Json(create(&state, &caller, input).await?)))
+    let (webhook, secret) = create(&state, &caller, input).await?;
+    let mut out = WebhookOut::from(webhook);
+    out.signing_secret = Some(secret);
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// Checks and stores a new webhook; the answer carries its signing secret, which is never
-/// shown again. (The API and the dashboard both create webhooks through here.)
-pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Result<WebhookOut> {
+/// Checks and stores a new webhook; returns it with its signing secret, which is shown to
+/// the caller once and never again. (The API and the dashboard both create webhooks here.)
+pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Result<(Webhook, String)> {
     let org_id = caller.org_for(state, input.org_id.as_deref()).await?;
     let url = WebhookUrl::parse(&input.url, state.target_policy()).map_err(url_error)?;
     check_text(&input.name, "name", MAX_NAME)?;
@@ -283,9 +286,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
         })
         .await?;
     tracing::info!(webhook.id = %webhook.id, org.id = %webhook.org_id, "webhook created");
-    let mut out = WebhookOut::from(webhook);
-    out.signing_secret = Some(secret);
-    Ok(out)
+    Ok((webhook, secret))
 }
 
 /// List the org's webhooks, newest first; deleted ones are left out.

@@ -184,38 +184,83 @@ fn clock(ms: Millis) -> String {
     format_ms(ms).get(11..16).unwrap_or_default().to_owned()
 }
 
-/// Axes, grid lines and time labels shared by both charts.
-fn frame(series: &Series, y_max: f64, unit: &str) -> Markup {
-    let plot_h = HEIGHT - TOP - BOTTOM;
+/// Where values land on a chart of `series`: one slot per bucket, `y_max` at the top.
+struct Plot {
+    slot: f64,
+    y_max: f64,
+}
+
+impl Plot {
+    const W: f64 = WIDTH - LEFT - RIGHT;
+    const H: f64 = HEIGHT - TOP - BOTTOM;
+
+    fn new(series: &Series, max: f64) -> Self {
+        Self {
+            slot: Self::W / series.buckets.len().max(1) as f64,
+            y_max: nice_ceiling(max),
+        }
+    }
+
+    /// The left edge of bucket `i`'s slot.
+    fn x(&self, i: usize) -> f64 {
+        LEFT + self.slot * i as f64
+    }
+
+    fn height(&self, v: f64) -> f64 {
+        Self::H * v / self.y_max
+    }
+
+    /// The y of value `v` (the baseline is at the bottom).
+    fn y(&self, v: f64) -> f64 {
+        TOP + Self::H - self.height(v)
+    }
+}
+
+/// One chart: caption, the SVG with its grid, axes and text summary around `marks`, and a
+/// legend.
+fn chart(
+    caption: &str,
+    summary: &str,
+    series: &Series,
+    plot: &Plot,
+    unit: &str,
+    marks: Markup,
+    legend: Markup,
+) -> Markup {
     let n = series.buckets.len();
     let last = n.saturating_sub(1);
     html! {
-        @for step in 0..=2 {
-            @let v = y_max * f64::from(step) / 2.0;
-            @let y = TOP + plot_h - plot_h * f64::from(step) / 2.0;
-            line.grid x1=(LEFT) x2=(WIDTH - RIGHT) y1=(y) y2=(y) {}
-            text.axis x=(LEFT - 6.0) y=(y + 4.0) text-anchor="end" { (number(v)) }
+        figure.chart-box {
+            figcaption { (caption) }
+            svg.chart viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(summary) {
+                title { (summary) }
+                @for step in 0..=2 {
+                    @let v = plot.y_max * f64::from(step) / 2.0;
+                    @let y = plot.y(v);
+                    line.grid x1=(LEFT) x2=(WIDTH - RIGHT) y1=(y) y2=(y) {}
+                    text.axis x=(LEFT - 6.0) y=(y + 4.0) text-anchor="end" { (number(v)) }
+                }
+                text.axis x=(LEFT) y=(HEIGHT - 6.0) { (clock(series.start_of(0))) " UTC" }
+                text.axis x=((LEFT + WIDTH - RIGHT) / 2.0) y=(HEIGHT - 6.0) text-anchor="middle" { (clock(series.start_of(n / 2))) }
+                text.axis x=(WIDTH - RIGHT) y=(HEIGHT - 6.0) text-anchor="end" { "now (" (clock(series.start_of(last))) ")" }
+                text.axis.unit x="2" y="12" { (unit) }
+                (marks)
+            }
+            ul.legend { (legend) }
         }
-        text.axis x=(LEFT) y=(HEIGHT - 6.0) { (clock(series.start_of(0))) " UTC" }
-        text.axis x=((LEFT + WIDTH - RIGHT) / 2.0) y=(HEIGHT - 6.0) text-anchor="middle" { (clock(series.start_of(n / 2))) }
-        text.axis x=(WIDTH - RIGHT) y=(HEIGHT - 6.0) text-anchor="end" { "now (" (clock(series.start_of(last))) ")" }
-        text.axis.unit x="2" y="12" { (unit) }
     }
 }
 
 /// Attempts per minute, stacked by outcome.
 pub fn outcomes(series: &Series) -> Markup {
     let per_minute = series.range.minutes_per_bucket();
-    let rates: Vec<f64> = series
+    let max_rate = series
         .buckets
         .iter()
         .map(|b| b.total() as f64 / per_minute)
-        .collect();
-    let y_max = nice_ceiling(rates.iter().copied().fold(0.0, f64::max));
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let slot = plot_w / series.buckets.len().max(1) as f64;
-    let bar = (slot * 0.8).max(1.0);
+        .fold(0.0, f64::max);
+    let plot = Plot::new(series, max_rate);
+    let bar = (plot.slot * 0.8).max(1.0);
     let total = series.total();
     let summary = format!(
         "{} attempts in the {}: {} delivered, {} answered with an error status, {} without an answer",
@@ -225,64 +270,43 @@ pub fn outcomes(series: &Series) -> Markup {
         total.http_error,
         total.no_response
     );
-    let scale = |v: f64| plot_h * v / y_max;
-    html! {
-        figure.chart-box {
-            figcaption { "Delivery attempts per minute, by outcome" }
-            svg.chart viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(summary) {
-                title { (summary) }
-                (frame(series, y_max, "per min"))
-                @for (i, b) in series.buckets.iter().enumerate() {
-                    @if b.total() > 0 {
-                        @let x = LEFT + slot * i as f64 + (slot - bar) / 2.0;
-                        @let ok_h = scale(b.delivered as f64 / per_minute);
-                        @let http_h = scale(b.http_error as f64 / per_minute);
-                        @let none_h = scale(b.no_response as f64 / per_minute);
-                        @let base = TOP + plot_h;
-                        g {
-                            title {
-                                (clock(series.start_of(i))) " UTC — " (b.delivered) " delivered, "
-                                (b.http_error) " error status, " (b.no_response) " no answer"
-                            }
-                            rect.delivered x=(x) width=(bar) y=(base - ok_h) height=(ok_h) {}
-                            rect.http-error x=(x) width=(bar) y=(base - ok_h - http_h) height=(http_h) {}
-                            rect.no-response x=(x) width=(bar) y=(base - ok_h - http_h - none_h) height=(none_h) {}
-                        }
+    let marks = html! {
+        @for (i, b) in series.buckets.iter().enumerate() {
+            @if b.total() > 0 {
+                @let x = plot.x(i) + (plot.slot - bar) / 2.0;
+                @let ok_h = plot.height(b.delivered as f64 / per_minute);
+                @let http_h = plot.height(b.http_error as f64 / per_minute);
+                @let none_h = plot.height(b.no_response as f64 / per_minute);
+                @let base = plot.y(0.0);
+                g {
+                    title {
+                        (clock(series.start_of(i))) " UTC — " (b.delivered) " delivered, "
+                        (b.http_error) " error status, " (b.no_response) " no answer"
                     }
+                    rect.delivered x=(x) width=(bar) y=(base - ok_h) height=(ok_h) {}
+                    rect.http-error x=(x) width=(bar) y=(base - ok_h - http_h) height=(http_h) {}
+                    rect.no-response x=(x) width=(bar) y=(base - ok_h - http_h - none_h) height=(none_h) {}
                 }
             }
-            ul.legend {
-                li { span.swatch.delivered {} "Delivered (" (total.delivered) ")" }
-                li { span.swatch.http-error {} "Error status (" (total.http_error) ")" }
-                li { span.swatch.no-response {} "No answer: timeout, connection, DNS, TLS (" (total.no_response) ")" }
-            }
         }
-    }
+    };
+    let legend = html! {
+        li { span.swatch.delivered {} "Delivered (" (total.delivered) ")" }
+        li { span.swatch.http-error {} "Error status (" (total.http_error) ")" }
+        li { span.swatch.no-response {} "No answer: timeout, connection, DNS, TLS (" (total.no_response) ")" }
+    };
+    let caption = "Delivery attempts per minute, by outcome";
+    chart(caption, &summary, series, &plot, "per min", marks, legend)
 }
 
 /// Attempt latency p50 and p99 per bucket.
 pub fn latency(series: &Series) -> Markup {
-    let p50: Vec<Option<i64>> = series
-        .buckets
-        .iter()
-        .map(|b| percentile(&b.latency, 0.50))
-        .collect();
-    let p99: Vec<Option<i64>> = series
-        .buckets
-        .iter()
-        .map(|b| percentile(&b.latency, 0.99))
-        .collect();
+    let quantile =
+        |q: f64| -> Vec<Option<i64>> { series.buckets.iter().map(|b| percentile(&b.latency, q)).collect() };
+    let (p50, p99) = (quantile(0.50), quantile(0.99));
     let max = p99.iter().flatten().copied().max().unwrap_or(0);
-    let y_max = nice_ceiling(max as f64);
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let slot = plot_w / series.buckets.len().max(1) as f64;
-    let point = |i: usize, v: i64| {
-        (
-            LEFT + slot * (i as f64 + 0.5),
-            TOP + plot_h - plot_h * v as f64 / y_max,
-        )
-    };
+    let plot = Plot::new(series, max as f64);
+    let point = |i: usize, v: i64| (plot.x(i) + plot.slot / 2.0, plot.y(v as f64));
     // A path that lifts the pen across buckets without attempts.
     let path = |values: &[Option<i64>]| {
         let mut d = String::new();
@@ -300,38 +324,42 @@ pub fn latency(series: &Series) -> Markup {
         d
     };
     let total = series.total();
-    let summary = format!(
-        "Attempt latency over the {}: p50 {}, p99 {}",
-        series.range.label.to_lowercase(),
+    let (all_p50, all_p99) = (
         latency_label(percentile(&total.latency, 0.50)),
-        latency_label(percentile(&total.latency, 0.99))
+        latency_label(percentile(&total.latency, 0.99)),
     );
-    html! {
-        figure.chart-box {
-            figcaption { "Attempt latency, p50 and p99" }
-            svg.chart viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(summary) {
-                title { (summary) }
-                (frame(series, y_max, "ms"))
-                path.p99 d=(path(&p99)) {}
-                path.p50 d=(path(&p50)) {}
-                @for (i, (a, b)) in p50.iter().zip(&p99).enumerate() {
-                    @if let (Some(a), Some(b)) = (a, b) {
-                        @let (x, y50) = point(i, *a);
-                        @let (_, y99) = point(i, *b);
-                        g {
-                            title { (clock(series.start_of(i))) " UTC — p50 " (latency_label(Some(*a))) ", p99 " (latency_label(Some(*b))) }
-                            circle.p99 cx=(x) cy=(y99) r="2.5" {}
-                            circle.p50 cx=(x) cy=(y50) r="2.5" {}
-                        }
-                    }
+    let summary = format!(
+        "Attempt latency over the {}: p50 {all_p50}, p99 {all_p99}",
+        series.range.label.to_lowercase(),
+    );
+    let marks = html! {
+        path.p99 d=(path(&p99)) {}
+        path.p50 d=(path(&p50)) {}
+        @for (i, (a, b)) in p50.iter().zip(&p99).enumerate() {
+            @if let (Some(a), Some(b)) = (a, b) {
+                @let (x, y50) = point(i, *a);
+                @let (_, y99) = point(i, *b);
+                g {
+                    title { (clock(series.start_of(i))) " UTC — p50 " (latency_label(Some(*a))) ", p99 " (latency_label(Some(*b))) }
+                    circle.p99 cx=(x) cy=(y99) r="2.5" {}
+                    circle.p50 cx=(x) cy=(y50) r="2.5" {}
                 }
             }
-            ul.legend {
-                li { span.swatch.p50 {} "p50 " (latency_label(percentile(&total.latency, 0.50))) }
-                li { span.swatch.p99 {} "p99 " (latency_label(percentile(&total.latency, 0.99))) }
-            }
         }
-    }
+    };
+    let legend = html! {
+        li { span.swatch.p50 {} "p50 " (all_p50) }
+        li { span.swatch.p99 {} "p99 " (all_p99) }
+    };
+    chart(
+        "Attempt latency, p50 and p99",
+        &summary,
+        series,
+        &plot,
+        "ms",
+        marks,
+        legend,
+    )
 }
 
 #[cfg(test)]

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Redirect;
 use maud::{Markup, html};
 
 use super::session::{CheckedForm, Fields, Viewer};
 use super::views::{self, Nav};
-use super::webhooks::{self, pager};
+use super::webhooks;
 use super::{DashError, Result};
 use crate::api::AppState;
 use crate::api::deliveries::{self as api, parse_id};
@@ -89,9 +89,8 @@ pub async fn log(
     State(state): State<AppState>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    fields: Fields,
 ) -> Result<Markup> {
-    let fields = Fields::parse(query.unwrap_or_default().as_bytes());
     let status = match fields.get("status") {
         None => None,
         Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
@@ -173,7 +172,7 @@ pub async fn log(
                 }
             } @else {
                 (table(&page.items, &names))
-                (pager(&base, page.prev_before.as_deref().filter(|_| paged), page.next_after.as_deref().filter(|_| page.has_more)))
+                (views::pager(&base, &page))
             }
         },
     ))
@@ -224,9 +223,8 @@ pub async fn detail(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(raw): Path<String>,
-    RawQuery(query): RawQuery,
+    fields: Fields,
 ) -> Result<Markup> {
-    let fields = Fields::parse(query.unwrap_or_default().as_bytes());
     let id = parse_id(&raw)?;
     let d = state
         .store()

@@ -1,7 +1,7 @@
 //! The first page after sign-in: how deliveries are going, in charts, for the org or for one
 //! webhook; and for admins, the queue of the whole installation.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use maud::{Markup, html};
 
@@ -102,9 +102,8 @@ pub async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    fields: Fields,
 ) -> Result<Markup> {
-    let fields = Fields::parse(query.unwrap_or_default().as_bytes());
     let range = Range::parse(fields.get("range"));
     let webhooks = super::webhooks::newest(&state, &viewer).await?;
     let chosen = fields

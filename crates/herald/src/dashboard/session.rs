@@ -234,6 +234,16 @@ impl Fields {
     }
 }
 
+/// A page's query string, read as leniently as a form: filters and cursors are optional and
+/// each page checks the ones it uses.
+impl<S: Send + Sync> FromRequestParts<S> for Fields {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::parse(parts.uri.query().unwrap_or_default().as_bytes()))
+    }
+}
+
 /// Refuses a request the browser marks as coming from another site.
 fn same_origin(headers: &HeaderMap) -> Result<(), DashError> {
     if headers

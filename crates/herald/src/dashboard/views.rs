@@ -4,7 +4,9 @@
 use maud::{DOCTYPE, Markup, html};
 
 use super::session::Viewer;
+use crate::api::pagination::encode;
 use crate::domain::time::{Millis, format_ms};
+use crate::store::Page;
 
 /// Which navigation entry is current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +117,17 @@ pub fn post_button(viewer: &Viewer, action: &str, label: &str, class: &str) -> M
         form.inline method="post" action=(action) {
             (csrf(viewer))
             button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+/// "Newer" / "Older" links for a page; the store only names an id to page from when there are
+/// items beyond it.
+pub fn pager<T>(base: &str, page: &Page<T>) -> Markup {
+    html! {
+        nav.pager aria-label="Pages" {
+            @if let Some(before) = &page.prev_before { a href={ (base) "before=" (encode(before)) } { "← Newer" } }
+            @if let Some(after) = &page.next_after { a href={ (base) "cursor=" (encode(after)) } { "Older →" } }
         }
     }
 }

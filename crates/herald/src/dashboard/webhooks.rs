@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -17,7 +17,7 @@ use super::views::{self, Nav};
 use super::{DashError, Result};
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::pagination::{self, page_request};
+use crate::api::pagination::page_request;
 use crate::api::webhooks::{self as api, StatusIn, WebhookIn, WebhookPatch};
 use crate::domain::ids::WebhookId;
 use crate::domain::time::now_ms;
@@ -92,9 +92,8 @@ pub async fn list(
     State(state): State<AppState>,
     viewer: Viewer,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    fields: Fields,
 ) -> Result<Markup> {
-    let fields = Fields::parse(query.unwrap_or_default().as_bytes());
     let request = page_request(Some("25"), fields.get("cursor"), fields.get("before"))?;
     let page = state
         .store()
@@ -147,20 +146,10 @@ pub async fn list(
                         }
                     }
                 }
-                (pager("/dashboard/webhooks?", page.prev_before.as_deref().filter(|_| paged), page.next_after.as_deref().filter(|_| page.has_more)))
+                (views::pager("/dashboard/webhooks?", &page))
             }
         },
     ))
-}
-
-/// "Newer" / "Older" links for cursor paging; `newer` and `older` are the ids to page from.
-pub fn pager(base: &str, newer: Option<&str>, older: Option<&str>) -> Markup {
-    html! {
-        nav.pager aria-label="Pages" {
-            @if let Some(before) = newer { a href={ (base) "before=" (pagination::encode(before)) } { "← Newer" } }
-            @if let Some(after) = older { a href={ (base) "cursor=" (pagination::encode(after)) } { "Older →" } }
-        }
-    }
 }
 
 /// What the create and edit forms hold.
@@ -342,20 +331,16 @@ pub async fn create(
         org_id: Some(viewer.org.id.to_string()),
     };
     match api::create(&state, &viewer.caller, input).await {
-        Ok(created) => {
-            let webhook = find(&state, &viewer, created.id.as_str()).await?;
-            let secret = created.signing_secret.unwrap_or_default();
-            Ok(detail_page(
-                &state,
-                &viewer,
-                webhook,
-                charts::HOUR,
-                None,
-                Some(("created", &secret)),
-            )
-            .await?
-            .into_response())
-        }
+        Ok((webhook, secret)) => Ok(detail_page(
+            &state,
+            &viewer,
+            webhook,
+            charts::HOUR,
+            None,
+            Some(("created", &secret)),
+        )
+        .await?
+        .into_response()),
         Err(e) => {
             let error = form_error(e)?;
             let body = form(
@@ -379,9 +364,8 @@ pub async fn detail(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(raw): Path<String>,
-    RawQuery(query): RawQuery,
+    fields: Fields,
 ) -> Result<Markup> {
-    let fields = Fields::parse(query.unwrap_or_default().as_bytes());
     let webhook = find(&state, &viewer, &raw).await?;
     let range = Range::parse(fields.get("range"));
     let notice = fields.get("done").map(|done| {

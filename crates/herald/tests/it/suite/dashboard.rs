@@ -74,6 +74,14 @@ impl<'a> Browser<'a> {
     }
 }
 
+/// The first link on `page` whose address contains `needle`, unescaped.
+fn link_containing(page: &str, needle: &str) -> Option<String> {
+    page.split("href=\"").skip(1).find_map(|rest| {
+        let href = rest.split('"').next()?;
+        href.contains(needle).then(|| href.replace("&amp;", "&"))
+    })
+}
+
 fn location(response: &reqwest::Response) -> String {
     response
         .headers()
@@ -454,13 +462,7 @@ async fn the_delivery_log_filters_pages_and_replays_failed_deliveries() {
         "a page holds 50"
     );
     assert!(failed.contains(&newest));
-    let older_href = failed
-        .split("href=\"")
-        .find_map(|rest| {
-            let href = rest.split('"').next()?;
-            href.contains("cursor=").then(|| href.replace("&amp;", "&"))
-        })
-        .expect("an Older link");
+    let older_href = link_containing(&failed, "cursor=").expect("an Older link");
     assert!(
         older_href.contains("status=failed"),
         "paging keeps the filter: {older_href}"
@@ -470,13 +472,7 @@ async fn the_delivery_log_filters_pages_and_replays_failed_deliveries() {
         older.matches("class=\"delivery-link\"").count() == 5,
         "the rest is on the next page: {older_href} {older}"
     );
-    let newer_href = older
-        .split("href=\"")
-        .find_map(|rest| {
-            let href = rest.split('"').next()?;
-            href.contains("before=").then(|| href.replace("&amp;", "&"))
-        })
-        .expect("a Newer link");
+    let newer_href = link_containing(&older, "before=").expect("a Newer link");
     let back = browser.get(&newer_href).await.text().await.expect("html");
     assert!(back.contains(&newest), "Newer leads back to the first page");
     let delivered = browser

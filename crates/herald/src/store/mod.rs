@@ -584,27 +584,65 @@ impl Next {
     }
 }
 
-/// Picks which due deliveries to lease: in due order, at most `limit`, and per webhook no
-/// more than its allowance (`per_webhook` less what it has leased already).
-pub fn choose_claims(
-    due: impl IntoIterator<Item = (String, String)>,
-    mut allowance: std::collections::HashMap<String, u32>,
+/// What one claim may still lease: in all, and per webhook (`per_webhook` less what the
+/// webhook holds already).
+///
+/// A claim reads due deliveries in two steps, both bounded: the head of the due queue (a
+/// short page in due order, whatever the webhook), then, when more is due than that page
+/// showed, each webhook that still has room, through its own index range. The second step
+/// is what keeps a webhook with a deep backlog from costing every claim a walk past its rows
+/// to find the others' (the old single query excluded full webhooks in SQL, which is a scan
+/// of their whole backlog).
+#[derive(Debug)]
+pub struct ClaimBudget {
+    /// What each webhook may still lease; webhooks not in the map have `per_webhook`.
+    allowance: std::collections::HashMap<String, u32>,
     per_webhook: u32,
-    limit: u32,
-) -> Vec<String> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut chosen = Vec::new();
-    for (id, webhook) in due {
-        if chosen.len() >= limit {
-            break;
-        }
-        let left = allowance.entry(webhook).or_insert(per_webhook);
-        if *left > 0 {
-            *left -= 1;
-            chosen.push(id);
+    remaining: usize,
+}
+
+impl ClaimBudget {
+    /// Due deliveries read from the head of the queue.
+    pub const HEAD: usize = 128;
+
+    /// `leased`: deliveries each webhook holds right now (unexpired leases).
+    pub fn new(leased: impl IntoIterator<Item = (String, u32)>, per_webhook: u32, limit: u32) -> Self {
+        Self {
+            allowance: leased
+                .into_iter()
+                .map(|(webhook, n)| (webhook, per_webhook.saturating_sub(n)))
+                .collect(),
+            per_webhook,
+            remaining: usize::try_from(limit).unwrap_or(usize::MAX),
         }
     }
-    chosen
+
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// How many more this webhook may lease in this claim.
+    pub fn room(&self, webhook: &str) -> usize {
+        let left = self.allowance.get(webhook).copied().unwrap_or(self.per_webhook);
+        usize::try_from(left).unwrap_or(usize::MAX).min(self.remaining)
+    }
+
+    /// Takes from `due` (delivery, webhook), in its order, what the allowances permit.
+    pub fn take<T>(&mut self, due: impl IntoIterator<Item = (T, String)>) -> Vec<T> {
+        let mut chosen = Vec::new();
+        for (id, webhook) in due {
+            if self.remaining == 0 {
+                break;
+            }
+            let left = self.allowance.entry(webhook).or_insert(self.per_webhook);
+            if *left > 0 {
+                *left -= 1;
+                self.remaining -= 1;
+                chosen.push(id);
+            }
+        }
+        chosen
+    }
 }
 
 /// What one batch of attempt records has already written to each webhook's row, so a batch
@@ -789,5 +827,34 @@ mod tests {
             writes(&mut batch, &a, Next::Delivered).clear_failing,
             "a success after a failure clears the clock again"
         );
+    }
+
+    fn due(rows: &[(&str, &str)]) -> Vec<(String, String)> {
+        rows.iter()
+            .map(|(d, w)| ((*d).to_owned(), (*w).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_claim_takes_only_what_each_webhook_has_room_for() {
+        let mut budget = ClaimBudget::new([("w1".to_owned(), 63)], 64, 10);
+        let chosen = budget.take(due(&[("d1", "w1"), ("d2", "w1"), ("d3", "w2"), ("d4", "w1")]));
+        assert_eq!(chosen, vec!["d1", "d3"]);
+        assert_eq!(budget.room("w1"), 0, "w1 is full");
+        assert_eq!(budget.room("w2"), 8, "w2 has 63 left, the claim 8");
+        assert_eq!(budget.room("w3"), 8);
+    }
+
+    #[test]
+    fn a_claim_stops_at_its_limit() {
+        let mut budget = ClaimBudget::new([], 2, 3);
+        assert_eq!(
+            budget.take(due(&[("d1", "w1"), ("d2", "w1"), ("d3", "w1")])),
+            vec!["d1", "d2"]
+        );
+        assert_eq!(budget.remaining(), 1);
+        assert_eq!(budget.take(due(&[("d4", "w2"), ("d5", "w2")])), vec!["d4"]);
+        assert_eq!(budget.remaining(), 0);
+        assert_eq!(budget.room("w3"), 0);
     }
 }

@@ -22,6 +22,7 @@ use crate::domain::time::Millis;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_dashboard.sql"),
+    include_str!("../../migrations/postgres/0003_claim_indexes.sql"),
 ];
 /// Serialises migrations and the first-start bootstrap across nodes.
 const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;
@@ -966,51 +967,88 @@ impl Store for PostgresStore {
             .bind(request.now)
             .fetch_all(&mut *tx)
             .await?;
-            let mut allowance: HashMap<String, u32> = HashMap::new();
-            for row in &leased {
-                let n: i64 = get(row, 1)?;
-                allowance.insert(
-                    get(row, 0)?,
-                    request
-                        .per_webhook
-                        .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)),
-                );
-            }
-            let busy: Vec<String> = allowance
+            let leased = leased
                 .iter()
-                .filter(|(_, n)| **n == 0)
-                .map(|(w, _)| w.clone())
-                .collect();
-            let scan = i64::from(request.limit.saturating_mul(4).max(64));
-            let due = sqlx::query(
+                .map(|row| {
+                    let n: i64 = get(row, 1)?;
+                    Ok((get::<String>(row, 0)?, u32::try_from(n).unwrap_or(u32::MAX)))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let mut budget = ClaimBudget::new(leased, request.per_webhook, request.limit);
+            let head = sqlx::query(
                 "SELECT id, webhook_id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
-                 AND NOT (webhook_id = ANY($2)) ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+                 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             )
             .bind(request.now)
-            .bind(&busy)
-            .bind(scan)
+            .bind(ClaimBudget::HEAD as i64)
             .fetch_all(&mut *tx)
             .await?;
-            let due = due
+            let more_due = head.len() == ClaimBudget::HEAD;
+            let head = head
                 .iter()
                 .map(|row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)?)))
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            let chosen = choose_claims(due, allowance, request.per_webhook, request.limit);
-            if chosen.is_empty() {
+            let mut chosen = budget.take(head);
+            if more_due && budget.remaining() > 0 {
+                // Webhooks with pending deliveries, one index step each (a loose index scan), then
+                // each one's oldest due rows up to its room: a full webhook's backlog is not read.
+                let webhooks: Vec<String> = sqlx::query_scalar(
+                    "WITH RECURSIVE hooks AS ( \
+                       (SELECT webhook_id FROM deliveries WHERE status = 'pending' ORDER BY webhook_id LIMIT 1) \
+                       UNION ALL \
+                       SELECT (SELECT d.webhook_id FROM deliveries d WHERE d.status = 'pending' \
+                               AND d.webhook_id > hooks.webhook_id ORDER BY d.webhook_id LIMIT 1) \
+                       FROM hooks WHERE hooks.webhook_id IS NOT NULL) \
+                     SELECT webhook_id FROM hooks WHERE webhook_id IS NOT NULL",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let (ids, rooms): (Vec<String>, Vec<i64>) = webhooks
+                    .into_iter()
+                    .filter_map(|w| {
+                        let room = budget.room(&w);
+                        (room > 0).then(|| (w, i64::try_from(room).unwrap_or(i64::MAX)))
+                    })
+                    .unzip();
+                let due = sqlx::query(
+                    "SELECT d.id, d.webhook_id FROM unnest($1::text[], $2::bigint[]) AS w(id, room) \
+                     CROSS JOIN LATERAL (SELECT id, webhook_id, next_attempt_at FROM deliveries \
+                       WHERE webhook_id = w.id AND status = 'pending' AND next_attempt_at <= $3 \
+                       AND NOT (id = ANY($4)) ORDER BY next_attempt_at LIMIT w.room FOR UPDATE SKIP LOCKED) d \
+                     ORDER BY d.next_attempt_at",
+                )
+                .bind(&ids)
+                .bind(&rooms)
+                .bind(request.now)
+                // The head's rows are locked by this transaction, so SKIP LOCKED would not skip them.
+                .bind(&chosen)
+                .fetch_all(&mut *tx)
+                .await?;
+                let due = due
+                    .iter()
+                    .map(|row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                chosen.extend(budget.take(due));
+            }
+            let token = claim_token();
+            let rows = if chosen.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query(
+                    "UPDATE deliveries d SET next_attempt_at = $1, claim_token = $2 FROM webhooks w, events e \
+                     WHERE d.id = ANY($3) AND w.id = d.webhook_id AND e.id = d.event_id \
+                     RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload",
+                )
+                .bind(request.lease_until)
+                .bind(token)
+                .bind(&chosen)
+                .fetch_all(&mut *tx)
+                .await?
+            };
+            if rows.is_empty() {
                 tx.commit().await?;
                 return Ok(Vec::new());
             }
-            let token = claim_token();
-            let rows = sqlx::query(
-                "UPDATE deliveries d SET next_attempt_at = $1, claim_token = $2 FROM webhooks w, events e \
-                 WHERE d.id = ANY($3) AND w.id = d.webhook_id AND e.id = d.event_id \
-                 RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload, d.next_attempt_at",
-            )
-            .bind(request.lease_until)
-            .bind(token)
-            .bind(&chosen)
-            .fetch_all(&mut *tx)
-            .await?;
             let webhooks: Vec<String> = {
                 let mut ids: Vec<String> = Vec::new();
                 for row in &rows {

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_delivery.sql"),
     include_str!("../../migrations/sqlite/0003_leases.sql"),
     include_str!("../../migrations/sqlite/0004_dashboard.sql"),
+    include_str!("../../migrations/sqlite/0005_claim_indexes.sql"),
 ];
 
 /// How many queued writes one transaction may take.
@@ -88,6 +89,9 @@ fn open_connection(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each job runs in a savepoint, which gives every write a statement journal: on disk
+    // that is a temp file created and fsynced per transaction, in memory it is a buffer.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     if writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -645,6 +649,89 @@ fn record_one(
     })
 }
 
+/// Due deliveries of each webhook with room, oldest first across webhooks: webhook after
+/// webhook through `deliveries_pending`, skipping from one webhook to the next in the index,
+/// so a full webhook's backlog is never read.
+fn due_per_webhook(
+    conn: &Connection,
+    budget: &ClaimBudget,
+    now: Millis,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut next_webhook = conn.prepare_cached(
+        "SELECT MIN(webhook_id) FROM deliveries INDEXED BY deliveries_pending \
+         WHERE status = 'pending' AND webhook_id > ?",
+    )?;
+    let mut due = conn.prepare_cached(
+        "SELECT next_attempt_at, rowid FROM deliveries INDEXED BY deliveries_pending \
+         WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+    )?;
+    let mut found: Vec<(Millis, i64, String)> = Vec::new();
+    let mut after = String::new();
+    while let Some(webhook) = next_webhook.query_row([&after], |row| row.get::<_, Option<String>>(0))? {
+        let room = budget.room(&webhook);
+        if room > 0 {
+            for row in due.query_map(
+                params![webhook, now, i64::try_from(room).unwrap_or(i64::MAX)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )? {
+                let (at, rowid) = row?;
+                found.push((at, rowid, webhook.clone()));
+            }
+        }
+        after = webhook;
+    }
+    found.sort_unstable_by_key(|(at, rowid, _)| (*at, *rowid));
+    Ok(found
+        .into_iter()
+        .map(|(_, rowid, webhook)| (rowid, webhook))
+        .collect())
+}
+
+/// Leases the chosen rows and reads what their attempts need.
+fn lease_claims(
+    conn: &Connection,
+    request: &ClaimRequest,
+    chosen: Vec<i64>,
+) -> Result<Vec<Claimed>, StoreError> {
+    let mut lease = conn.prepare_cached(
+        "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE rowid = ? \
+         RETURNING id, event_id, webhook_id, attempt_count, cycle_start",
+    )?;
+    let mut details =
+        conn.prepare_cached("SELECT w.url, e.payload FROM webhooks w, events e WHERE w.id = ? AND e.id = ?")?;
+    let mut secrets: std::collections::HashMap<String, Vec<Vec<u8>>> = std::collections::HashMap::new();
+    let mut claimed = Vec::with_capacity(chosen.len());
+    for rowid in chosen {
+        let token = claim_token();
+        let (id, event_id, webhook_id, attempt_count, cycle_start): (String, String, String, i64, i64) =
+            lease.query_row(params![request.lease_until, token, rowid], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            })?;
+        let (url, payload): (String, String) = details.query_row(params![webhook_id, event_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        if !secrets.contains_key(&webhook_id) {
+            secrets.insert(
+                webhook_id.clone(),
+                signing_secrets(conn, &webhook_id, request.now)?,
+            );
+        }
+        claimed.push(Claimed {
+            delivery_id: DeliveryId::parse(&id).ok_or(StoreError::Backend("malformed delivery id".into()))?,
+            claim_token: token,
+            event_id: EventId::parse(&event_id).ok_or(StoreError::Backend("malformed event id".into()))?,
+            secrets: secrets.get(&webhook_id).cloned().unwrap_or_default(),
+            webhook_id: WebhookId::parse(&webhook_id)
+                .ok_or(StoreError::Backend("malformed webhook id".into()))?,
+            url,
+            payload,
+            attempt_count,
+            cycle_start,
+        });
+    }
+    Ok(claimed)
+}
+
 fn insert_org(conn: &Connection, org: &Org) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")?
         .execute(params![org.id.as_str(), org.name, org.created_at])?;
@@ -985,7 +1072,7 @@ impl Store for SqliteStore {
 
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
         Box::pin(self.write_bookkeeping(move |conn| {
-            let allowance: std::collections::HashMap<String, u32> = conn
+            let leased = conn
                 .prepare_cached(
                     // Leased rows only (always pending), through their small partial index: the
                     // planner could otherwise walk every pending delivery.
@@ -995,74 +1082,24 @@ impl Store for SqliteStore {
                 .query_map([request.now], |row| {
                     Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
                 })?
-                .map(|row| {
-                    row.map(|(w, n)| {
-                        (
-                            w,
-                            request
-                                .per_webhook
-                                .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX)),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            let busy: Vec<&str> = allowance
-                .iter()
-                .filter(|(_, n)| **n == 0)
-                .map(|(w, _)| w.as_str())
-                .collect();
-            let busy = serde_json::to_string(&busy).map_err(|e| StoreError::Backend(e.to_string()))?;
-            let scan = i64::from(request.limit.saturating_mul(4).max(64));
-            let due: Vec<(String, String)> = conn
+                .map(|row| row.map(|(w, n)| (w, u32::try_from(n).unwrap_or(u32::MAX))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut budget = ClaimBudget::new(leased, request.per_webhook, request.limit);
+            let head: Vec<(i64, String)> = conn
                 .prepare_cached(
-                    "SELECT id, webhook_id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
-                     AND webhook_id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_at LIMIT ?",
+                    "SELECT rowid, webhook_id FROM deliveries INDEXED BY deliveries_due \
+                     WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
                 )?
-                .query_map(params![request.now, busy, scan], |row| {
+                .query_map(params![request.now, ClaimBudget::HEAD as i64], |row| {
                     Ok((row.get(0)?, row.get(1)?))
                 })?
                 .collect::<Result<_, _>>()?;
-            let chosen = choose_claims(due, allowance, request.per_webhook, request.limit);
-            let mut lease = conn.prepare_cached(
-                "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE id = ? \
-                 RETURNING event_id, webhook_id, attempt_count, cycle_start",
-            )?;
-            let mut details = conn.prepare_cached(
-                "SELECT w.url, e.payload FROM webhooks w, events e WHERE w.id = ? AND e.id = ?",
-            )?;
-            let mut secrets: std::collections::HashMap<String, Vec<Vec<u8>>> =
-                std::collections::HashMap::new();
-            let mut claimed = Vec::with_capacity(chosen.len());
-            for id in chosen {
-                let token = claim_token();
-                let (event_id, webhook_id, attempt_count, cycle_start): (String, String, i64, i64) = lease
-                    .query_row(params![request.lease_until, token, id], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })?;
-                let (url, payload): (String, String) = details
-                    .query_row(params![webhook_id, event_id], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?;
-                if !secrets.contains_key(&webhook_id) {
-                    secrets.insert(
-                        webhook_id.clone(),
-                        signing_secrets(conn, &webhook_id, request.now)?,
-                    );
-                }
-                claimed.push(Claimed {
-                    delivery_id: DeliveryId::parse(&id)
-                        .ok_or(StoreError::Backend("malformed delivery id".into()))?,
-                    claim_token: token,
-                    event_id: EventId::parse(&event_id)
-                        .ok_or(StoreError::Backend("malformed event id".into()))?,
-                    secrets: secrets.get(&webhook_id).cloned().unwrap_or_default(),
-                    webhook_id: WebhookId::parse(&webhook_id)
-                        .ok_or(StoreError::Backend("malformed webhook id".into()))?,
-                    url,
-                    payload,
-                    attempt_count,
-                    cycle_start,
-                });
+            let more_due = head.len() == ClaimBudget::HEAD;
+            // Leased before the second step reads, which then no longer sees them as due.
+            let mut claimed = lease_claims(conn, &request, budget.take(head))?;
+            if more_due && budget.remaining() > 0 {
+                let chosen = budget.take(due_per_webhook(conn, &budget, request.now)?);
+                claimed.extend(lease_claims(conn, &request, chosen)?);
             }
             Ok(claimed)
         }))

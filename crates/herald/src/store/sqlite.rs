@@ -1,11 +1,21 @@
-//! The embedded store: SQLite in WAL mode with `synchronous=FULL`, so a commit that was
-//! acknowledged survives a power cut.
+//! The embedded store: SQLite in WAL mode, and a commit is acknowledged only once its WAL
+//! frames are on disk, so an acknowledged write survives a power cut.
 //!
-//! Durable commits cost an fsync each, so every write goes through one writer thread that
-//! takes all the writes waiting at that moment and commits them in one transaction (group
-//! commit): under load many requests share one fsync, and each write still runs in its own
-//! savepoint, so one failing write never undoes its neighbours. Reads use a small pool of
-//! separate connections, which WAL lets run beside the writer.
+//! Every write goes through one writer thread that takes all the writes waiting at that
+//! moment and commits them in one transaction (group commit); each write still runs in its
+//! own savepoint, so one failing write never undoes its neighbours. The writer commits with
+//! `synchronous=NORMAL` (no fsync) and hands the batch's durable writes to a second thread,
+//! the syncer, which `fdatasync`s the WAL file and only then answers them. So the writer
+//! works on the next batch while the disk syncs the last one, and one fsync covers every
+//! batch committed before it began. This is as safe as `synchronous=FULL`: the frames of a
+//! commit are in the WAL file before the syncer starts, and SQLite itself syncs the WAL and
+//! the database around every checkpoint, before any frame could be overwritten. Reads use a
+//! small pool of separate connections, which WAL lets run beside the writer.
+//!
+//! A write committed but not yet synced is visible to other transactions (a claim may lease
+//! a just-published delivery) before its publisher is answered. A power cut in that window
+//! loses an event that was never acknowledged, after a delivery of it may have gone out:
+//! at-least-once as before, the publisher having to retry.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -37,9 +47,9 @@ const READERS: usize = 4;
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// A write for the next batch. `durable` writes (anything a client was or will be told is
-/// stored) make the batch commit with an fsync; a batch of bookkeeping only (leases, attempt
-/// records) commits without one: losing it in a power cut only means a delivery is attempted
-/// again, which at-least-once allows, and the next durable commit syncs it anyway.
+/// stored) are answered after the syncer's fsync; bookkeeping (leases, attempt records) is
+/// answered at the commit: losing it in a power cut only means a delivery is attempted
+/// again, which at-least-once allows, and the next fsync covers it anyway.
 struct Job {
     durable: bool,
     run: JobFn,
@@ -94,7 +104,8 @@ fn open_connection(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     if writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Commits are made durable by the syncer thread (see the module docs).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
     } else {
         conn.pragma_update(None, "query_only", "ON")?;
     }
@@ -131,18 +142,9 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Runs every queued job in one transaction, each in its own savepoint, then tells each
-/// caller the outcome only after the commit (durable when any job asked for it).
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>, synced: &mut bool) {
-    let durable = batch.iter().any(|job| job.durable);
-    if durable != *synced {
-        let mode = if durable { "FULL" } else { "NORMAL" };
-        if let Err(e) = conn.pragma_update(None, "synchronous", mode) {
-            tracing::error!(error = %e, "cannot set the commit mode");
-        } else {
-            *synced = durable;
-        }
-    }
+/// Runs every queued job in one transaction, each in its own savepoint, then answers the
+/// bookkeeping jobs and passes the durable ones to the syncer.
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, syncer: &std::sync::mpsc::Sender<Vec<Completion>>) {
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "cannot start a write transaction");
         // Dropping the jobs drops their reply channels: each caller sees "unavailable".
@@ -156,10 +158,10 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, synced: &mut bool) {
             continue;
         }
         match std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(conn))) {
-            Ok((true, done)) => completions.push(done),
+            Ok((true, done)) => completions.push((job.durable, done)),
             Ok((false, done)) => {
                 let _ = exec(conn, "ROLLBACK TO job");
-                completions.push(done);
+                completions.push((job.durable, done));
             }
             Err(_) => {
                 tracing::error!("a database write panicked; it was rolled back");
@@ -173,15 +175,29 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, synced: &mut bool) {
         tracing::error!(error = %e, "commit failed; the batch was rolled back");
         let _ = exec(conn, "ROLLBACK");
     }
-    for done in completions {
-        done(committed.clone());
+    let mut durable = Vec::new();
+    for (needs_sync, done) in completions {
+        if needs_sync && committed.is_ok() {
+            durable.push(done);
+        } else {
+            done(committed.clone());
+        }
+    }
+    if !durable.is_empty()
+        && let Err(unsent) = syncer.send(durable)
+    {
+        for done in unsent.0 {
+            done(Err(writer_gone()));
+        }
     }
 }
 
-fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+fn writer_loop(
+    conn: Connection,
+    mut jobs: mpsc::Receiver<Job>,
+    syncer: std::sync::mpsc::Sender<Vec<Completion>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // The connection was opened with synchronous=FULL.
-    let mut synced = true;
     while let Some(job) = jobs.blocking_recv() {
         batch.push(job);
         while batch.len() < MAX_BATCH {
@@ -190,8 +206,39 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch, &mut synced);
+        run_batch(&conn, &mut batch, &syncer);
     }
+}
+
+/// Answers committed durable writes once an fsync of the WAL that began after their commit
+/// has finished; all the writes waiting when a sync begins share it.
+fn syncer_loop(database: &Path, committed: std::sync::mpsc::Receiver<Vec<Completion>>) {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    while let Ok(mut waiting) = committed.recv() {
+        while let Ok(more) = committed.try_recv() {
+            waiting.extend(more);
+        }
+        let synced = sync_file(&wal, database);
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "cannot make commits durable");
+        }
+        for done in waiting {
+            done(synced.clone());
+        }
+    }
+}
+
+/// `fdatasync` of the WAL, opened afresh each time so it is always the file SQLite writes.
+/// Without a WAL file everything was checkpointed into the database file; that one is synced.
+fn sync_file(wal: &Path, database: &Path) -> Result<(), StoreError> {
+    let file = match std::fs::File::open(wal) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(database),
+        other => other,
+    };
+    file.and_then(|f| f.sync_data())
+        .map_err(|e| StoreError::Unavailable(format!("cannot sync the database to disk: {e}")))
 }
 
 impl SqliteStore {
@@ -216,9 +263,15 @@ impl SqliteStore {
             .map(|_| open_connection(&path, false))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let (to_sync, committed) = std::sync::mpsc::channel();
+        let database = path.clone();
+        std::thread::Builder::new()
+            .name("herald-sqlite-sync".into())
+            .spawn(move || syncer_loop(&database, committed))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         std::thread::Builder::new()
             .name("herald-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, to_sync))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Self {
             jobs: tx,

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::TenantCaller;
 use super::error::{ApiError, ErrorBody, Result};
-use super::extract::{ApiQuery, PathId};
+use super::extract::{ApiQuery, NoFields, OptionalJson, PathId};
 use super::pagination::{ListOut, page_request};
 use super::webhooks::OrgQuery;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, WebhookId};
@@ -255,12 +255,14 @@ async fn list_attempts(
 /// Send a delivery again now, with a fresh retry cycle; a delivered one is sent again.
 #[utoipa::path(post, path = "/v1/webhooks/events/{id}/retry", operation_id = "retry_delivery_event", tag = "deliveries",
     params(("id" = String, Path, description = "Delivery event id"), OrgQuery),
-    responses((status = 202, body = RetryOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 202, body = RetryOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 async fn retry_delivery(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
     PathId(raw): PathId,
     ApiQuery(query): ApiQuery<OrgQuery>,
+    _: OptionalJson<NoFields>,
 ) -> Result<(StatusCode, Json<RetryOut>)> {
     let scope = caller.scope(query.org_id.as_deref())?;
     let id = retry(&state, scope, &raw).await?;

@@ -17,6 +17,12 @@ pub struct ApiJson<T>(pub T);
 /// A JSON request body that may be absent (no body at all).
 pub struct OptionalJson<T>(pub Option<T>);
 
+/// The body of an action that takes no input: nothing, or `{}` sent as JSON. Anything else
+/// is refused like any body (415 when not JSON, 400 for a field), never silently ignored.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)

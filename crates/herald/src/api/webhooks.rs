@@ -13,7 +13,7 @@ use super::auth::{Caller, TenantCaller};
 use super::deliveries::{DeliveryOut, time_param};
 use super::error::{ApiError, ErrorBody, Result};
 use super::events;
-use super::extract::{ApiJson, ApiQuery, OptionalJson, PathId};
+use super::extract::{ApiJson, ApiQuery, NoFields, OptionalJson, PathId};
 use super::pagination::{ListOut, page_request};
 use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
 use crate::domain::ids::WebhookId;
@@ -503,12 +503,13 @@ pub struct ReplayOut {
 /// Send a `webhook.test` event to this webhook alone.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", operation_id = "test_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id"), OrgQuery),
-    responses((status = 202, body = DeliveryOut), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = DeliveryOut), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
 async fn test_webhook(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
     PathId(raw): PathId,
     ApiQuery(query): ApiQuery<OrgQuery>,
+    _: OptionalJson<NoFields>,
 ) -> Result<(StatusCode, Json<DeliveryOut>)> {
     let scope = caller.scope(query.org_id.as_deref())?;
     Ok((StatusCode::ACCEPTED, Json(send_test(&state, scope, &raw).await?)))

@@ -516,7 +516,9 @@ async fn a_slow_endpoint_never_delays_deliveries_to_other_endpoints() {
     skip_if_backend_unavailable!();
     let app = TestApp::delivering().await;
     let receiver = TestReceiver::start().await;
-    receiver.always("/slow", Reply::status(200).after(Duration::from_secs(5)));
+    // Far longer than the test takes even on a loaded machine: the slow endpoint must not
+    // have answered once when the last fast delivery arrives.
+    receiver.always("/slow", Reply::status(200).after(Duration::from_secs(60)));
     webhook(&app, &app.admin_key, &receiver.url("/slow"), json!(["order.*"])).await;
     webhook(&app, &app.admin_key, &receiver.url("/fast"), json!(["kyc.*"])).await;
     // A backlog for the slow endpoint first: more than the 64 it may have in flight, and

@@ -122,6 +122,49 @@ async fn bodies_that_are_not_declared_json_are_a_415() {
 }
 
 #[tokio::test]
+async fn actions_without_input_refuse_a_body_they_cannot_read() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    for path in [
+        "/v1/webhooks/wh_01m84cqemse6ns1ch8mmadpwt0/test",
+        "/v1/webhooks/events/dlv_01m84cqemse6ns1ch8mmadpwt0/retry",
+    ] {
+        let text = app
+            .request(Method::POST, path, &app.admin_key)
+            .header("content-type", "text/plain")
+            .body("please retry")
+            .send()
+            .await
+            .expect("request");
+        expect_error(
+            text,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        )
+        .await;
+        let field = app
+            .request(Method::POST, path, &app.admin_key)
+            .header("content-type", "application/json")
+            .body(r#"{"force": true}"#)
+            .send()
+            .await
+            .expect("request");
+        expect_error(field, StatusCode::BAD_REQUEST, "unknown_field", Some("force")).await;
+        let empty = app
+            .request(Method::POST, path, &app.admin_key)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            empty.status(),
+            StatusCode::NOT_FOUND,
+            "no body is fine; the id does not exist: {path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn bodies_over_the_limit_are_a_413() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn_with(Settings {

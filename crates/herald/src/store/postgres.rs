@@ -261,6 +261,11 @@ fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(
     row.try_get(i).map_err(StoreError::from)
 }
 
+/// `(id, webhook_id)` rows of due deliveries, as a claim reads them.
+fn due_rows(rows: &[PgRow]) -> Result<Vec<(String, String)>, StoreError> {
+    rows.iter().map(|row| Ok((get(row, 0)?, get(row, 1)?))).collect()
+}
+
 const ORG_COLUMNS: &str = "id, name, created_at";
 
 fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
@@ -984,11 +989,7 @@ impl Store for PostgresStore {
             .fetch_all(&mut *tx)
             .await?;
             let more_due = head.len() == ClaimBudget::HEAD;
-            let head = head
-                .iter()
-                .map(|row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)?)))
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let mut chosen = budget.take(head);
+            let mut chosen = budget.take(due_rows(&head)?);
             if more_due && budget.remaining() > 0 {
                 // Webhooks with pending deliveries, one index step each (a loose index scan), then
                 // each one's oldest due rows up to its room: a full webhook's backlog is not read.
@@ -1024,11 +1025,7 @@ impl Store for PostgresStore {
                 .bind(&chosen)
                 .fetch_all(&mut *tx)
                 .await?;
-                let due = due
-                    .iter()
-                    .map(|row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)?)))
-                    .collect::<Result<Vec<_>, StoreError>>()?;
-                chosen.extend(budget.take(due));
+                chosen.extend(budget.take(due_rows(&due)?));
             }
             let token = claim_token();
             let rows = if chosen.is_empty() {

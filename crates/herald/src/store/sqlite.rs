@@ -160,8 +160,9 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, syncer: &std::sync::mpsc::
         match std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(conn))) {
             Ok((true, done)) => completions.push((job.durable, done)),
             Ok((false, done)) => {
+                // Rolled back: nothing of it to sync, its caller hears the error at the commit.
                 let _ = exec(conn, "ROLLBACK TO job");
-                completions.push((job.durable, done));
+                completions.push((false, done));
             }
             Err(_) => {
                 tracing::error!("a database write panicked; it was rolled back");
@@ -740,11 +741,15 @@ fn due_per_webhook(
         .collect())
 }
 
+/// Webhook id → its sealed signing secrets, read once per claim.
+type SecretsRead = std::collections::HashMap<String, Vec<Vec<u8>>>;
+
 /// Leases the chosen rows and reads what their attempts need.
 fn lease_claims(
     conn: &Connection,
     request: &ClaimRequest,
     chosen: Vec<i64>,
+    secrets: &mut SecretsRead,
 ) -> Result<Vec<Claimed>, StoreError> {
     let mut lease = conn.prepare_cached(
         "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE rowid = ? \
@@ -752,7 +757,6 @@ fn lease_claims(
     )?;
     let mut details =
         conn.prepare_cached("SELECT w.url, e.payload FROM webhooks w, events e WHERE w.id = ? AND e.id = ?")?;
-    let mut secrets: std::collections::HashMap<String, Vec<Vec<u8>>> = std::collections::HashMap::new();
     let mut claimed = Vec::with_capacity(chosen.len());
     for rowid in chosen {
         let token = claim_token();
@@ -1148,11 +1152,12 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<_, _>>()?;
             let more_due = head.len() == ClaimBudget::HEAD;
+            let mut secrets = SecretsRead::new();
             // Leased before the second step reads, which then no longer sees them as due.
-            let mut claimed = lease_claims(conn, &request, budget.take(head))?;
+            let mut claimed = lease_claims(conn, &request, budget.take(head), &mut secrets)?;
             if more_due && budget.remaining() > 0 {
                 let chosen = budget.take(due_per_webhook(conn, &budget, request.now)?);
-                claimed.extend(lease_claims(conn, &request, chosen)?);
+                claimed.extend(lease_claims(conn, &request, chosen, &mut secrets)?);
             }
             Ok(claimed)
         }))

@@ -72,17 +72,17 @@ pub async fn run(
     let master_key = secrets::load_or_create_master_key(&config)?;
     let secret_box = secrets::SecretBox::new(&master_key);
     let wake = Arc::new(tokio::sync::Notify::new());
-    let dispatcher = Arc::new(delivery::Dispatcher::new(
+    let (dispatcher, engine, handed) = delivery::Dispatcher::new(
         Arc::clone(&store),
         secret_box.clone(),
         delivery::Settings::from_config(&config),
         Arc::clone(&wake),
-    )?);
-    store.forward_wakeups(Arc::clone(&wake));
-    let state = api::AppState::new(Arc::clone(&store), config, secret_box, wake);
+    )?;
+    store.forward_wakeups(wake);
+    let state = api::AppState::new(Arc::clone(&store), config, secret_box, engine);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let engine = tokio::spawn(dispatcher.run(stop_rx.clone()));
+    let engine = tokio::spawn(Arc::new(dispatcher).run(handed, stop_rx.clone()));
     let maintenance = tokio::spawn(maintain(Arc::clone(&store)));
     let mut api_stop = stop_rx;
     let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {

@@ -17,7 +17,7 @@ use super::extract::{ApiJson, ApiQuery, PathId};
 use super::webhooks::OrgQuery;
 use crate::domain::ids::{EventId, OrgId, WebhookId};
 use crate::domain::time::{format_ms, now_ms};
-use crate::store::{Event, NewEvent, Published};
+use crate::store::{Event, Leased, NewEvent, Published};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -122,15 +122,20 @@ pub async fn publish(
             dedup_after: now - DEDUP_WINDOW_MS,
             only_webhook,
             now,
+            lease: Some(state.engine().offer()),
         })
         .await?;
-    if let Published::Created(event) = &published {
-        metrics::counter!("herald_events_published_total").increment(1);
-        if event.delivery_count > 0 {
-            state.wake_dispatcher();
+    match published {
+        Published::Created(event, leased) => {
+            metrics::counter!("herald_events_published_total").increment(1);
+            if event.delivery_count > i64::try_from(leased.jobs.len()).unwrap_or(i64::MAX) {
+                state.wake_dispatcher();
+            }
+            state.engine().hand_over(leased);
+            Ok(Published::Created(event, Leased::default()))
         }
+        duplicate @ Published::Duplicate(_) => Ok(duplicate),
     }
-    Ok(published)
 }
 
 /// Publish an event to every subscribed, active webhook of the org.
@@ -175,7 +180,7 @@ async fn publish_event(
         ));
     }
     match publish(&state, org_id, &input.event_type, &input.data, input.id, None).await? {
-        Published::Created(event) => {
+        Published::Created(event, _) => {
             tracing::debug!(event.id = %event.id, event.type = %event.event_type, deliveries = event.delivery_count, "event published");
             Ok((StatusCode::ACCEPTED, Json(EventOut::new(event, false))))
         }

@@ -8,7 +8,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::Notify;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -16,6 +15,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
+use crate::delivery::EngineHandle;
 use crate::domain::event_types::Catalog;
 use crate::domain::net::TargetPolicy;
 use crate::secrets::SecretBox;
@@ -43,20 +43,20 @@ struct Inner {
     policy: TargetPolicy,
     secret_box: SecretBox,
     metrics: PrometheusHandle,
-    /// Wakes the delivery engine when new deliveries are due.
-    wake: Arc<Notify>,
+    /// Wakes the delivery engine when new deliveries are due, and hands it fresh ones.
+    engine: EngineHandle,
     keys: auth::KeyCache,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: Config, secret_box: SecretBox, wake: Arc<Notify>) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: Config, secret_box: SecretBox, engine: EngineHandle) -> Self {
         Self(Arc::new(Inner {
             store,
             policy: config.target_policy(),
             config,
             secret_box,
             metrics: ops::metrics_handle(),
-            wake,
+            engine,
             keys: auth::KeyCache::new(),
         }))
     }
@@ -67,7 +67,11 @@ impl AppState {
 
     /// Tells the delivery engine there is new work.
     pub fn wake_dispatcher(&self) {
-        self.0.wake.notify_one();
+        self.0.engine.wake();
+    }
+
+    pub fn engine(&self) -> &EngineHandle {
+        &self.0.engine
     }
 
     pub fn store(&self) -> &dyn Store {

@@ -1,16 +1,22 @@
 //! The delivery engine, inside `herald serve`.
 //!
-//! The [`Dispatcher`] leases due deliveries from the store, at most `window` in flight and at
-//! most `per_webhook` per endpoint (so a slow or dead endpoint only ever holds its own slots),
-//! runs one [`attempt`] for each, and records the outcome. It wakes on a publish (an
-//! in-process notify), when an attempt finishes, when the next retry is due, and otherwise
-//! polls slowly, so an idle Herald does almost nothing. A lease that is never recorded (the
-//! process died) runs out and the delivery becomes due again: at-least-once.
+//! The [`Dispatcher`] runs one [`attempt`] for each leased delivery, at most `WINDOW` in
+//! flight and at most `PER_WEBHOOK` per endpoint (so a slow or dead endpoint only ever holds
+//! its own slots), and records the outcome. Deliveries reach it two ways:
+//! - handed over by their publish, already leased in its transaction (through an
+//!   [`EngineHandle`]): the common case of an endpoint that keeps up, at no extra write;
+//! - claimed from the store: retries, backlogs, and whatever the publish could not lease. It
+//!   claims when woken (a publish that left work due, a manual retry, another node), when
+//!   the next retry is due, when an attempt finishes while due work waits for room, and
+//!   otherwise polls slowly, so an idle Herald does almost nothing.
+//!
+//! A lease that is never recorded (the process died) runs out and the delivery becomes due
+//! again: at-least-once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -18,7 +24,9 @@ use crate::domain::ids::AttemptId;
 use crate::domain::net::TargetPolicy;
 use crate::domain::time::{Millis, now_ms};
 use crate::secrets::SecretBox;
-use crate::store::{Attempt, AttemptRecord, ClaimRequest, Claimed, Next, Store, StoreError, WebhookEffect};
+use crate::store::{
+    Attempt, AttemptRecord, ClaimRequest, Claimed, LeaseOffer, Leased, Next, Store, StoreError, WebhookEffect,
+};
 
 pub mod attempt;
 pub mod client;
@@ -67,8 +75,46 @@ fn ms(d: Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// From now until `at` (zero if it has passed).
+fn until(at: Millis) -> Duration {
+    Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+}
+
 /// An attempt waiting to be recorded, and who waits for the result.
 type PendingRecord = (AttemptRecord, oneshot::Sender<Result<WebhookEffect, StoreError>>);
+
+/// How the API reaches this process's delivery engine; cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    wake: Arc<Notify>,
+    window: Arc<Semaphore>,
+    fresh: mpsc::UnboundedSender<Leased>,
+    lease: Duration,
+}
+
+impl EngineHandle {
+    /// Tells the engine there is due work to claim.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What a publish may lease for this engine right now.
+    pub fn offer(&self) -> LeaseOffer {
+        LeaseOffer {
+            lease_until: now_ms() + ms(self.lease),
+            per_webhook: PER_WEBHOOK,
+            window: Arc::clone(&self.window),
+        }
+    }
+
+    /// Gives the engine deliveries leased by a publish. If it has stopped, their leases run
+    /// out and they are claimed again later.
+    pub fn hand_over(&self, leased: Leased) {
+        if !leased.jobs.is_empty() {
+            let _ = self.fresh.send(leased);
+        }
+    }
+}
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -78,51 +124,75 @@ pub struct Dispatcher {
     secret_box: SecretBox,
     settings: Settings,
     wake: Arc<Notify>,
+    /// One permit per delivery in flight, claimed or handed over.
+    window: Arc<Semaphore>,
+}
+
+/// What wakes the engine's loop.
+enum Wakeup {
+    /// Due work may exist: claim.
+    Claim,
+    /// Deliveries handed over by publishes.
+    Fresh(Leased),
+    /// An attempt finished; a retry it scheduled, if any.
+    Finished(Option<Millis>),
+    Stats,
+    Shutdown,
 }
 
 impl Dispatcher {
+    /// The engine, its handle for the API, and the receiving end of the hand-overs (for
+    /// [`Self::run`]).
     pub fn new(
         store: Arc<dyn Store>,
         secret_box: SecretBox,
         settings: Settings,
         wake: Arc<Notify>,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<(Self, EngineHandle, mpsc::UnboundedReceiver<Leased>), reqwest::Error> {
         let (records, queue) = mpsc::channel(WINDOW as usize);
         tokio::spawn(record_batches(Arc::clone(&store), queue, settings.lease() / 2));
-        Ok(Self {
+        let window = Arc::new(Semaphore::new(WINDOW as usize));
+        let (fresh, handed) = mpsc::unbounded_channel();
+        let handle = EngineHandle {
+            wake: Arc::clone(&wake),
+            window: Arc::clone(&window),
+            fresh,
+            lease: settings.lease(),
+        };
+        let dispatcher = Self {
             client: client::build(&settings.policy, settings.timeout)?,
             records,
             store,
             secret_box,
             settings,
             wake,
-        })
+            window,
+        };
+        Ok((dispatcher, handle, handed))
     }
 
     /// Runs until `shutdown` turns true, then lets the attempts in flight finish (each is
     /// bounded by the delivery timeout) and records them.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut tasks: JoinSet<()> = JoinSet::new();
+    pub async fn run(
+        self: Arc<Self>,
+        mut handed: mpsc::UnboundedReceiver<Leased>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tasks: JoinSet<Option<Millis>> = JoinSet::new();
         let mut stats = tokio::time::interval(Duration::from_secs(5));
+        let mut claim = true;
+        // After a claim: when to look again, and whether due work is waiting for room (then a
+        // finished attempt is a reason to claim).
+        let mut deadline = tokio::time::Instant::now();
+        let mut waiting = false;
         while !*shutdown.borrow() {
-            let free = WINDOW.saturating_sub(u32::try_from(tasks.len()).unwrap_or(WINDOW));
-            let mut more_due = false;
-            if free > 0 {
-                let now = now_ms();
-                let request = ClaimRequest {
-                    now,
-                    lease_until: now + ms(self.settings.lease()),
-                    limit: free,
-                    per_webhook: PER_WEBHOOK,
-                };
-                match self.store.claim_due(request).await {
-                    Ok(batch) => {
-                        more_due = batch.len() == usize::try_from(free).unwrap_or(usize::MAX);
-                        for job in batch {
-                            let me = Arc::clone(&self);
-                            tasks.spawn(async move { me.process_one(job).await });
-                        }
+            if claim {
+                match self.claim(&mut tasks).await {
+                    Ok(true) => {
+                        tokio::task::yield_now().await;
+                        continue;
                     }
+                    Ok(false) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim deliveries; retrying in a second");
                         tokio::select! {
@@ -132,20 +202,41 @@ impl Dispatcher {
                         continue;
                     }
                 }
+                let (wait, due_now) = self.until_next_due().await;
+                deadline = tokio::time::Instant::now() + wait;
+                waiting = due_now;
+                claim = false;
+            }
+            let wakeup = tokio::select! {
+                () = self.wake.notified() => Wakeup::Claim,
+                Some(leased) = handed.recv() => Wakeup::Fresh(leased),
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => Wakeup::Finished(done.ok().flatten()),
+                () = tokio::time::sleep_until(deadline) => Wakeup::Claim,
+                _ = stats.tick() => Wakeup::Stats,
+                _ = shutdown.changed() => Wakeup::Shutdown,
+            };
+            match wakeup {
+                Wakeup::Claim => claim = true,
+                Wakeup::Fresh(leased) => {
+                    self.start(&mut tasks, leased);
+                    while let Ok(more) = handed.try_recv() {
+                        self.start(&mut tasks, more);
+                    }
+                }
+                Wakeup::Finished(retry_at) => {
+                    if let Some(at) = retry_at {
+                        deadline = deadline.min(tokio::time::Instant::now() + until(at));
+                    }
+                    claim = waiting;
+                }
+                Wakeup::Stats => self.report_queue().await,
+                Wakeup::Shutdown => {}
             }
             while tasks.try_join_next().is_some() {}
-            if more_due {
-                tokio::task::yield_now().await;
-                continue;
-            }
-            let wait = self.until_next_due().await;
-            tokio::select! {
-                () = self.wake.notified() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                () = tokio::time::sleep(wait) => {}
-                _ = stats.tick() => self.report_queue().await,
-                _ = shutdown.changed() => {}
-            }
+        }
+        handed.close();
+        while let Some(leased) = handed.recv().await {
+            self.start(&mut tasks, leased);
         }
         tracing::info!(
             in_flight = tasks.len(),
@@ -154,20 +245,67 @@ impl Dispatcher {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// How long to sleep before the next scheduled attempt. When due work exists that could
-    /// not be claimed (its endpoints are at their limit), an attempt finishing wakes us.
-    async fn until_next_due(&self) -> Duration {
+    /// Claims as much due work as the window has room for and starts it; says whether more
+    /// is due than fitted.
+    async fn claim(self: &Arc<Self>, tasks: &mut JoinSet<Option<Millis>>) -> Result<bool, StoreError> {
+        let free = self.window.available_permits();
+        if free == 0 {
+            return Ok(false);
+        }
+        // Publishes may take permits meanwhile; then the next wakeup claims.
+        let Ok(mut slots) =
+            Arc::clone(&self.window).try_acquire_many_owned(u32::try_from(free).unwrap_or(WINDOW))
+        else {
+            return Ok(false);
+        };
+        let now = now_ms();
+        let batch = self
+            .store
+            .claim_due(ClaimRequest {
+                now,
+                lease_until: now + ms(self.settings.lease()),
+                limit: u32::try_from(free).unwrap_or(WINDOW),
+                per_webhook: PER_WEBHOOK,
+            })
+            .await?;
+        let full = batch.len() == free;
+        for job in batch {
+            self.spawn(tasks, job, slots.split(1));
+        }
+        Ok(full)
+    }
+
+    /// Starts the attempts a publish handed over, each holding one of its window permits.
+    fn start(self: &Arc<Self>, tasks: &mut JoinSet<Option<Millis>>, leased: Leased) {
+        let mut slots = leased.slots;
+        for job in leased.jobs {
+            let slot = slots.as_mut().and_then(|s| s.split(1));
+            self.spawn(tasks, job, slot);
+        }
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<Option<Millis>>,
+        job: Claimed,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
+        let me = Arc::clone(self);
+        tasks.spawn(async move {
+            let retry_at = me.process_one(job).await;
+            drop(slot);
+            retry_at
+        });
+    }
+
+    /// How long to sleep before the next scheduled attempt, and whether work is due now
+    /// that could not be claimed (its endpoints or the window are full): then an attempt
+    /// finishing is a reason to claim again.
+    async fn until_next_due(&self) -> (Duration, bool) {
         match self.store.next_due_at().await {
-            Ok(Some(at)) => {
-                let wait = at - now_ms();
-                if wait <= 0 {
-                    IDLE_POLL
-                } else {
-                    Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(IDLE_POLL)
-                }
-            }
-            Ok(None) => IDLE_POLL,
-            Err(_) => IDLE_POLL,
+            Ok(Some(at)) if at <= now_ms() => (IDLE_POLL, true),
+            Ok(Some(at)) => (until(at).min(IDLE_POLL), false),
+            Ok(None) | Err(_) => (IDLE_POLL, false),
         }
     }
 
@@ -213,9 +351,10 @@ impl Dispatcher {
         }
     }
 
-    /// One delivery: attempt, decide, record. A record that cannot be written is retried a
-    /// few times; if it still fails the lease runs out and the delivery is attempted again.
-    pub async fn process_one(&self, job: Claimed) {
+    /// One delivery: attempt, decide, record; returns when a retry is due, if one is. A record
+    /// that cannot be written is retried a few times; if it still fails the lease runs out and
+    /// the delivery is attempted again.
+    async fn process_one(&self, job: Claimed) -> Option<Millis> {
         let secrets = self.secrets(&job);
         let outcome = attempt::send(
             &self.client,
@@ -231,6 +370,10 @@ impl Dispatcher {
         .await;
         let now = now_ms();
         let next = self.decide(&job, &outcome, now);
+        let retry_at = match next {
+            Next::RetryAt(at) => Some(at),
+            _ => None,
+        };
         let result = match &next {
             Next::Delivered => "delivered",
             Next::RetryAt(_) => "retry",
@@ -270,7 +413,7 @@ impl Dispatcher {
         };
         let (done, recorded) = oneshot::channel();
         if self.records.send((record, done)).await.is_err() {
-            return;
+            return None;
         }
         match recorded.await {
             Ok(Ok(WebhookEffect::Disabled(reason))) => {
@@ -286,6 +429,7 @@ impl Dispatcher {
             }
             Err(_) => {}
         }
+        retry_at
     }
 }
 

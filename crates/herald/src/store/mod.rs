@@ -247,6 +247,42 @@ pub struct NewEvent {
     /// The test route: deliver to this webhook alone, whatever it subscribes to.
     pub only_webhook: Option<WebhookId>,
     pub now: Millis,
+    /// Room in this process's delivery engine: deliveries may be leased to it right here.
+    pub lease: Option<LeaseOffer>,
+}
+
+/// Lets a publish lease its fresh deliveries in the same transaction and hand them straight
+/// to the delivery engine, so the common case (an endpoint keeping up) costs no claim: no
+/// second write, no re-read of URL and payload. A delivery is only leased this way when its
+/// webhook has no older due delivery waiting (no queue jumping) and is under `per_webhook`
+/// leases; otherwise it is stored due and claimed as usual. A backend may ignore the offer.
+#[derive(Debug, Clone)]
+pub struct LeaseOffer {
+    pub lease_until: Millis,
+    pub per_webhook: u32,
+    /// The engine's window, one permit per delivery in flight: a lease takes one or none.
+    pub window: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// Deliveries leased by their publish, with the window permits they hold.
+#[derive(Debug, Default)]
+pub struct Leased {
+    pub jobs: Vec<Claimed>,
+    pub slots: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Leased {
+    /// Takes one permit from the offer's window, if one is free.
+    pub fn take_slot(&mut self, offer: &LeaseOffer) -> bool {
+        let Ok(permit) = std::sync::Arc::clone(&offer.window).try_acquire_owned() else {
+            return false;
+        };
+        match &mut self.slots {
+            Some(slots) => slots.merge(permit),
+            None => self.slots = Some(permit),
+        }
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,9 +296,10 @@ pub struct Event {
     pub created_at: Millis,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Published {
-    Created(Event),
+    /// Stored; `Leased` holds the deliveries leased under the publish's [`LeaseOffer`].
+    Created(Event, Leased),
     /// The caller's `id` was seen within 24 h: the original event, nothing created.
     Duplicate(Event),
 }

@@ -940,7 +940,9 @@ impl Store for PostgresStore {
                 notify(&mut tx).await?;
             }
             tx.commit().await?;
-            Ok(Published::Created(event.into_event(count)))
+            // Fresh deliveries are claimed like any other here: leasing them at publish would
+            // need each webhook's lease count read across nodes inside this transaction.
+            Ok(Published::Created(event.into_event(count), Leased::default()))
         })
     }
 

@@ -584,14 +584,20 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
 
 /// Sealed secrets that sign at `now`, the current one first.
 fn signing_secrets(conn: &Connection, webhook: &str, now: Millis) -> Result<Vec<Vec<u8>>, StoreError> {
-    let secrets = conn
+    // Filtered and ordered here: with the expiry test in SQL, SQLite prepared the statement
+    // again on every run (a webhook has a handful of secret rows at most).
+    let mut secrets = conn
         .prepare_cached(
-            "SELECT ciphertext FROM webhook_secrets WHERE webhook_id = ? AND (expires_at IS NULL OR expires_at > ?) \
-             ORDER BY expires_at IS NOT NULL, seq DESC",
+            "SELECT ciphertext, expires_at FROM webhook_secrets WHERE webhook_id = ? ORDER BY seq DESC",
         )?
-        .query_map(params![webhook, now], |row| row.get(0))?
-        .collect::<Result<Vec<Vec<u8>>, _>>()?;
-    Ok(secrets)
+        .query_map([webhook], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Option<Millis>>(1)?))
+        })?
+        .filter(|row| !matches!(row, Ok((_, Some(expires))) if *expires <= now))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The current secret (no expiry) first, then the newest; the sort is stable.
+    secrets.sort_by_key(|(_, expires)| expires.is_some());
+    Ok(secrets.into_iter().map(|(ciphertext, _)| ciphertext).collect())
 }
 
 /// One attempt and its delivery's new state, inside the caller's transaction.
@@ -716,18 +722,20 @@ fn due_per_webhook(
          WHERE status = 'pending' AND webhook_id > ?",
     )?;
     let mut due = conn.prepare_cached(
+        // Read in index order and cut short in Rust: a bound LIMIT would make SQLite prepare
+        // the statement again each time its value changes.
         "SELECT next_attempt_at, rowid FROM deliveries INDEXED BY deliveries_pending \
-         WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+         WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ? ORDER BY next_attempt_at",
     )?;
     let mut found: Vec<(Millis, i64, String)> = Vec::new();
     let mut after = String::new();
     while let Some(webhook) = next_webhook.query_row([&after], |row| row.get::<_, Option<String>>(0))? {
         let room = budget.room(&webhook);
         if room > 0 {
-            for row in due.query_map(
-                params![webhook, now, i64::try_from(room).unwrap_or(i64::MAX)],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )? {
+            for row in due
+                .query_map(params![webhook, now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .take(room)
+            {
                 let (at, rowid) = row?;
                 found.push((at, rowid, webhook.clone()));
             }
@@ -739,6 +747,28 @@ fn due_per_webhook(
         .into_iter()
         .map(|(_, rowid, webhook)| (rowid, webhook))
         .collect())
+}
+
+/// Whether a fresh delivery to `webhook` may be leased in its publish (see [`LeaseOffer`]):
+/// the webhook has nothing older due, which should go first, and is under its lease limit.
+fn may_lease(conn: &Connection, webhook: &str, offer: &LeaseOffer, now: Millis) -> Result<bool, StoreError> {
+    let waiting: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_pending \
+             WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?)",
+        )?
+        .query_row(params![webhook, now], |row| row.get(0))?;
+    if waiting {
+        return Ok(false);
+    }
+    // No LIMIT: a bound LIMIT makes SQLite prepare the statement again on every run.
+    let leased: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
+             WHERE claim_token IS NOT NULL AND webhook_id = ? AND next_attempt_at > ?",
+        )?
+        .query_row(params![webhook, now], |row| row.get(0))?;
+    Ok(leased < i64::from(offer.per_webhook))
 }
 
 /// Webhook id → its sealed signing secrets, read once per claim.
@@ -1056,25 +1086,27 @@ impl Store for SqliteStore {
                         .execute([existing.id.as_str()])?;
                 }
             }
-            let targets: Vec<(String, bool)> = match &event.only_webhook {
+            let targets: Vec<(String, bool, String)> = match &event.only_webhook {
                 Some(id) => conn
-                    .prepare_cached("SELECT id, status FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL")?
+                    .prepare_cached(
+                        "SELECT id, status, url FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+                    )?
                     .query_map(params![id.as_str(), event.org_id.as_str()], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)? == "active"))
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)? == "active", row.get(2)?))
                     })?
                     .collect::<Result<_, _>>()?,
                 None => conn
                     .prepare_cached(
-                        "SELECT id, event_types FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
+                        "SELECT id, event_types, url FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
                     )?
                     .query_map([event.org_id.as_str()], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get(2)?))
                     })?
                     .filter_map(|row| match row {
-                        Ok((id, patterns)) => {
+                        Ok((id, patterns, url)) => {
                             let patterns: Option<Vec<String>> =
                                 patterns.and_then(|json| serde_json::from_str(&json).ok());
-                            subscribed(patterns.as_deref(), &event.event_type).then_some(Ok((id, true)))
+                            subscribed(patterns.as_deref(), &event.event_type).then_some(Ok((id, true, url)))
                         }
                         Err(e) => Some(Err(e)),
                     })
@@ -1096,22 +1128,45 @@ impl Store for SqliteStore {
             ])?;
             let mut insert = conn.prepare_cached(
                 "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
-                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                 claim_token, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
             )?;
-            for (webhook, active) in &targets {
-                let due = active.then_some(event.now);
+            let mut leased = Leased::default();
+            for (webhook, active, url) in targets {
+                let id = DeliveryId::new();
+                let lease = match &event.lease {
+                    Some(offer) if active && may_lease(conn, &webhook, offer, event.now)? && leased.take_slot(offer) => {
+                        Some((offer.lease_until, claim_token()))
+                    }
+                    _ => None,
+                };
+                let due = lease.map(|(until, _)| until).or(active.then_some(event.now));
                 insert.execute(params![
-                    DeliveryId::new().as_str(),
+                    id.as_str(),
                     event.id.as_str(),
                     webhook,
                     event.org_id.as_str(),
                     event.event_type,
                     due,
+                    lease.map(|(_, token)| token),
                     event.now,
                     event.now
                 ])?;
+                if let Some((_, token)) = lease {
+                    leased.jobs.push(Claimed {
+                        delivery_id: id,
+                        claim_token: token,
+                        event_id: event.id.clone(),
+                        secrets: signing_secrets(conn, &webhook, event.now)?,
+                        webhook_id: WebhookId::parse(&webhook)
+                            .ok_or(StoreError::Backend("malformed webhook id".into()))?,
+                        url,
+                        payload: event.payload.clone(),
+                        attempt_count: 0,
+                        cycle_start: 0,
+                    });
+                }
             }
-            Ok(Published::Created(event.into_event(count)))
+            Ok(Published::Created(event.into_event(count), leased))
         }))
     }
 
@@ -1144,12 +1199,12 @@ impl Store for SqliteStore {
             let mut budget = ClaimBudget::new(leased, request.per_webhook, request.limit);
             let head: Vec<(i64, String)> = conn
                 .prepare_cached(
+                    // Cut short in Rust, not by a LIMIT (see `due_per_webhook`).
                     "SELECT rowid, webhook_id FROM deliveries INDEXED BY deliveries_due \
-                     WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                     WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at",
                 )?
-                .query_map(params![request.now, ClaimBudget::HEAD as i64], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?
+                .query_map([request.now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .take(ClaimBudget::HEAD)
                 .collect::<Result<_, _>>()?;
             let more_due = head.len() == ClaimBudget::HEAD;
             let mut secrets = SecretsRead::new();

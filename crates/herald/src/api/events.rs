@@ -17,7 +17,7 @@ use super::extract::{ApiJson, ApiQuery, PathId};
 use super::webhooks::OrgQuery;
 use crate::domain::ids::{EventId, OrgId, WebhookId};
 use crate::domain::time::{format_ms, now_ms};
-use crate::store::{Event, Leased, NewEvent, Published};
+use crate::store::{Event, NewEvent, Published};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -125,17 +125,13 @@ pub async fn publish(
             lease: Some(state.engine().offer()),
         })
         .await?;
-    match published {
-        Published::Created(event, leased) => {
-            metrics::counter!("herald_events_published_total").increment(1);
-            if event.delivery_count > i64::try_from(leased.jobs.len()).unwrap_or(i64::MAX) {
-                state.wake_dispatcher();
-            }
-            state.engine().hand_over(leased);
-            Ok(Published::Created(event, Leased::default()))
+    if let Published::Created(event, handed_over) = &published {
+        metrics::counter!("herald_events_published_total").increment(1);
+        if event.delivery_count > i64::try_from(*handed_over).unwrap_or(i64::MAX) {
+            state.wake_dispatcher();
         }
-        duplicate @ Published::Duplicate(_) => Ok(duplicate),
     }
+    Ok(published)
 }
 
 /// Publish an event to every subscribed, active webhook of the org.

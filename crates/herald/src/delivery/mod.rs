@@ -98,20 +98,14 @@ impl EngineHandle {
         self.wake.notify_one();
     }
 
-    /// What a publish may lease for this engine right now.
+    /// What a publish may lease for this engine right now. If the engine has stopped when
+    /// the publish commits, those leases run out and the deliveries are claimed again later.
     pub fn offer(&self) -> LeaseOffer {
         LeaseOffer {
             lease_until: now_ms() + ms(self.lease),
             per_webhook: PER_WEBHOOK,
             window: Arc::clone(&self.window),
-        }
-    }
-
-    /// Gives the engine deliveries leased by a publish. If it has stopped, their leases run
-    /// out and they are claimed again later.
-    pub fn hand_over(&self, leased: Leased) {
-        if !leased.jobs.is_empty() {
-            let _ = self.fresh.send(leased);
+            engine: self.fresh.clone(),
         }
     }
 }

@@ -252,16 +252,20 @@ pub struct NewEvent {
 }
 
 /// Lets a publish lease its fresh deliveries in the same transaction and hand them straight
-/// to the delivery engine, so the common case (an endpoint keeping up) costs no claim: no
-/// second write, no re-read of URL and payload. A delivery is only leased this way when its
-/// webhook has no older due delivery waiting (no queue jumping) and is under `per_webhook`
-/// leases; otherwise it is stored due and claimed as usual. A backend may ignore the offer.
+/// to the delivery engine the moment it commits, so the common case (an endpoint keeping up)
+/// costs no claim: no second write, no re-read of URL and payload, no wait for the fsync
+/// before the attempt starts (as a claim could already lease a committed, not yet synced
+/// delivery). A delivery is only leased this way when its webhook has no older due delivery
+/// waiting (no queue jumping) and is under `per_webhook` leases; otherwise it is stored due
+/// and claimed as usual. A backend may ignore the offer.
 #[derive(Debug, Clone)]
 pub struct LeaseOffer {
     pub lease_until: Millis,
     pub per_webhook: u32,
     /// The engine's window, one permit per delivery in flight: a lease takes one or none.
     pub window: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Where the leased deliveries go once committed.
+    pub engine: tokio::sync::mpsc::UnboundedSender<Leased>,
 }
 
 /// Deliveries leased by their publish, with the window permits they hold.
@@ -298,8 +302,9 @@ pub struct Event {
 
 #[derive(Debug)]
 pub enum Published {
-    /// Stored; `Leased` holds the deliveries leased under the publish's [`LeaseOffer`].
-    Created(Event, Leased),
+    /// Stored, and this many of its deliveries were leased and handed to the engine under
+    /// the publish's [`LeaseOffer`].
+    Created(Event, usize),
     /// The caller's `id` was seen within 24 h: the original event, nothing created.
     Duplicate(Event),
 }

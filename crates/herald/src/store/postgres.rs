@@ -942,7 +942,7 @@ impl Store for PostgresStore {
             tx.commit().await?;
             // Fresh deliveries are claimed like any other here: leasing them at publish would
             // need each webhook's lease count read across nodes inside this transaction.
-            Ok(Published::Created(event.into_event(count), Leased::default()))
+            Ok(Published::Created(event.into_event(count), 0))
         })
     }
 

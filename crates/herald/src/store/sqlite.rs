@@ -13,7 +13,8 @@
 //! small pool of separate connections, which WAL lets run beside the writer.
 //!
 //! A write committed but not yet synced is visible to other transactions (a claim may lease
-//! a just-published delivery) before its publisher is answered. A power cut in that window
+//! a just-published delivery, and a publish hands the deliveries it leased to the engine at
+//! the commit) before its publisher is answered. A power cut in that window
 //! loses an event that was never acknowledged, after a delivery of it may have gone out:
 //! at-least-once as before, the publisher having to retry.
 
@@ -55,8 +56,12 @@ struct Job {
     run: JobFn,
 }
 
-/// Runs the write; says whether it succeeded and how to tell its caller after the commit.
-type JobFn = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// Runs the write; says whether it succeeded, how to tell its caller after the commit, and
+/// what else to do the moment the commit succeeds.
+type JobFn = Box<dyn FnOnce(&Connection) -> (bool, Completion, Option<OnCommit>) + Send>;
+
+/// Runs on the writer right after a successful commit, before the fsync (see the module docs).
+type OnCommit = Box<dyn FnOnce() + Send>;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -152,14 +157,18 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, syncer: &std::sync::mpsc::
         return;
     }
     let mut completions = Vec::with_capacity(batch.len());
+    let mut on_commit = Vec::new();
     for job in batch.drain(..) {
         if let Err(e) = exec(conn, "SAVEPOINT job") {
             tracing::error!(error = %e, "cannot open a savepoint");
             continue;
         }
         match std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(conn))) {
-            Ok((true, done)) => completions.push((job.durable, done)),
-            Ok((false, done)) => {
+            Ok((true, done, hook)) => {
+                completions.push((job.durable, done));
+                on_commit.extend(hook);
+            }
+            Ok((false, done, _)) => {
                 // Rolled back: nothing of it to sync, its caller hears the error at the commit.
                 let _ = exec(conn, "ROLLBACK TO job");
                 completions.push((false, done));
@@ -175,6 +184,10 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, syncer: &std::sync::mpsc::
     if let Err(e) = &committed {
         tracing::error!(error = %e, "commit failed; the batch was rolled back");
         let _ = exec(conn, "ROLLBACK");
+    } else {
+        for hook in on_commit {
+            hook();
+        }
     }
     let mut durable = Vec::new();
     for (needs_sync, done) in completions {
@@ -295,6 +308,15 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(true, move |conn| f(conn).map(|t| (t, None))).await
+    }
+
+    /// Like [`Self::write`], and `f` may leave work to do the moment its commit succeeds.
+    async fn write_then<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Option<OnCommit>), StoreError> + Send + 'static,
+    {
         self.submit(true, f).await
     }
 
@@ -305,22 +327,25 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(false, f).await
+        self.submit(false, move |conn| f(conn).map(|t| (t, None))).await
     }
 
     async fn submit<T, F>(&self, durable: bool, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Option<OnCommit>), StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let run = Box::new(move |conn: &Connection| {
-            let result = f(conn);
+            let (result, hook) = match f(conn) {
+                Ok((t, hook)) => (Ok(t), hook),
+                Err(e) => (Err(e), None),
+            };
             let ok = result.is_ok();
             let done: Completion = Box::new(move |committed| {
                 let _ = tx.send(committed.and(result));
             });
-            (ok, done)
+            (ok, done, hook)
         });
         self.jobs
             .send(Job { durable, run })
@@ -1072,7 +1097,7 @@ impl Store for SqliteStore {
     }
 
     fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published> {
-        Box::pin(self.write(move |conn| {
+        Box::pin(self.write_then(move |conn| {
             if let Some(source) = &event.source_id {
                 let existing = conn
                     .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE org_id = ? AND source_id = ?"))?
@@ -1080,7 +1105,7 @@ impl Store for SqliteStore {
                     .optional()?;
                 if let Some(existing) = existing {
                     if existing.created_at >= event.dedup_after {
-                        return Ok(Published::Duplicate(existing));
+                        return Ok((Published::Duplicate(existing), None));
                     }
                     conn.prepare_cached("UPDATE events SET source_id = NULL WHERE id = ?")?
                         .execute([existing.id.as_str()])?;
@@ -1166,7 +1191,17 @@ impl Store for SqliteStore {
                     });
                 }
             }
-            Ok(Published::Created(event.into_event(count), leased))
+            let handed_over = leased.jobs.len();
+            let hand_over: Option<OnCommit> = match (&event.lease, handed_over) {
+                (Some(offer), 1..) => {
+                    let engine = offer.engine.clone();
+                    Some(Box::new(move || {
+                        let _ = engine.send(leased);
+                    }))
+                }
+                _ => None,
+            };
+            Ok((Published::Created(event.into_event(count), handed_over), hand_over))
         }))
     }
 

@@ -609,20 +609,22 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
 
 /// Sealed secrets that sign at `now`, the current one first.
 fn signing_secrets(conn: &Connection, webhook: &str, now: Millis) -> Result<Vec<Vec<u8>>, StoreError> {
-    // Filtered and ordered here: with the expiry test in SQL, SQLite prepared the statement
-    // again on every run (a webhook has a handful of secret rows at most).
+    // Filtered and ordered here (a webhook has a handful of secret rows at most): with the
+    // expiry test or an ORDER BY in SQL, SQLite prepared the statement again on every run.
     let mut secrets = conn
-        .prepare_cached(
-            "SELECT ciphertext, expires_at FROM webhook_secrets WHERE webhook_id = ? ORDER BY seq DESC",
-        )?
+        .prepare_cached(SQL_SIGNING_SECRETS)?
         .query_map([webhook], |row| {
-            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Option<Millis>>(1)?))
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                row.get::<_, Option<Millis>>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
         })?
-        .filter(|row| !matches!(row, Ok((_, Some(expires))) if *expires <= now))
+        .filter(|row| !matches!(row, Ok((_, Some(expires), _)) if *expires <= now))
         .collect::<Result<Vec<_>, _>>()?;
-    // The current secret (no expiry) first, then the newest; the sort is stable.
-    secrets.sort_by_key(|(_, expires)| expires.is_some());
-    Ok(secrets.into_iter().map(|(ciphertext, _)| ciphertext).collect())
+    // The current secret (no expiry) first, then the newest.
+    secrets.sort_by_key(|(_, expires, seq)| (expires.is_some(), std::cmp::Reverse(*seq)));
+    Ok(secrets.into_iter().map(|(ciphertext, _, _)| ciphertext).collect())
 }
 
 /// One attempt and its delivery's new state, inside the caller's transaction.
@@ -742,16 +744,8 @@ fn due_per_webhook(
     budget: &ClaimBudget,
     now: Millis,
 ) -> Result<Vec<(i64, String)>, StoreError> {
-    let mut next_webhook = conn.prepare_cached(
-        "SELECT MIN(webhook_id) FROM deliveries INDEXED BY deliveries_pending \
-         WHERE status = 'pending' AND webhook_id > ?",
-    )?;
-    let mut due = conn.prepare_cached(
-        // Read in index order and cut short in Rust: a bound LIMIT would make SQLite prepare
-        // the statement again each time its value changes.
-        "SELECT next_attempt_at, rowid FROM deliveries INDEXED BY deliveries_pending \
-         WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ? ORDER BY next_attempt_at",
-    )?;
+    let mut next_webhook = conn.prepare_cached(SQL_NEXT_PENDING_WEBHOOK)?;
+    let mut due = conn.prepare_cached(SQL_DUE_OF_WEBHOOK)?;
     let mut found: Vec<(Millis, i64, String)> = Vec::new();
     let mut after = String::new();
     while let Some(webhook) = next_webhook.query_row([&after], |row| row.get::<_, Option<String>>(0))? {
@@ -774,24 +768,56 @@ fn due_per_webhook(
         .collect())
 }
 
+// The statements that claims, leases at publish and signatures run for every delivery.
+// SQLite prepares a statement again on every run when its plan read a bound value, and perf
+// found it doing so at a quarter of the writer's time: for a bound LIMIT, an expiry test on a
+// parameter, an ORDER BY beside an equality on the index, and the join of webhooks and
+// events. These are written around it (results cut short, filtered and ordered in Rust), and
+// `hot_statements_are_prepared_once_whatever_their_parameters` holds them to it.
+const SQL_DUE_HEAD: &str = "SELECT rowid, webhook_id FROM deliveries INDEXED BY deliveries_due \
+     WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at";
+/// Leased rows only (always pending), through their small partial index: the planner could
+/// otherwise walk every pending delivery.
+const SQL_LEASES_BY_WEBHOOK: &str = "SELECT webhook_id, COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
+     WHERE claim_token IS NOT NULL AND next_attempt_at > ? GROUP BY webhook_id";
+const SQL_NEXT_PENDING_WEBHOOK: &str = "SELECT MIN(webhook_id) FROM deliveries INDEXED BY deliveries_pending \
+     WHERE status = 'pending' AND webhook_id > ?";
+/// No ORDER BY: with it SQLite prepares the statement again on every run. The forced index
+/// and the equality on its first column make the scan come out in `next_attempt_at` order
+/// anyway (and every row it returns is due, whatever the order).
+const SQL_DUE_OF_WEBHOOK: &str = "SELECT next_attempt_at, rowid FROM deliveries INDEXED BY deliveries_pending \
+     WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?";
+const SQL_DUE_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_pending \
+     WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?)";
+const SQL_LEASED_COUNT: &str = "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
+     WHERE claim_token IS NOT NULL AND webhook_id = ? AND next_attempt_at > ?";
+const SQL_LEASE: &str = "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE rowid = ? \
+     RETURNING id, event_id, webhook_id, attempt_count, cycle_start";
+const SQL_LEASE_DETAILS: &str =
+    "SELECT (SELECT url FROM webhooks WHERE id = ?1), (SELECT payload FROM events WHERE id = ?2)";
+const SQL_SIGNING_SECRETS: &str =
+    "SELECT ciphertext, expires_at, seq FROM webhook_secrets WHERE webhook_id = ?";
+
+/// The oldest due deliveries, at most a claim's head of them.
+fn due_head(conn: &Connection, now: Millis) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(conn
+        .prepare_cached(SQL_DUE_HEAD)?
+        .query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .take(ClaimBudget::HEAD)
+        .collect::<Result<_, _>>()?)
+}
+
 /// Whether a fresh delivery to `webhook` may be leased in its publish (see [`LeaseOffer`]):
 /// the webhook has nothing older due, which should go first, and is under its lease limit.
 fn may_lease(conn: &Connection, webhook: &str, offer: &LeaseOffer, now: Millis) -> Result<bool, StoreError> {
     let waiting: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_pending \
-             WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?)",
-        )?
+        .prepare_cached(SQL_DUE_WAITING)?
         .query_row(params![webhook, now], |row| row.get(0))?;
     if waiting {
         return Ok(false);
     }
-    // No LIMIT: a bound LIMIT makes SQLite prepare the statement again on every run.
     let leased: i64 = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
-             WHERE claim_token IS NOT NULL AND webhook_id = ? AND next_attempt_at > ?",
-        )?
+        .prepare_cached(SQL_LEASED_COUNT)?
         .query_row(params![webhook, now], |row| row.get(0))?;
     Ok(leased < i64::from(offer.per_webhook))
 }
@@ -806,12 +832,8 @@ fn lease_claims(
     chosen: Vec<i64>,
     secrets: &mut SecretsRead,
 ) -> Result<Vec<Claimed>, StoreError> {
-    let mut lease = conn.prepare_cached(
-        "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE rowid = ? \
-         RETURNING id, event_id, webhook_id, attempt_count, cycle_start",
-    )?;
-    let mut details =
-        conn.prepare_cached("SELECT w.url, e.payload FROM webhooks w, events e WHERE w.id = ? AND e.id = ?")?;
+    let mut lease = conn.prepare_cached(SQL_LEASE)?;
+    let mut details = conn.prepare_cached(SQL_LEASE_DETAILS)?;
     let mut claimed = Vec::with_capacity(chosen.len());
     for rowid in chosen {
         let token = claim_token();
@@ -1220,27 +1242,14 @@ impl Store for SqliteStore {
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
         Box::pin(self.write_bookkeeping(move |conn| {
             let leased = conn
-                .prepare_cached(
-                    // Leased rows only (always pending), through their small partial index: the
-                    // planner could otherwise walk every pending delivery.
-                    "SELECT webhook_id, COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
-                     WHERE claim_token IS NOT NULL AND next_attempt_at > ? GROUP BY webhook_id",
-                )?
+                .prepare_cached(SQL_LEASES_BY_WEBHOOK)?
                 .query_map([request.now], |row| {
                     Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
                 })?
                 .map(|row| row.map(|(w, n)| (w, u32::try_from(n).unwrap_or(u32::MAX))))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut budget = ClaimBudget::new(leased, request.per_webhook, request.limit);
-            let head: Vec<(i64, String)> = conn
-                .prepare_cached(
-                    // Cut short in Rust, not by a LIMIT (see `due_per_webhook`).
-                    "SELECT rowid, webhook_id FROM deliveries INDEXED BY deliveries_due \
-                     WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at",
-                )?
-                .query_map([request.now], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .take(ClaimBudget::HEAD)
-                .collect::<Result<_, _>>()?;
+            let head = due_head(conn, request.now)?;
             let more_due = head.len() == ClaimBudget::HEAD;
             let mut secrets = SecretsRead::new();
             // Leased before the second step reads, which then no longer sees them as due.
@@ -1629,5 +1638,131 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+    use crate::domain::time::now_ms;
+
+    /// Two webhooks (one mid-rotation, so it has an expiring secret) with due deliveries.
+    async fn store_with_due_work(path: &Path) -> Vec<WebhookId> {
+        let store = SqliteStore::open(path).await.expect("open");
+        let now = now_ms();
+        let org = Org {
+            id: OrgId::new(),
+            name: "acme".into(),
+            created_at: now,
+        };
+        store.create_org(org.clone()).await.expect("org");
+        let mut webhooks = Vec::new();
+        for n in 0..2 {
+            let id = WebhookId::new();
+            store
+                .create_webhook(NewWebhook {
+                    id: id.clone(),
+                    org_id: org.id.clone(),
+                    name: None,
+                    description: None,
+                    url: format!("https://example.com/{n}"),
+                    event_types: None,
+                    secret_ciphertext: vec![1, 2, 3],
+                    secret_last4: "abcd".into(),
+                    now,
+                })
+                .await
+                .expect("webhook");
+            webhooks.push(id);
+        }
+        let rotation = SecretRotation {
+            ciphertext: vec![4, 5, 6],
+            last4: "efgh".into(),
+            previous_expires_at: Some(now + 3_600_000),
+            now,
+        };
+        store
+            .rotate_webhook_secret(OrgScope::Any, webhooks[0].clone(), rotation)
+            .await
+            .expect("rotate");
+        for _ in 0..6 {
+            store
+                .publish(NewEvent {
+                    id: EventId::new(),
+                    org_id: org.id.clone(),
+                    event_type: "order.filled".into(),
+                    payload: "{}".into(),
+                    source_id: None,
+                    dedup_after: 0,
+                    only_webhook: None,
+                    now,
+                    lease: None,
+                })
+                .await
+                .expect("publish");
+        }
+        webhooks
+    }
+
+    #[tokio::test]
+    async fn hot_statements_are_prepared_once_whatever_their_parameters() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("herald.db");
+        let webhooks = store_with_due_work(&path).await;
+        let conn = open_connection(&path, true).expect("connection");
+        let (engine, _handed) = tokio::sync::mpsc::unbounded_channel();
+        let offer = LeaseOffer {
+            lease_until: 0,
+            per_webhook: 64,
+            window: Arc::new(Semaphore::new(8)),
+            engine,
+        };
+        let start = now_ms() + 10;
+        for step in 0..8 {
+            let now = start + step;
+            let head = due_head(&conn, now).expect("head");
+            assert!(!head.is_empty(), "the deliveries are due");
+            for webhook in &webhooks {
+                may_lease(&conn, webhook.as_str(), &offer, now).expect("may lease");
+                assert!(
+                    !signing_secrets(&conn, webhook.as_str(), now)
+                        .expect("secrets")
+                        .is_empty()
+                );
+            }
+            let budget = ClaimBudget::new(Vec::new(), 64, 1024);
+            due_per_webhook(&conn, &budget, now).expect("per webhook");
+            conn.prepare_cached(SQL_LEASES_BY_WEBHOOK)
+                .and_then(|mut s| s.query_map([now], |_| Ok(()))?.collect::<Result<Vec<_>, _>>())
+                .expect("leases");
+            let request = ClaimRequest {
+                now,
+                lease_until: now + 1_000 + step,
+                limit: 1,
+                per_webhook: 64,
+            };
+            let (rowid, _) = head[0].clone();
+            lease_claims(&conn, &request, vec![rowid], &mut SecretsRead::new()).expect("lease");
+        }
+        for sql in [
+            SQL_DUE_HEAD,
+            SQL_LEASES_BY_WEBHOOK,
+            SQL_NEXT_PENDING_WEBHOOK,
+            SQL_DUE_OF_WEBHOOK,
+            SQL_DUE_WAITING,
+            SQL_LEASED_COUNT,
+            SQL_LEASE,
+            SQL_LEASE_DETAILS,
+            SQL_SIGNING_SECRETS,
+        ] {
+            let statement = conn.prepare_cached(sql).expect("cached");
+            assert_eq!(
+                statement.get_status(StatementStatus::RePrepare),
+                0,
+                "prepared again on a run: {sql}"
+            );
+        }
     }
 }

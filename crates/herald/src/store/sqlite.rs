@@ -1706,19 +1706,20 @@ mod tests {
         webhooks
     }
 
-    #[tokio::test]
-    async fn hot_statements_are_prepared_once_whatever_their_parameters() {
+    /// [`store_with_due_work`] in a temp dir (kept alive by the first value), and a writer
+    /// connection of our own to it.
+    async fn due_work() -> (tempfile::TempDir, Vec<WebhookId>, Connection) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("herald.db");
         let webhooks = store_with_due_work(&path).await;
         let conn = open_connection(&path, true).expect("connection");
-        let (engine, _handed) = tokio::sync::mpsc::unbounded_channel();
-        let offer = LeaseOffer {
-            lease_until: 0,
-            per_webhook: 64,
-            window: Arc::new(Semaphore::new(8)),
-            engine,
-        };
+        (dir, webhooks, conn)
+    }
+
+    #[tokio::test]
+    async fn hot_statements_are_prepared_once_whatever_their_parameters() {
+        let (_dir, webhooks, conn) = due_work().await;
+        let offer = offer(64);
         let start = now_ms() + 10;
         for step in 0..8 {
             let now = start + step;
@@ -1764,5 +1765,56 @@ mod tests {
                 "prepared again on a run: {sql}"
             );
         }
+    }
+
+    fn offer(per_webhook: u32) -> LeaseOffer {
+        let (engine, _handed) = tokio::sync::mpsc::unbounded_channel();
+        LeaseOffer {
+            lease_until: 0,
+            per_webhook,
+            window: Arc::new(Semaphore::new(8)),
+            engine,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_delivery_is_leased_only_behind_no_older_due_one_and_under_the_limit() {
+        let (_dir, webhooks, conn) = due_work().await;
+        let now = now_ms() + 10;
+        let webhook = webhooks[0].as_str();
+        assert!(
+            !may_lease(&conn, webhook, &offer(64), now).expect("may lease"),
+            "six older deliveries are due: a new one waits its turn"
+        );
+        let mine: Vec<i64> = due_head(&conn, now)
+            .expect("head")
+            .into_iter()
+            .filter(|(_, w)| w == webhook)
+            .map(|(rowid, _)| rowid)
+            .collect();
+        assert_eq!(mine.len(), 6);
+        let request = ClaimRequest {
+            now,
+            lease_until: now + 60_000,
+            limit: 6,
+            per_webhook: 64,
+        };
+        lease_claims(&conn, &request, mine, &mut SecretsRead::new()).expect("lease");
+        assert!(
+            may_lease(&conn, webhook, &offer(64), now).expect("may lease"),
+            "nothing waits any more and 6 leases are under 64"
+        );
+        assert!(
+            !may_lease(&conn, webhook, &offer(6), now).expect("may lease"),
+            "6 leases reach a limit of 6"
+        );
+        assert!(
+            !may_lease(&conn, webhook, &offer(64), now + 60_000).expect("may lease"),
+            "once the leases run out their deliveries are due again, and a new one waits behind them"
+        );
+        assert!(
+            may_lease(&conn, webhooks[1].as_str(), &offer(64), now - 60_000).expect("may lease"),
+            "the other webhook's deliveries are not due yet at that time"
+        );
     }
 }

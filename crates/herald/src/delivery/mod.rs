@@ -246,10 +246,9 @@ impl Dispatcher {
         if free == 0 {
             return Ok(false);
         }
+        let limit = u32::try_from(free).unwrap_or(WINDOW);
         // Publishes may take permits meanwhile; then the next wakeup claims.
-        let Ok(mut slots) =
-            Arc::clone(&self.window).try_acquire_many_owned(u32::try_from(free).unwrap_or(WINDOW))
-        else {
+        let Ok(mut slots) = Arc::clone(&self.window).try_acquire_many_owned(limit) else {
             return Ok(false);
         };
         let now = now_ms();
@@ -258,7 +257,7 @@ impl Dispatcher {
             .claim_due(ClaimRequest {
                 now,
                 lease_until: now + ms(self.settings.lease()),
-                limit: u32::try_from(free).unwrap_or(WINDOW),
+                limit,
                 per_webhook: PER_WEBHOOK,
             })
             .await?;

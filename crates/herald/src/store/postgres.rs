@@ -1029,25 +1029,21 @@ impl Store for PostgresStore {
                 .await?;
                 chosen.extend(budget.take(due_rows(&due)?));
             }
-            let token = claim_token();
-            let rows = if chosen.is_empty() {
-                Vec::new()
-            } else {
-                sqlx::query(
-                    "UPDATE deliveries d SET next_attempt_at = $1, claim_token = $2 FROM webhooks w, events e \
-                     WHERE d.id = ANY($3) AND w.id = d.webhook_id AND e.id = d.event_id \
-                     RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload",
-                )
-                .bind(request.lease_until)
-                .bind(token)
-                .bind(&chosen)
-                .fetch_all(&mut *tx)
-                .await?
-            };
-            if rows.is_empty() {
+            if chosen.is_empty() {
                 tx.commit().await?;
                 return Ok(Vec::new());
             }
+            let token = claim_token();
+            let rows = sqlx::query(
+                "UPDATE deliveries d SET next_attempt_at = $1, claim_token = $2 FROM webhooks w, events e \
+                 WHERE d.id = ANY($3) AND w.id = d.webhook_id AND e.id = d.event_id \
+                 RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload",
+            )
+            .bind(request.lease_until)
+            .bind(token)
+            .bind(&chosen)
+            .fetch_all(&mut *tx)
+            .await?;
             let webhooks: Vec<String> = {
                 let mut ids: Vec<String> = Vec::new();
                 for row in &rows {

@@ -837,26 +837,33 @@ fn lease_claims(
     let mut claimed = Vec::with_capacity(chosen.len());
     for rowid in chosen {
         let token = claim_token();
-        let (id, event_id, webhook_id, attempt_count, cycle_start): (String, String, String, i64, i64) =
+        let (delivery_id, event_id, webhook_id, attempt_count, cycle_start) =
             lease.query_row(params![request.lease_until, token, rowid], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                let (id, event, webhook): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                Ok((
+                    DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
+                    EventId::parse(&event).ok_or_else(|| corrupt(1, "event id"))?,
+                    WebhookId::parse(&webhook).ok_or_else(|| corrupt(2, "webhook id"))?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
             })?;
-        let (url, payload): (String, String) = details.query_row(params![webhook_id, event_id], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
-        if !secrets.contains_key(&webhook_id) {
+        let (url, payload): (String, String) = details
+            .query_row(params![webhook_id.as_str(), event_id.as_str()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        if !secrets.contains_key(webhook_id.as_str()) {
             secrets.insert(
-                webhook_id.clone(),
-                signing_secrets(conn, &webhook_id, request.now)?,
+                webhook_id.as_str().to_owned(),
+                signing_secrets(conn, webhook_id.as_str(), request.now)?,
             );
         }
         claimed.push(Claimed {
-            delivery_id: DeliveryId::parse(&id).ok_or(StoreError::Backend("malformed delivery id".into()))?,
+            delivery_id,
             claim_token: token,
-            event_id: EventId::parse(&event_id).ok_or(StoreError::Backend("malformed event id".into()))?,
-            secrets: secrets.get(&webhook_id).cloned().unwrap_or_default(),
-            webhook_id: WebhookId::parse(&webhook_id)
-                .ok_or(StoreError::Backend("malformed webhook id".into()))?,
+            event_id,
+            secrets: secrets.get(webhook_id.as_str()).cloned().unwrap_or_default(),
+            webhook_id,
             url,
             payload,
             attempt_count,
@@ -1133,13 +1140,13 @@ impl Store for SqliteStore {
                         .execute([existing.id.as_str()])?;
                 }
             }
-            let targets: Vec<(String, bool, String)> = match &event.only_webhook {
+            let targets: Vec<(WebhookId, bool, String)> = match &event.only_webhook {
                 Some(id) => conn
                     .prepare_cached(
                         "SELECT id, status, url FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
                     )?
                     .query_map(params![id.as_str(), event.org_id.as_str()], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)? == "active", row.get(2)?))
+                        Ok((WebhookId::parse(&row.get::<_, String>(0)?).ok_or_else(|| corrupt(0, "webhook id"))?, row.get::<_, String>(1)? == "active", row.get(2)?))
                     })?
                     .collect::<Result<_, _>>()?,
                 None => conn
@@ -1147,7 +1154,7 @@ impl Store for SqliteStore {
                         "SELECT id, event_types, url FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
                     )?
                     .query_map([event.org_id.as_str()], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get(2)?))
+                        Ok((WebhookId::parse(&row.get::<_, String>(0)?).ok_or_else(|| corrupt(0, "webhook id"))?, row.get::<_, Option<String>>(1)?, row.get(2)?))
                     })?
                     .filter_map(|row| match row {
                         Ok((id, patterns, url)) => {
@@ -1181,7 +1188,9 @@ impl Store for SqliteStore {
             for (webhook, active, url) in targets {
                 let id = DeliveryId::new();
                 let lease = match &event.lease {
-                    Some(offer) if active && may_lease(conn, &webhook, offer, event.now)? && leased.take_slot(offer) => {
+                    Some(offer)
+                        if active && may_lease(conn, webhook.as_str(), offer, event.now)? && leased.take_slot(offer) =>
+                    {
                         Some((offer.lease_until, claim_token()))
                     }
                     _ => None,
@@ -1190,7 +1199,7 @@ impl Store for SqliteStore {
                 insert.execute(params![
                     id.as_str(),
                     event.id.as_str(),
-                    webhook,
+                    webhook.as_str(),
                     event.org_id.as_str(),
                     event.event_type,
                     due,
@@ -1203,9 +1212,8 @@ impl Store for SqliteStore {
                         delivery_id: id,
                         claim_token: token,
                         event_id: event.id.clone(),
-                        secrets: signing_secrets(conn, &webhook, event.now)?,
-                        webhook_id: WebhookId::parse(&webhook)
-                            .ok_or(StoreError::Backend("malformed webhook id".into()))?,
+                        secrets: signing_secrets(conn, webhook.as_str(), event.now)?,
+                        webhook_id: webhook,
                         url,
                         payload: event.payload.clone(),
                         attempt_count: 0,

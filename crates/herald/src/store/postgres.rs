@@ -3,8 +3,9 @@
 //! Each write is one transaction on a pooled connection; PostgreSQL flushes the WAL of
 //! concurrent commits together, so concurrent publishes and attempt results share fsyncs
 //! without a writer of our own. Due deliveries are leased with `FOR UPDATE SKIP LOCKED`, so
-//! nodes never wait on each other's rows, and every write that makes work due sends
+//! nodes never wait on each other's rows, and every write that makes work due is followed by
 //! `NOTIFY herald_due` so the other nodes wake at once (their slow poll is only the fallback).
+//! The notification is sent after the commit, not inside it: see [`Announcer`].
 
 use std::collections::HashMap;
 use std::str::FromStr as _;
@@ -15,7 +16,6 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use super::*;
-use crate::domain::event_types::subscribed;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
@@ -69,8 +69,13 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
 }
 
+mod publish;
+mod record;
+
 pub struct PostgresStore {
     pool: PgPool,
+    announcer: Announcer,
+    publisher: publish::Publisher,
 }
 
 impl PostgresStore {
@@ -88,7 +93,13 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        let store = Self { pool };
+        let announcer = Announcer::spawn(pool.clone());
+        let publisher = publish::Publisher::spawn(pool.clone(), announcer.clone());
+        let store = Self {
+            pool,
+            announcer,
+            publisher,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -133,12 +144,50 @@ impl PostgresStore {
     }
 }
 
-async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Sends `NOTIFY herald_due` after the commits that made work due, from one task.
+///
+/// A `NOTIFY` inside a transaction takes a database-wide lock from its pre-commit until its
+/// commit is flushed, so every publishing transaction waited in line for the others' fsyncs:
+/// `Lock:object` was the top wait in `pg_stat_activity` and publishes capped near 1,000/s.
+/// Sent afterwards, a burst of commits shares one notification, and that notification's own
+/// commit need not wait for the disk: a lost one costs a listener at most its slow poll.
+#[derive(Clone)]
+struct Announcer {
+    poke: Arc<tokio::sync::Notify>,
+}
+
+impl Announcer {
+    fn spawn(pool: PgPool) -> Self {
+        let poke = Arc::new(tokio::sync::Notify::new());
+        let pending = Arc::clone(&poke);
+        tokio::spawn(async move {
+            loop {
+                pending.notified().await;
+                if let Err(e) = Self::send(&pool).await {
+                    tracing::warn!(error = %e, "cannot NOTIFY other nodes of due deliveries");
+                }
+            }
+        });
+        Self { poke }
+    }
+
+    /// Called once the transaction that made deliveries due has committed.
+    fn due(&self) {
+        self.poke.notify_one();
+    }
+
+    async fn send(pool: &PgPool) -> Result<(), StoreError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 /// A value bound into a dynamically built query.
@@ -402,126 +451,9 @@ async fn unpark(conn: &mut PgConnection, webhook: &WebhookId, now: Millis) -> Re
     )
     .bind(now)
     .bind(webhook.as_str())
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
-    notify(conn).await
-}
-
-/// One attempt and its delivery's new state, inside the caller's transaction.
-async fn record_one(
-    tx: &mut PgConnection,
-    record: &AttemptRecord,
-    writes: WebhookWrites,
-) -> Result<WebhookEffect, StoreError> {
-    let a = &record.attempt;
-    let now = record.now;
-    sqlx::query(
-        "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
-         response_body, response_body_truncated, error, error_message, signature) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(a.id.as_str())
-    .bind(a.delivery_id.as_str())
-    .bind(a.attempt_number)
-    .bind(a.started_at)
-    .bind(a.duration_ms)
-    .bind(a.response_status)
-    .bind(&a.response_body)
-    .bind(a.response_body_truncated)
-    .bind(&a.error)
-    .bind(&a.error_message)
-    .bind(&a.signature)
-    .execute(&mut *tx)
-    .await?;
-    let (status, next_at, delivered_at) = record.next.row_state(a);
-    // As on SQLite: the state changes only under our lease, or to `delivered`.
-    let guard = if matches!(record.next, Next::Delivered) {
-        "status IN ('pending', 'failed', 'delivered')"
-    } else {
-        "status = 'pending' AND claim_token = $10"
-    };
-    let sql = format!(
-        "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = $1, \
-         last_response_status = $2, last_error = $3, last_error_message = $4, updated_at = $5, \
-         status = $6, next_attempt_at = $7, delivered_at = COALESCE($8, delivered_at), claim_token = NULL \
-         WHERE id = $9 AND {guard}"
-    );
-    let mut query = sqlx::query(AssertSqlSafe(sql))
-        .bind(a.started_at)
-        .bind(a.response_status)
-        .bind(&a.error)
-        .bind(&a.error_message)
-        .bind(now)
-        .bind(status)
-        .bind(next_at)
-        .bind(delivered_at)
-        .bind(a.delivery_id.as_str());
-    if !matches!(record.next, Next::Delivered) {
-        query = query.bind(record.claim_token);
-    }
-    if query.execute(&mut *tx).await?.rows_affected() == 0 {
-        sqlx::query("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = $1")
-            .bind(a.delivery_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-    }
-    let webhook = record.webhook_id.as_str();
-    if writes.last_triggered {
-        sqlx::query(
-            "UPDATE webhooks SET last_triggered_at = $1 WHERE id = $2 \
-             AND (last_triggered_at IS NULL OR last_triggered_at < $3)",
-        )
-        .bind(now)
-        .bind(webhook)
-        .bind(now - 1000)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let disable = match &record.next {
-        Next::Delivered if !writes.clear_failing => None,
-        Next::Delivered => {
-            sqlx::query(
-                "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
-            )
-            .bind(webhook)
-            .execute(&mut *tx)
-            .await?;
-            None
-        }
-        Next::DisableWebhook(reason) => Some(reason.clone()),
-        Next::RetryAt(_) | Next::Failed => {
-            let since: Option<Option<Millis>> = sqlx::query_scalar(
-                "UPDATE webhooks SET failing_since = COALESCE(failing_since, $1) WHERE id = $2 RETURNING failing_since",
-            )
-            .bind(a.started_at)
-            .bind(webhook)
-            .fetch_optional(&mut *tx)
-            .await?;
-            since
-                .flatten()
-                .filter(|s| *s <= record.disable_if_failing_since)
-                .map(|_| FAILING_TOO_LONG.to_owned())
-        }
-    };
-    let Some(reason) = disable else {
-        return Ok(WebhookEffect::None);
-    };
-    let changed = sqlx::query(
-        "UPDATE webhooks SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
-         WHERE id = $3 AND status = 'active'",
-    )
-    .bind(&reason)
-    .bind(now)
-    .bind(webhook)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    park(tx, &record.webhook_id).await?;
-    Ok(if changed > 0 {
-        WebhookEffect::Disabled(reason)
-    } else {
-        WebhookEffect::None
-    })
+    Ok(())
 }
 
 async fn insert_org(conn: &mut PgConnection, org: &Org) -> Result<(), StoreError> {
@@ -735,12 +667,21 @@ impl Store for PostgresStore {
             .bind(webhook.id.as_str())
             .execute(&mut *tx)
             .await?;
-            match (was, webhook.status) {
-                (WebhookStatus::Active, WebhookStatus::Disabled) => park(&mut tx, &webhook.id).await?,
-                (WebhookStatus::Disabled, WebhookStatus::Active) => unpark(&mut tx, &webhook.id, now).await?,
-                _ => {}
-            }
+            let unparked = match (was, webhook.status) {
+                (WebhookStatus::Active, WebhookStatus::Disabled) => {
+                    park(&mut tx, &webhook.id).await?;
+                    false
+                }
+                (WebhookStatus::Disabled, WebhookStatus::Active) => {
+                    unpark(&mut tx, &webhook.id, now).await?;
+                    true
+                }
+                _ => false,
+            };
             tx.commit().await?;
+            if unparked {
+                self.announcer.due();
+            }
             Ok(Some(webhook))
         })
     }
@@ -848,102 +789,7 @@ impl Store for PostgresStore {
     }
 
     fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            if let Some(source) = &event.source_id {
-                // A caller id older than the window is free again.
-                sqlx::query(
-                    "UPDATE events SET source_id = NULL WHERE org_id = $1 AND source_id = $2 AND created_at < $3",
-                )
-                .bind(event.org_id.as_str())
-                .bind(source)
-                .bind(event.dedup_after)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let targets: Vec<(String, bool)> = match &event.only_webhook {
-                Some(id) => sqlx::query(
-                    "SELECT id, status FROM webhooks WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL",
-                )
-                .bind(id.as_str())
-                .bind(event.org_id.as_str())
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|row| Ok((get::<String>(row, 0)?, get::<String>(row, 1)? == "active")))
-                .collect::<Result<_, StoreError>>()?,
-                None => {
-                    let rows = sqlx::query(
-                        "SELECT id, event_types FROM webhooks WHERE org_id = $1 AND status = 'active' AND deleted_at IS NULL",
-                    )
-                    .bind(event.org_id.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    let mut targets = Vec::new();
-                    for row in &rows {
-                        let patterns: Option<String> = get(row, 1)?;
-                        let patterns: Option<Vec<String>> =
-                            patterns.and_then(|json| serde_json::from_str(&json).ok());
-                        if subscribed(patterns.as_deref(), &event.event_type) {
-                            targets.push((get::<String>(row, 0)?, true));
-                        }
-                    }
-                    targets
-                }
-            };
-            let count = i64::try_from(targets.len()).unwrap_or(i64::MAX);
-            let inserted = sqlx::query(
-                "INSERT INTO events (id, org_id, event_type, payload, source_id, delivery_count, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (org_id, source_id) WHERE source_id IS NOT NULL DO NOTHING",
-            )
-            .bind(event.id.as_str())
-            .bind(event.org_id.as_str())
-            .bind(&event.event_type)
-            .bind(&event.payload)
-            .bind(&event.source_id)
-            .bind(count)
-            .bind(event.now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                // The caller's id was seen within the window (perhaps by another node just now).
-                let existing = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND source_id = $2"
-                )))
-                .bind(event.org_id.as_str())
-                .bind(&event.source_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                let existing = event_from_row(&existing)?;
-                tx.commit().await?;
-                return Ok(Published::Duplicate(existing));
-            }
-            if !targets.is_empty() {
-                let mut b = QueryBuilder::new(
-                    "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
-                     created_at, updated_at) ",
-                );
-                b.push_values(&targets, |mut row, (webhook, active)| {
-                    row.push_bind(DeliveryId::new().to_string())
-                        .push_bind(event.id.as_str().to_owned())
-                        .push_bind(webhook.clone())
-                        .push_bind(event.org_id.as_str().to_owned())
-                        .push_bind(event.event_type.clone())
-                        .push_bind("pending")
-                        .push_bind(active.then_some(event.now))
-                        .push_bind(event.now)
-                        .push_bind(event.now);
-                });
-                b.build().execute(&mut *tx).await?;
-                notify(&mut tx).await?;
-            }
-            tx.commit().await?;
-            // Fresh deliveries are claimed like any other here: leasing them at publish would
-            // need each webhook's lease count read across nodes inside this transaction.
-            Ok(Published::Created(event.into_event(count), 0))
-        })
+        Box::pin(self.publisher.publish(event))
     }
 
     fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>> {
@@ -1105,11 +951,7 @@ impl Store for PostgresStore {
             sqlx::query("SET LOCAL synchronous_commit = off")
                 .execute(&mut *tx)
                 .await?;
-            let mut effects = Vec::with_capacity(records.len());
-            let mut batch = BatchWebhooks::default();
-            for record in &records {
-                effects.push(record_one(&mut tx, record, batch.writes_for(record)).await?);
-            }
+            let effects = record::write(&mut tx, &records).await?;
             tx.commit().await?;
             Ok(effects)
         })
@@ -1267,8 +1109,8 @@ impl Store for PostgresStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-            notify(&mut tx).await?;
             tx.commit().await?;
+            self.announcer.due();
             Ok(Requeue::Queued)
         })
     }
@@ -1300,10 +1142,10 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if n > 0 {
-                notify(&mut tx).await?;
-            }
             tx.commit().await?;
+            if n > 0 {
+                self.announcer.due();
+            }
             Ok(Some(n))
         })
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::support::receiver::{Received, Reply, TestReceiver};
@@ -578,6 +578,65 @@ async fn a_repeated_caller_id_returns_the_original_event_and_creates_nothing() {
     let (_, other) = app.tenant("tenant").await;
     let theirs = app.post("/v1/events", &other, &body).await;
     assert_eq!(theirs.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn concurrent_publishes_with_one_caller_id_store_one_event() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::delivering().await;
+    let receiver = TestReceiver::start().await;
+    webhook(&app, &app.admin_key, &receiver.url("/race"), json!(["order.*"])).await;
+    // Sent together, so they are written together (one batch on PostgreSQL).
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..16 {
+        let id = if n % 2 == 0 {
+            "fill-race".to_owned()
+        } else {
+            format!("fill-{n}")
+        };
+        let request = app
+            .request(Method::POST, "/v1/events", &app.admin_key)
+            .json(&json!({"event_type": "order.filled", "data": {"n": n}, "id": id}));
+        requests.spawn(async move { (id, request.send().await.expect("request")) });
+    }
+    let (mut created, mut repeated) = (Vec::new(), Vec::new());
+    while let Some(answer) = requests.join_next().await {
+        let (id, response) = answer.expect("task");
+        let status = response.status();
+        let event: Value = response.json().await.expect("json");
+        assert_eq!(event["deliveries"], 1, "{id}: {event}");
+        match status {
+            StatusCode::ACCEPTED => created.push((id, event["id"].clone())),
+            StatusCode::OK => repeated.push((id, event["id"].clone())),
+            other => panic!("unexpected {other} for {id}"),
+        }
+    }
+    assert_eq!(
+        created.len(),
+        9,
+        "eight distinct ids and one of the repeated: {created:?}"
+    );
+    assert_eq!(repeated.len(), 7);
+    let original = created
+        .iter()
+        .find(|(id, _)| id == "fill-race")
+        .map(|(_, event)| event.clone())
+        .expect("the repeated id was created once");
+    assert!(
+        repeated.iter().all(|(_, event)| *event == original),
+        "{repeated:?}"
+    );
+    receiver.wait_for("/race", 9).await;
+    let list = expect_json(
+        app.get("/v1/webhooks/events?limit=100", &app.admin_key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        list["data"].as_array().map(Vec::len),
+        Some(9),
+        "one delivery per event"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,301 @@
+//! Publishes on PostgreSQL, grouped: the publishes waiting when a writer is free share one
+//! transaction, a handful of multi-row statements and one durable commit.
+//!
+//! Alone, each publish was a transaction of five round trips ending in its own wait for the
+//! WAL flush, holding a pooled connection all the while; under load the pool, not the disk,
+//! set the pace. Two writers take turns so one batch's flush overlaps the next one's
+//! statements. A batch the database refuses is written again one publish at a time, so one
+//! bad publish never fails the others.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{Announcer, EVENT_COLUMNS, event_from_row, get};
+use crate::domain::event_types::subscribed;
+use crate::domain::ids::DeliveryId;
+use crate::store::{NewEvent, Published, StoreError};
+
+/// Publishes in one transaction, at most: bounded so one batch's statements stay small.
+const MAX_BATCH: usize = 128;
+/// Transactions in flight at once.
+const WRITERS: usize = 2;
+
+type Job = (NewEvent, oneshot::Sender<Result<Published, StoreError>>);
+
+pub(super) struct Publisher {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Publisher {
+    pub(super) fn spawn(pool: sqlx::PgPool, announcer: Announcer) -> Self {
+        let (queue, waiting) = mpsc::channel(4 * MAX_BATCH);
+        let waiting = Arc::new(Mutex::new(waiting));
+        for _ in 0..WRITERS {
+            tokio::spawn(write(pool.clone(), Arc::clone(&waiting), announcer.clone()));
+        }
+        Self { queue }
+    }
+
+    pub(super) async fn publish(&self, event: NewEvent) -> Result<Published, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("the publisher has stopped".to_owned());
+        self.queue.send((event, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn write(pool: sqlx::PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>, announcer: Announcer) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if waiting.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.drain(..).unzip();
+        let results = match insert(&pool, &events).await {
+            Ok(done) => done.into_iter().map(Ok).collect(),
+            Err(e) if events.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                let mut each = Vec::with_capacity(events.len());
+                for event in &events {
+                    let alone = insert(&pool, std::slice::from_ref(event)).await;
+                    each.push(alone.and_then(|done| {
+                        done.into_iter()
+                            .next()
+                            .ok_or_else(|| StoreError::Backend("a publish went unanswered".to_owned()))
+                    }));
+                }
+                each
+            }
+        };
+        if results
+            .iter()
+            .any(|r| matches!(r, Ok(Published::Created(event, _)) if event.delivery_count > 0))
+        {
+            announcer.due();
+        }
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// A webhook a publish may deliver to: its id and whether it is active (a test send goes to
+/// a disabled one too, parked until it is enabled).
+type Target = (String, bool);
+
+/// Stores `events` in one transaction; one answer per event, in order.
+async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Published>, StoreError> {
+    let mut tx = pool.begin().await?;
+    free_stale_source_ids(&mut tx, events).await?;
+    let targets = targets(&mut tx, events).await?;
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO events (id, org_id, event_type, payload, source_id, delivery_count, created_at) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[]) \
+         ON CONFLICT (org_id, source_id) WHERE source_id IS NOT NULL DO NOTHING RETURNING id",
+    )
+    .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.org_id.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.source_id.as_deref()).collect::<Vec<_>>())
+    .bind(targets.iter().map(|t| i64::try_from(t.len()).unwrap_or(i64::MAX)).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.now).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let inserted: HashSet<String> = inserted.into_iter().collect();
+    let created: Vec<bool> = events.iter().map(|e| inserted.contains(e.id.as_str())).collect();
+    let mut deliveries = Deliveries::default();
+    for ((event, targets), _) in events.iter().zip(&targets).zip(&created).filter(|(_, c)| **c) {
+        for (webhook, active) in targets {
+            deliveries.push(event, webhook, *active);
+        }
+    }
+    deliveries.insert(&mut tx).await?;
+    let originals = originals(&mut tx, events, &created).await?;
+    tx.commit().await?;
+    events
+        .iter()
+        .zip(targets)
+        .zip(created)
+        .map(|((event, targets), created)| {
+            if created {
+                let count = i64::try_from(targets.len()).unwrap_or(i64::MAX);
+                // Fresh deliveries are claimed like any other here: leasing them at publish
+                // would need each webhook's lease count read across nodes in this transaction.
+                return Ok(Published::Created(event.clone().into_event(count), 0));
+            }
+            // The caller's id was seen within the window (perhaps by another node just now,
+            // or earlier in this batch): every duplicate answers with the original.
+            let key = (
+                event.org_id.as_str().to_owned(),
+                event.source_id.clone().unwrap_or_default(),
+            );
+            originals
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| StoreError::Backend("a duplicate event's original is missing".to_owned()))
+                .map(Published::Duplicate)
+        })
+        .collect()
+}
+
+/// A caller id older than the dedup window is free again.
+async fn free_stale_source_ids(tx: &mut sqlx::PgConnection, events: &[NewEvent]) -> Result<(), StoreError> {
+    let with_source: Vec<&NewEvent> = events.iter().filter(|e| e.source_id.is_some()).collect();
+    if with_source.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE events SET source_id = NULL FROM unnest($1::text[], $2::text[], $3::bigint[]) AS s(org_id, source_id, after) \
+         WHERE events.org_id = s.org_id AND events.source_id = s.source_id AND events.created_at < s.after",
+    )
+    .bind(with_source.iter().map(|e| e.org_id.as_str()).collect::<Vec<_>>())
+    .bind(with_source.iter().map(|e| e.source_id.as_deref()).collect::<Vec<_>>())
+    .bind(with_source.iter().map(|e| e.dedup_after).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Each event's webhooks: its org's active subscribers, or the one webhook of a test send.
+async fn targets(tx: &mut sqlx::PgConnection, events: &[NewEvent]) -> Result<Vec<Vec<Target>>, StoreError> {
+    let mut orgs: Vec<&str> = events
+        .iter()
+        .filter(|e| e.only_webhook.is_none())
+        .map(|e| e.org_id.as_str())
+        .collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    let only: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.only_webhook.as_ref())
+        .map(|w| w.as_str())
+        .collect();
+    // (id, org, active, patterns) of every webhook any event of the batch may go to.
+    let mut webhooks: Vec<(String, String, bool, Option<Vec<String>>)> = Vec::new();
+    if !orgs.is_empty() {
+        let rows = sqlx::query(
+            "SELECT id, org_id, event_types FROM webhooks WHERE org_id = ANY($1) AND status = 'active' AND deleted_at IS NULL",
+        )
+        .bind(&orgs)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let patterns: Option<String> = get(row, 2)?;
+            let patterns = patterns.and_then(|json| serde_json::from_str(&json).ok());
+            webhooks.push((get(row, 0)?, get(row, 1)?, true, patterns));
+        }
+    }
+    let mut tested: Vec<(String, String, bool)> = Vec::new();
+    if !only.is_empty() {
+        let rows =
+            sqlx::query("SELECT id, org_id, status FROM webhooks WHERE id = ANY($1) AND deleted_at IS NULL")
+                .bind(&only)
+                .fetch_all(&mut *tx)
+                .await?;
+        for row in &rows {
+            tested.push((get(row, 0)?, get(row, 1)?, get::<String>(row, 2)? == "active"));
+        }
+    }
+    Ok(events
+        .iter()
+        .map(|event| match &event.only_webhook {
+            Some(id) => tested
+                .iter()
+                .filter(|(w, org, _)| w == id.as_str() && org == event.org_id.as_str())
+                .map(|(w, _, active)| (w.clone(), *active))
+                .collect(),
+            None => webhooks
+                .iter()
+                .filter(|(_, org, _, patterns)| {
+                    org == event.org_id.as_str() && subscribed(patterns.as_deref(), &event.event_type)
+                })
+                .map(|(w, _, active, _)| (w.clone(), *active))
+                .collect(),
+        })
+        .collect())
+}
+
+/// The stored originals of the events not created, by (org, caller id).
+async fn originals(
+    tx: &mut sqlx::PgConnection,
+    events: &[NewEvent],
+    created: &[bool],
+) -> Result<HashMap<(String, String), crate::store::Event>, StoreError> {
+    let (orgs, sources): (Vec<&str>, Vec<&str>) = events
+        .iter()
+        .zip(created)
+        .filter(|(_, c)| !**c)
+        .filter_map(|(e, _)| Some((e.org_id.as_str(), e.source_id.as_deref()?)))
+        .unzip();
+    let mut found = HashMap::new();
+    if orgs.is_empty() {
+        return Ok(found);
+    }
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE (org_id, source_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+    )))
+    .bind(&orgs)
+    .bind(&sources)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        let event = event_from_row(row)?;
+        let key = (
+            event.org_id.as_str().to_owned(),
+            event.source_id.clone().unwrap_or_default(),
+        );
+        found.insert(key, event);
+    }
+    Ok(found)
+}
+
+/// The deliveries of a batch, column by column for one `unnest` insert.
+#[derive(Default)]
+struct Deliveries<'a> {
+    ids: Vec<String>,
+    events: Vec<&'a str>,
+    webhooks: Vec<&'a str>,
+    orgs: Vec<&'a str>,
+    types: Vec<&'a str>,
+    due: Vec<Option<i64>>,
+    created: Vec<i64>,
+}
+
+impl<'a> Deliveries<'a> {
+    fn push(&mut self, event: &'a NewEvent, webhook: &'a str, active: bool) {
+        self.ids.push(DeliveryId::new().to_string());
+        self.events.push(event.id.as_str());
+        self.webhooks.push(webhook);
+        self.orgs.push(event.org_id.as_str());
+        self.types.push(&event.event_type);
+        // A disabled webhook's deliveries wait, parked, until it is enabled.
+        self.due.push(active.then_some(event.now));
+        self.created.push(event.now);
+    }
+
+    async fn insert(self, tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
+             created_at, updated_at) \
+             SELECT d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, 'pending', d.due, d.created, d.created \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[]) \
+             AS d(id, event_id, webhook_id, org_id, event_type, due, created)",
+        )
+        .bind(&self.ids)
+        .bind(&self.events)
+        .bind(&self.webhooks)
+        .bind(&self.orgs)
+        .bind(&self.types)
+        .bind(&self.due)
+        .bind(&self.created)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! Finished attempts on PostgreSQL, a batch at a time: one multi-row insert of the attempts
+//! and one multi-row update of their deliveries, then whatever the webhooks need (rare: a
+//! first success of the batch, a failure, a disable).
+//!
+//! Row by row, a batch of 64 successes cost 130 round trips on one connection, and the
+//! engine holds each delivery's slot until its record is written, so those round trips set
+//! the delivery rate.
+
+use std::collections::HashSet;
+
+use sqlx::PgConnection;
+
+use super::park;
+use crate::domain::time::Millis;
+use crate::store::{
+    AttemptRecord, BatchWebhooks, FAILING_TOO_LONG, Next, StoreError, WebhookEffect, WebhookWrites,
+};
+
+/// Writes `records` in the caller's transaction; one effect per record, in order.
+pub(super) async fn write(
+    tx: &mut PgConnection,
+    records: &[AttemptRecord],
+) -> Result<Vec<WebhookEffect>, StoreError> {
+    let mut effects = Vec::with_capacity(records.len());
+    let mut batch = BatchWebhooks::default();
+    for run in runs(records) {
+        insert_attempts(tx, run).await?;
+        update_deliveries(tx, run).await?;
+        for record in run {
+            effects.push(webhook(tx, record, batch.writes_for(record)).await?);
+        }
+    }
+    Ok(effects)
+}
+
+/// `records` cut where a delivery repeats: one `UPDATE … FROM` changes a row once, however
+/// many of its source rows match, and a delivery may (rarely) be recorded twice in a batch,
+/// its lease having run out and been claimed again.
+fn runs(records: &[AttemptRecord]) -> Vec<&[AttemptRecord]> {
+    let mut runs = Vec::new();
+    let mut seen = HashSet::new();
+    let mut start = 0;
+    for (i, record) in records.iter().enumerate() {
+        if !seen.insert(record.attempt.delivery_id.as_str()) {
+            runs.push(&records[start..i]);
+            seen.clear();
+            seen.insert(record.attempt.delivery_id.as_str());
+            start = i;
+        }
+    }
+    if start < records.len() {
+        runs.push(&records[start..]);
+    }
+    runs
+}
+
+async fn insert_attempts(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result<(), StoreError> {
+    let column = |f: fn(&AttemptRecord) -> Option<&str>| run.iter().map(f).collect::<Vec<_>>();
+    let number = |f: fn(&AttemptRecord) -> Option<i64>| run.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
+         response_body, response_body_truncated, error, error_message, signature) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+         $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[])",
+    )
+    .bind(column(|r| Some(r.attempt.id.as_str())))
+    .bind(column(|r| Some(r.attempt.delivery_id.as_str())))
+    .bind(number(|r| Some(r.attempt.attempt_number)))
+    .bind(number(|r| Some(r.attempt.started_at)))
+    .bind(number(|r| Some(r.attempt.duration_ms)))
+    .bind(number(|r| r.attempt.response_status))
+    .bind(column(|r| r.attempt.response_body.as_deref()))
+    .bind(run.iter().map(|r| r.attempt.response_body_truncated).collect::<Vec<_>>())
+    .bind(column(|r| r.attempt.error.as_deref()))
+    .bind(column(|r| r.attempt.error_message.as_deref()))
+    .bind(column(|r| r.attempt.signature.as_deref()))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Each delivery's new state. As on SQLite, the state changes only under our lease, or to
+/// `delivered`; otherwise only the attempt is counted.
+async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result<(), StoreError> {
+    let states: Vec<(&str, Option<Millis>, Option<Millis>)> =
+        run.iter().map(|r| r.next.row_state(&r.attempt)).collect();
+    let changed: Vec<String> = sqlx::query_scalar(
+        "UPDATE deliveries d SET attempt_count = d.attempt_count + 1, last_attempt_at = r.started_at, \
+         last_response_status = r.response_status, last_error = r.error, last_error_message = r.error_message, \
+         updated_at = r.now, status = r.status, next_attempt_at = r.next_at, \
+         delivered_at = COALESCE(r.delivered_at, d.delivered_at), claim_token = NULL \
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], \
+         $8::bigint[], $9::bigint[], $10::bigint[]) \
+         AS r(id, started_at, response_status, error, error_message, now, status, next_at, delivered_at, token) \
+         WHERE d.id = r.id AND CASE WHEN r.status = 'delivered' THEN d.status IN ('pending', 'failed', 'delivered') \
+         ELSE d.status = 'pending' AND d.claim_token = r.token END \
+         RETURNING d.id",
+    )
+    .bind(run.iter().map(|r| r.attempt.delivery_id.as_str()).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.started_at).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.response_status).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.error.as_deref()).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.error_message.as_deref()).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.now).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.2).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.claim_token).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    if changed.len() == run.len() {
+        return Ok(());
+    }
+    let changed: HashSet<&str> = changed.iter().map(String::as_str).collect();
+    let unchanged: Vec<&str> = run
+        .iter()
+        .map(|r| r.attempt.delivery_id.as_str())
+        .filter(|id| !changed.contains(id))
+        .collect();
+    sqlx::query("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = ANY($1)")
+        .bind(&unchanged)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// What one record does to its webhook: when it was last triggered, its failure clock, and
+/// perhaps disabling it (which parks its pending deliveries).
+async fn webhook(
+    tx: &mut PgConnection,
+    record: &AttemptRecord,
+    writes: WebhookWrites,
+) -> Result<WebhookEffect, StoreError> {
+    let a = &record.attempt;
+    let now = record.now;
+    let webhook = record.webhook_id.as_str();
+    if writes.last_triggered {
+        sqlx::query(
+            "UPDATE webhooks SET last_triggered_at = $1 WHERE id = $2 \
+             AND (last_triggered_at IS NULL OR last_triggered_at < $3)",
+        )
+        .bind(now)
+        .bind(webhook)
+        .bind(now - 1000)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let disable = match &record.next {
+        Next::Delivered if !writes.clear_failing => None,
+        Next::Delivered => {
+            sqlx::query(
+                "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+            )
+            .bind(webhook)
+            .execute(&mut *tx)
+            .await?;
+            None
+        }
+        Next::DisableWebhook(reason) => Some(reason.clone()),
+        Next::RetryAt(_) | Next::Failed => {
+            let since: Option<Option<Millis>> = sqlx::query_scalar(
+                "UPDATE webhooks SET failing_since = COALESCE(failing_since, $1) WHERE id = $2 RETURNING failing_since",
+            )
+            .bind(a.started_at)
+            .bind(webhook)
+            .fetch_optional(&mut *tx)
+            .await?;
+            since
+                .flatten()
+                .filter(|s| *s <= record.disable_if_failing_since)
+                .map(|_| FAILING_TOO_LONG.to_owned())
+        }
+    };
+    let Some(reason) = disable else {
+        return Ok(WebhookEffect::None);
+    };
+    let changed = sqlx::query(
+        "UPDATE webhooks SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
+         WHERE id = $3 AND status = 'active'",
+    )
+    .bind(&reason)
+    .bind(now)
+    .bind(webhook)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    park(tx, &record.webhook_id).await?;
+    Ok(if changed > 0 {
+        WebhookEffect::Disabled(reason)
+    } else {
+        WebhookEffect::None
+    })
+}

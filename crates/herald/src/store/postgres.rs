@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_dashboard.sql"),
     include_str!("../../migrations/postgres/0003_claim_indexes.sql"),
+    include_str!("../../migrations/postgres/0004_hot_path_without_foreign_keys.sql"),
 ];
 /// Serialises migrations and the first-start bootstrap across nodes.
 const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;

@@ -1,8 +1,10 @@
 //! The delivery engine, inside `herald serve`.
 //!
-//! The [`Dispatcher`] runs one [`attempt`] for each leased delivery, at most `WINDOW` in
-//! flight and at most `PER_WEBHOOK` per endpoint (so a slow or dead endpoint only ever holds
-//! its own slots), and records the outcome. Deliveries reach it two ways:
+//! The [`Dispatcher`] runs one [`attempt`] for each leased delivery, at most `WINDOW` leased
+//! and at most `PER_WEBHOOK` in flight per endpoint (so a slow or dead endpoint only ever
+//! holds its own slots), and records the outcome. A webhook may hold up to
+//! `LEASED_PER_WEBHOOK` leases, more than its slots: the next attempt starts from a lease
+//! already held when one ends (see [`endpoints`]). Deliveries reach it two ways:
 //! - handed over by their publish, already leased in its transaction (through an
 //!   [`EngineHandle`]): the common case of an endpoint that keeps up, at no extra write;
 //! - claimed from the store: retries, backlogs, and whatever the publish could not lease. It
@@ -30,15 +32,19 @@ use crate::store::{
 
 pub mod attempt;
 pub mod client;
+pub mod endpoints;
 pub mod retry;
 
 /// Deliveries in flight in this process, at most (their payloads are what the engine holds
 /// in memory, whatever the backlog).
 const WINDOW: u32 = 1024;
-/// Deliveries leased to one webhook at once, across every node: enough for a fast endpoint
+/// Attempts in flight to one webhook from this process, at most: enough for a fast endpoint
 /// to take thousands a second, few enough that a slow one holds a small share of the window
 /// and a small receiver is not flooded.
 const PER_WEBHOOK: u32 = 64;
+/// Deliveries leased to one webhook at once, across every node: twice its slots, so that
+/// when an attempt ends the next one's lease is already held.
+const LEASED_PER_WEBHOOK: u32 = 2 * PER_WEBHOOK;
 /// With nothing scheduled, look for work this often anyway (another process may publish).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -61,10 +67,11 @@ impl Settings {
         }
     }
 
-    /// A lease outlives the attempt's timeout with room to record the result (as much again,
-    /// between 1 s and 10 s).
+    /// A lease outlives a wait for the webhook's slot (a lease held ahead waits for at most
+    /// one round of the attempts in flight, each bounded by the timeout), the attempt's own
+    /// timeout, and room to record the result (as much again, between 1 s and 10 s).
     fn lease(&self) -> Duration {
-        self.timeout
+        2 * self.timeout
             + self
                 .timeout
                 .clamp(Duration::from_secs(1), Duration::from_secs(10))
@@ -103,7 +110,7 @@ impl EngineHandle {
     pub fn offer(&self) -> LeaseOffer {
         LeaseOffer {
             lease_until: now_ms() + ms(self.lease),
-            per_webhook: PER_WEBHOOK,
+            per_webhook: LEASED_PER_WEBHOOK,
             window: Arc::clone(&self.window),
             engine: self.fresh.clone(),
         }
@@ -118,8 +125,9 @@ pub struct Dispatcher {
     secret_box: SecretBox,
     settings: Settings,
     wake: Arc<Notify>,
-    /// One permit per delivery in flight, claimed or handed over.
+    /// One permit per delivery leased here, claimed or handed over.
     window: Arc<Semaphore>,
+    endpoints: Arc<endpoints::Endpoints>,
 }
 
 /// What wakes the engine's loop.
@@ -161,6 +169,7 @@ impl Dispatcher {
             settings,
             wake,
             window,
+            endpoints: Arc::new(endpoints::Endpoints::new(PER_WEBHOOK)),
         };
         Ok((dispatcher, handle, handed))
     }
@@ -258,7 +267,7 @@ impl Dispatcher {
                 now,
                 lease_until: now + ms(self.settings.lease()),
                 limit,
-                per_webhook: PER_WEBHOOK,
+                per_webhook: LEASED_PER_WEBHOOK,
             })
             .await?;
         let full = batch.len() == free;
@@ -285,7 +294,9 @@ impl Dispatcher {
     ) {
         let me = Arc::clone(self);
         tasks.spawn(async move {
+            let at_endpoint = me.endpoints.enter(&job.webhook_id).await;
             let retry_at = me.process_one(job).await;
+            drop(at_endpoint);
             drop(slot);
             retry_at
         });

@@ -145,6 +145,14 @@ impl PostgresStore {
     }
 }
 
+/// A transaction whose commit does not wait for the WAL flush, for writes a crash may lose
+/// (a lease, an attempt's record, a wakeup); set in the `BEGIN`'s round trip, not one more.
+async fn begin_unflushed(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+    Ok(pool
+        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+        .await?)
+}
+
 /// Sends `NOTIFY herald_due` after the commits that made work due, from one task.
 ///
 /// A `NOTIFY` inside a transaction takes a database-wide lock from its pre-commit until its
@@ -178,10 +186,7 @@ impl Announcer {
     }
 
     async fn send(pool: &PgPool) -> Result<(), StoreError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = begin_unflushed(pool).await?;
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(CHANNEL)
             .execute(&mut *tx)
@@ -809,11 +814,8 @@ impl Store for PostgresStore {
 
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
             // A lease lost in a crash only makes the delivery due again.
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
+            let mut tx = begin_unflushed(&self.pool).await?;
             let leased = sqlx::query(
                 "SELECT webhook_id, COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL AND status = 'pending' \
                  AND next_attempt_at > $1 GROUP BY webhook_id",
@@ -946,12 +948,9 @@ impl Store for PostgresStore {
 
     fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
             // Bookkeeping: losing it in a crash only repeats an attempt (at-least-once), so
             // it does not wait for the WAL flush.
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
+            let mut tx = begin_unflushed(&self.pool).await?;
             let effects = record::write(&mut tx, &records).await?;
             tx.commit().await?;
             Ok(effects)

@@ -295,7 +295,11 @@ impl Dispatcher {
         let me = Arc::clone(self);
         tasks.spawn(async move {
             let at_endpoint = me.endpoints.enter(&job.webhook_id).await;
-            let retry_at = me.process_one(job).await;
+            // Allocated once the attempt may run, not with the waiting task: measured with
+            // hundreds of tasks waiting at gates (fan-out 10), peak RSS 163–294 MB inline
+            // against 79–102 MB boxed, though the future is only ~1.6 KB (the allocator's
+            // fragmentation, by all signs).
+            let retry_at = Box::pin(me.process_one(job)).await;
             drop(at_endpoint);
             drop(slot);
             retry_at

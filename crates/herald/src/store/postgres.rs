@@ -1,10 +1,11 @@
 //! The PostgreSQL store, for several Herald nodes sharing one database.
 //!
-//! Each write is one transaction on a pooled connection; PostgreSQL flushes the WAL of
-//! concurrent commits together, so concurrent publishes and attempt results share fsyncs
-//! without a writer of our own. Due deliveries are leased with `FOR UPDATE SKIP LOCKED`, so
-//! nodes never wait on each other's rows, and every write that makes work due is followed by
-//! `NOTIFY herald_due` so the other nodes wake at once (their slow poll is only the fallback).
+//! Each write is one transaction on a pooled connection, except the two hot ones: publishes
+//! are grouped into multi-row batches by two writers of their own ([`publish`]), and the
+//! engine's attempt records arrive in batches already ([`record`]). Due deliveries are
+//! leased with `FOR UPDATE SKIP LOCKED`, so nodes never wait on each other's rows, and every
+//! write that makes work due is followed by `NOTIFY herald_due` so the other nodes wake at
+//! once (their slow poll is only the fallback).
 //! The notification is sent after the commit, not inside it: see [`Announcer`].
 
 use std::collections::HashMap;

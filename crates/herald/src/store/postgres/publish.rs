@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::{Announcer, EVENT_COLUMNS, event_from_row, get};
 use crate::domain::event_types::subscribed;
 use crate::domain::ids::DeliveryId;
-use crate::store::{NewEvent, Published, StoreError};
+use crate::store::{Event, NewEvent, Published, StoreError};
 
 /// Publishes in one transaction, at most: bounded so one batch's statements stay small.
 const MAX_BATCH: usize = 128;
@@ -53,7 +53,7 @@ async fn write(pool: sqlx::PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>, ann
             return;
         }
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.drain(..).unzip();
-        let results = match insert(&pool, &events).await {
+        let stored = match insert(&pool, &events).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
             Err(e) if events.len() == 1 => vec![Err(e)],
             Err(_) => {
@@ -69,6 +69,18 @@ async fn write(pool: sqlx::PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>, ann
                 each
             }
         };
+        let results: Vec<Result<Published, StoreError>> = events
+            .into_iter()
+            .zip(stored)
+            .map(|(event, stored)| {
+                stored.map(|stored| match stored {
+                    // Fresh deliveries are claimed like any other here: leasing them at publish
+                    // would need each webhook's lease count read across nodes in this transaction.
+                    Stored::Created(count) => Published::Created(event.into_event(count), 0),
+                    Stored::Duplicate(original) => Published::Duplicate(original),
+                })
+            })
+            .collect();
         if results
             .iter()
             .any(|r| matches!(r, Ok(Published::Created(event, _)) if event.delivery_count > 0))
@@ -85,11 +97,24 @@ async fn write(pool: sqlx::PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>, ann
 /// a disabled one too, parked until it is enabled).
 type Target = (String, bool);
 
+/// What a batch did with one event.
+enum Stored {
+    /// Stored with this many deliveries.
+    Created(i64),
+    /// The caller's id was seen within the window (perhaps by another node just now, or
+    /// earlier in this batch): every duplicate answers with the original.
+    Duplicate(Event),
+}
+
 /// Stores `events` in one transaction; one answer per event, in order.
-async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Published>, StoreError> {
+async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
     let mut tx = pool.begin().await?;
     free_stale_source_ids(&mut tx, events).await?;
     let targets = targets(&mut tx, events).await?;
+    let counts: Vec<i64> = targets
+        .iter()
+        .map(|t| i64::try_from(t.len()).unwrap_or(i64::MAX))
+        .collect();
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO events (id, org_id, event_type, payload, source_id, delivery_count, created_at) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[]) \
@@ -100,7 +125,7 @@ async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Publishe
     .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.source_id.as_deref()).collect::<Vec<_>>())
-    .bind(targets.iter().map(|t| i64::try_from(t.len()).unwrap_or(i64::MAX)).collect::<Vec<_>>())
+    .bind(&counts)
     .bind(events.iter().map(|e| e.now).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
@@ -117,17 +142,12 @@ async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Publishe
     tx.commit().await?;
     events
         .iter()
-        .zip(targets)
+        .zip(counts)
         .zip(created)
-        .map(|((event, targets), created)| {
+        .map(|((event, count), created)| {
             if created {
-                let count = i64::try_from(targets.len()).unwrap_or(i64::MAX);
-                // Fresh deliveries are claimed like any other here: leasing them at publish
-                // would need each webhook's lease count read across nodes in this transaction.
-                return Ok(Published::Created(event.clone().into_event(count), 0));
+                return Ok(Stored::Created(count));
             }
-            // The caller's id was seen within the window (perhaps by another node just now,
-            // or earlier in this batch): every duplicate answers with the original.
             let key = (
                 event.org_id.as_str().to_owned(),
                 event.source_id.clone().unwrap_or_default(),
@@ -135,8 +155,8 @@ async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Publishe
             originals
                 .get(&key)
                 .cloned()
+                .map(Stored::Duplicate)
                 .ok_or_else(|| StoreError::Backend("a duplicate event's original is missing".to_owned()))
-                .map(Published::Duplicate)
         })
         .collect()
 }
@@ -223,7 +243,7 @@ async fn originals(
     tx: &mut sqlx::PgConnection,
     events: &[NewEvent],
     created: &[bool],
-) -> Result<HashMap<(String, String), crate::store::Event>, StoreError> {
+) -> Result<HashMap<(String, String), Event>, StoreError> {
     let (orgs, sources): (Vec<&str>, Vec<&str>) = events
         .iter()
         .zip(created)

@@ -27,7 +27,8 @@ use crate::domain::net::TargetPolicy;
 use crate::domain::time::{Millis, now_ms};
 use crate::secrets::SecretBox;
 use crate::store::{
-    Attempt, AttemptRecord, ClaimRequest, Claimed, LeaseOffer, Leased, Next, Store, StoreError, WebhookEffect,
+    Attempt, AttemptRecord, ClaimRequest, Claimed, LeaseOffer, Leased, Leases, Next, Store, StoreError,
+    WebhookEffect,
 };
 
 pub mod attempt;
@@ -42,8 +43,9 @@ const WINDOW: u32 = 1024;
 /// to take thousands a second, few enough that a slow one holds a small share of the window
 /// and a small receiver is not flooded.
 const PER_WEBHOOK: u32 = 64;
-/// Deliveries leased to one webhook at once, across every node: twice its slots, so that
-/// when an attempt ends the next one's lease is already held.
+/// Deliveries leased to one webhook at once by this process: twice its slots, so that when
+/// an attempt ends the next one's lease is already held (see [`Leases`] for why the count is
+/// kept in memory, per node).
 const LEASED_PER_WEBHOOK: u32 = 2 * PER_WEBHOOK;
 /// With nothing scheduled, look for work this often anyway (another process may publish).
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -97,6 +99,7 @@ pub struct EngineHandle {
     window: Arc<Semaphore>,
     fresh: mpsc::UnboundedSender<Leased>,
     lease: Duration,
+    leases: Arc<Leases>,
 }
 
 impl EngineHandle {
@@ -110,7 +113,7 @@ impl EngineHandle {
     pub fn offer(&self) -> LeaseOffer {
         LeaseOffer {
             lease_until: now_ms() + ms(self.lease),
-            per_webhook: LEASED_PER_WEBHOOK,
+            leases: Arc::clone(&self.leases),
             window: Arc::clone(&self.window),
             engine: self.fresh.clone(),
         }
@@ -127,7 +130,16 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     /// One permit per delivery leased here, claimed or handed over.
     window: Arc<Semaphore>,
+    leases: Arc<Leases>,
     endpoints: Arc<endpoints::Endpoints>,
+}
+
+/// Where a claim left the engine.
+enum AfterClaim {
+    /// It filled the window: claim again at once.
+    WindowFull,
+    /// It took what fitted; `more_due` if due work was left behind (or may have been).
+    Settled { more_due: bool },
 }
 
 /// What wakes the engine's loop.
@@ -154,12 +166,14 @@ impl Dispatcher {
         let (records, queue) = mpsc::channel(WINDOW as usize);
         tokio::spawn(record_batches(Arc::clone(&store), queue, settings.lease() / 2));
         let window = Arc::new(Semaphore::new(WINDOW as usize));
+        let leases = Leases::new(LEASED_PER_WEBHOOK);
         let (fresh, handed) = mpsc::unbounded_channel();
         let handle = EngineHandle {
             wake: Arc::clone(&wake),
             window: Arc::clone(&window),
             fresh,
             lease: settings.lease(),
+            leases: Arc::clone(&leases),
         };
         let dispatcher = Self {
             client: client::build(&settings.policy, settings.timeout)?,
@@ -169,6 +183,7 @@ impl Dispatcher {
             settings,
             wake,
             window,
+            leases,
             endpoints: Arc::new(endpoints::Endpoints::new(PER_WEBHOOK)),
         };
         Ok((dispatcher, handle, handed))
@@ -190,12 +205,12 @@ impl Dispatcher {
         let mut waiting = false;
         while !*shutdown.borrow() {
             if claim {
-                match self.claim(&mut tasks).await {
-                    Ok(true) => {
+                let more_due = match self.claim(&mut tasks).await {
+                    Ok(AfterClaim::WindowFull) => {
                         tokio::task::yield_now().await;
                         continue;
                     }
-                    Ok(false) => {}
+                    Ok(AfterClaim::Settled { more_due }) => more_due,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim deliveries; retrying in a second");
                         tokio::select! {
@@ -204,8 +219,14 @@ impl Dispatcher {
                         }
                         continue;
                     }
-                }
-                let (wait, due_now) = self.until_next_due().await;
+                };
+                // Due work left behind makes finished attempts the reason to claim; only
+                // otherwise is the store asked when the next retry or lease end falls.
+                let (wait, due_now) = if more_due {
+                    (IDLE_POLL, true)
+                } else {
+                    self.until_next_due().await
+                };
                 deadline = tokio::time::Instant::now() + wait;
                 waiting = due_now;
                 claim = false;
@@ -248,33 +269,39 @@ impl Dispatcher {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Claims as much due work as the window has room for and starts it; says whether more
-    /// is due than fitted.
-    async fn claim(self: &Arc<Self>, tasks: &mut JoinSet<Option<Millis>>) -> Result<bool, StoreError> {
+    /// Claims as much due work as the window has room for and starts it.
+    async fn claim(self: &Arc<Self>, tasks: &mut JoinSet<Option<Millis>>) -> Result<AfterClaim, StoreError> {
         let free = self.window.available_permits();
+        let settled = AfterClaim::Settled { more_due: true };
         if free == 0 {
-            return Ok(false);
+            return Ok(settled);
         }
         let limit = u32::try_from(free).unwrap_or(WINDOW);
         // Publishes may take permits meanwhile; then the next wakeup claims.
         let Ok(mut slots) = Arc::clone(&self.window).try_acquire_many_owned(limit) else {
-            return Ok(false);
+            return Ok(settled);
         };
         let now = now_ms();
-        let batch = self
+        let claim = self
             .store
             .claim_due(ClaimRequest {
                 now,
                 lease_until: now + ms(self.settings.lease()),
                 limit,
-                per_webhook: LEASED_PER_WEBHOOK,
+                leases: Arc::clone(&self.leases),
             })
             .await?;
-        let full = batch.len() == free;
-        for job in batch {
+        let full = claim.jobs.len() == free;
+        for job in claim.jobs {
             self.spawn(tasks, job, slots.split(1));
         }
-        Ok(full)
+        Ok(if full {
+            AfterClaim::WindowFull
+        } else {
+            AfterClaim::Settled {
+                more_due: claim.more_due,
+            }
+        })
     }
 
     /// Starts the attempts a publish handed over, each holding one of its window permits.

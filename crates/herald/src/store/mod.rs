@@ -11,8 +11,11 @@ use std::pin::Pin;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
+pub mod leases;
 pub mod postgres;
 pub mod sqlite;
+
+pub use leases::{LeaseHold, Leases};
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -256,12 +259,12 @@ pub struct NewEvent {
 /// costs no claim: no second write, no re-read of URL and payload, no wait for the fsync
 /// before the attempt starts (as a claim could already lease a committed, not yet synced
 /// delivery). A delivery is only leased this way when its webhook has no older due delivery
-/// waiting (no queue jumping) and is under `per_webhook` leases; otherwise it is stored due
+/// waiting (no queue jumping) and is under its cap of `leases`; otherwise it is stored due
 /// and claimed as usual. A backend may ignore the offer.
 #[derive(Debug, Clone)]
 pub struct LeaseOffer {
     pub lease_until: Millis,
-    pub per_webhook: u32,
+    pub leases: std::sync::Arc<Leases>,
     /// The engine's window, one permit per delivery in flight: a lease takes one or none.
     pub window: std::sync::Arc<tokio::sync::Semaphore>,
     /// Where the leased deliveries go once committed.
@@ -396,13 +399,21 @@ pub struct ClaimRequest {
     pub now: Millis,
     pub lease_until: Millis,
     pub limit: u32,
-    /// At most this many deliveries leased per webhook, counted in the database so the cap
-    /// holds across every node.
-    pub per_webhook: u32,
+    /// What each webhook holds already, and its cap; each job claimed holds one more.
+    pub leases: std::sync::Arc<Leases>,
+}
+
+/// What a claim leased, and whether it left due deliveries behind (their webhooks or the
+/// window were full, or it read only the head of a longer queue): then the engine claims
+/// again as attempts finish, and need not ask the store when work is next due.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub jobs: Vec<Claimed>,
+    pub more_due: bool,
 }
 
 /// A leased delivery with everything one attempt needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Claimed {
     pub delivery_id: DeliveryId,
     pub claim_token: i64,
@@ -415,6 +426,8 @@ pub struct Claimed {
     pub cycle_start: i64,
     /// Sealed signing secrets, the current one first.
     pub secrets: Vec<Vec<u8>>,
+    /// Counts against its webhook's cap until the job is done with.
+    pub lease: LeaseHold,
 }
 
 /// What happens to a delivery after an attempt.
@@ -647,7 +660,12 @@ impl ClaimBudget {
     /// Due deliveries read from the head of the queue.
     pub const HEAD: usize = 128;
 
-    /// `leased`: deliveries each webhook holds right now (unexpired leases).
+    /// The budget of `request`: its limit, and each webhook's cap less what it holds.
+    pub fn of(request: &ClaimRequest) -> Self {
+        Self::new(request.leases.held(), request.leases.per_webhook(), request.limit)
+    }
+
+    /// `leased`: deliveries each webhook holds right now.
     pub fn new(leased: impl IntoIterator<Item = (String, u32)>, per_webhook: u32, limit: u32) -> Self {
         Self {
             allowance: leased
@@ -759,9 +777,9 @@ pub trait Store: Send + Sync + 'static {
     fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published>;
     fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>>;
 
-    /// Leases due deliveries, at most `per_webhook` leased per webhook at once; an expired
+    /// Leases due deliveries, each webhook up to its cap in `request.leases`; an expired
     /// lease makes a delivery due again.
-    fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>>;
+    fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Claim>;
     /// The earliest `next_attempt_at` of any pending delivery, leased ones included.
     fn next_due_at(&self) -> StoreFuture<'_, Option<Millis>>;
     /// Records attempts and their deliveries' new state, all in one transaction (one commit

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_dashboard.sql"),
     include_str!("../../migrations/postgres/0003_claim_indexes.sql"),
     include_str!("../../migrations/postgres/0004_hot_path_without_foreign_keys.sql"),
+    include_str!("../../migrations/postgres/0005_leases_counted_in_memory.sql"),
 ];
 /// Serialises migrations and the first-start bootstrap across nodes.
 const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;
@@ -813,25 +814,11 @@ impl Store for PostgresStore {
         })
     }
 
-    fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
+    fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Claim> {
         Box::pin(async move {
             // A lease lost in a crash only makes the delivery due again.
             let mut tx = begin_unflushed(&self.pool).await?;
-            let leased = sqlx::query(
-                "SELECT webhook_id, COUNT(*) FROM deliveries WHERE claim_token IS NOT NULL AND status = 'pending' \
-                 AND next_attempt_at > $1 GROUP BY webhook_id",
-            )
-            .bind(request.now)
-            .fetch_all(&mut *tx)
-            .await?;
-            let leased = leased
-                .iter()
-                .map(|row| {
-                    let n: i64 = get(row, 1)?;
-                    Ok((get::<String>(row, 0)?, u32::try_from(n).unwrap_or(u32::MAX)))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let mut budget = ClaimBudget::new(leased, request.per_webhook, request.limit);
+            let mut budget = ClaimBudget::of(&request);
             let head = sqlx::query(
                 "SELECT id, webhook_id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
                  ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -840,9 +827,12 @@ impl Store for PostgresStore {
             .bind(ClaimBudget::HEAD as i64)
             .fetch_all(&mut *tx)
             .await?;
-            let more_due = head.len() == ClaimBudget::HEAD;
+            let head_full = head.len() == ClaimBudget::HEAD;
             let mut chosen = budget.take(due_rows(&head)?);
-            if more_due && budget.remaining() > 0 {
+            // A full head may hide more due work; a short one was all of it (but for rows
+            // another node has locked, which that node leases).
+            let more_due = head_full || chosen.len() < head.len();
+            if head_full && budget.remaining() > 0 {
                 // Webhooks with pending deliveries, one index step each (a loose index scan), then
                 // each one's oldest due rows up to its room: a full webhook's backlog is not read.
                 let webhooks: Vec<String> = sqlx::query_scalar(
@@ -881,7 +871,10 @@ impl Store for PostgresStore {
             }
             if chosen.is_empty() {
                 tx.commit().await?;
-                return Ok(Vec::new());
+                return Ok(Claim {
+                    jobs: Vec::new(),
+                    more_due,
+                });
             }
             let token = claim_token();
             let rows = sqlx::query(
@@ -917,23 +910,25 @@ impl Store for PostgresStore {
             for row in &secret_rows {
                 secrets.entry(get(row, 0)?).or_default().push(get(row, 1)?);
             }
-            let mut claimed = Vec::with_capacity(rows.len());
+            let mut jobs = Vec::with_capacity(rows.len());
             for row in &rows {
                 let webhook: String = get(row, 2)?;
-                claimed.push(Claimed {
+                let webhook_id = WebhookId::parse(&webhook).ok_or_else(|| corrupt("webhook id"))?;
+                jobs.push(Claimed {
                     delivery_id: DeliveryId::parse(&get::<String>(row, 0)?)
                         .ok_or_else(|| corrupt("delivery id"))?,
                     claim_token: token,
                     event_id: EventId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("event id"))?,
                     secrets: secrets.get(&webhook).cloned().unwrap_or_default(),
-                    webhook_id: WebhookId::parse(&webhook).ok_or_else(|| corrupt("webhook id"))?,
+                    lease: request.leases.hold(&webhook_id),
+                    webhook_id,
                     attempt_count: get(row, 3)?,
                     cycle_start: get(row, 4)?,
                     url: get(row, 5)?,
                     payload: get(row, 6)?,
                 });
             }
-            Ok(claimed)
+            Ok(Claim { jobs, more_due })
         })
     }
 

@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_leases.sql"),
     include_str!("../../migrations/sqlite/0004_dashboard.sql"),
     include_str!("../../migrations/sqlite/0005_claim_indexes.sql"),
+    include_str!("../../migrations/sqlite/0006_leases_counted_in_memory.sql"),
 ];
 
 /// How many queued writes one transaction may take.
@@ -776,10 +777,6 @@ fn due_per_webhook(
 // `hot_statements_are_prepared_once_whatever_their_parameters` holds them to it.
 const SQL_DUE_HEAD: &str = "SELECT rowid, webhook_id FROM deliveries INDEXED BY deliveries_due \
      WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at";
-/// Leased rows only (always pending), through their small partial index: the planner could
-/// otherwise walk every pending delivery.
-const SQL_LEASES_BY_WEBHOOK: &str = "SELECT webhook_id, COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
-     WHERE claim_token IS NOT NULL AND next_attempt_at > ? GROUP BY webhook_id";
 const SQL_NEXT_PENDING_WEBHOOK: &str = "SELECT MIN(webhook_id) FROM deliveries INDEXED BY deliveries_pending \
      WHERE status = 'pending' AND webhook_id > ?";
 /// No ORDER BY: with it SQLite prepares the statement again on every run. The forced index
@@ -789,8 +786,6 @@ const SQL_DUE_OF_WEBHOOK: &str = "SELECT next_attempt_at, rowid FROM deliveries 
      WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?";
 const SQL_DUE_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_pending \
      WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?)";
-const SQL_LEASED_COUNT: &str = "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
-     WHERE claim_token IS NOT NULL AND webhook_id = ? AND next_attempt_at > ?";
 const SQL_LEASE: &str = "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE rowid = ? \
      RETURNING id, event_id, webhook_id, attempt_count, cycle_start";
 const SQL_LEASE_DETAILS: &str =
@@ -807,19 +802,12 @@ fn due_head(conn: &Connection, now: Millis) -> Result<Vec<(i64, String)>, StoreE
         .collect::<Result<_, _>>()?)
 }
 
-/// Whether a fresh delivery to `webhook` may be leased in its publish (see [`LeaseOffer`]):
-/// the webhook has nothing older due, which should go first, and is under its lease limit.
-fn may_lease(conn: &Connection, webhook: &str, offer: &LeaseOffer, now: Millis) -> Result<bool, StoreError> {
-    let waiting: bool = conn
+/// Whether `webhook` has due deliveries waiting: then a fresh one is not leased in its
+/// publish (see [`LeaseOffer`]) but waits its turn behind them.
+fn due_waiting(conn: &Connection, webhook: &str, now: Millis) -> Result<bool, StoreError> {
+    Ok(conn
         .prepare_cached(SQL_DUE_WAITING)?
-        .query_row(params![webhook, now], |row| row.get(0))?;
-    if waiting {
-        return Ok(false);
-    }
-    let leased: i64 = conn
-        .prepare_cached(SQL_LEASED_COUNT)?
-        .query_row(params![webhook, now], |row| row.get(0))?;
-    Ok(leased < i64::from(offer.per_webhook))
+        .query_row(params![webhook, now], |row| row.get(0))?)
 }
 
 /// Webhook id → its sealed signing secrets, read once per claim.
@@ -863,6 +851,7 @@ fn lease_claims(
             claim_token: token,
             event_id,
             secrets: secrets.get(webhook_id.as_str()).cloned().unwrap_or_default(),
+            lease: request.leases.hold(&webhook_id),
             webhook_id,
             url,
             payload,
@@ -1188,14 +1177,14 @@ impl Store for SqliteStore {
             for (webhook, active, url) in targets {
                 let id = DeliveryId::new();
                 let lease = match &event.lease {
-                    Some(offer)
-                        if active && may_lease(conn, webhook.as_str(), offer, event.now)? && leased.take_slot(offer) =>
-                    {
-                        Some((offer.lease_until, claim_token()))
-                    }
+                    Some(offer) if active && !due_waiting(conn, webhook.as_str(), event.now)? => offer
+                        .leases
+                        .try_hold(&webhook)
+                        .filter(|_| leased.take_slot(offer))
+                        .map(|hold| (offer.lease_until, claim_token(), hold)),
                     _ => None,
                 };
-                let due = lease.map(|(until, _)| until).or(active.then_some(event.now));
+                let due = lease.as_ref().map(|(until, _, _)| *until).or(active.then_some(event.now));
                 insert.execute(params![
                     id.as_str(),
                     event.id.as_str(),
@@ -1203,16 +1192,17 @@ impl Store for SqliteStore {
                     event.org_id.as_str(),
                     event.event_type,
                     due,
-                    lease.map(|(_, token)| token),
+                    lease.as_ref().map(|(_, token, _)| *token),
                     event.now,
                     event.now
                 ])?;
-                if let Some((_, token)) = lease {
+                if let Some((_, token, hold)) = lease {
                     leased.jobs.push(Claimed {
                         delivery_id: id,
                         claim_token: token,
                         event_id: event.id.clone(),
                         secrets: signing_secrets(conn, webhook.as_str(), event.now)?,
+                        lease: hold,
                         webhook_id: webhook,
                         url,
                         payload: event.payload.clone(),
@@ -1247,26 +1237,22 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Vec<Claimed>> {
+    fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Claim> {
         Box::pin(self.write_bookkeeping(move |conn| {
-            let leased = conn
-                .prepare_cached(SQL_LEASES_BY_WEBHOOK)?
-                .query_map([request.now], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })?
-                .map(|row| row.map(|(w, n)| (w, u32::try_from(n).unwrap_or(u32::MAX))))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut budget = ClaimBudget::new(leased, request.per_webhook, request.limit);
+            let mut budget = ClaimBudget::of(&request);
             let head = due_head(conn, request.now)?;
-            let more_due = head.len() == ClaimBudget::HEAD;
+            let (read, head_full) = (head.len(), head.len() == ClaimBudget::HEAD);
             let mut secrets = SecretsRead::new();
+            let chosen = budget.take(head);
+            // A full head may hide more due work; a short one was all of it.
+            let more_due = head_full || chosen.len() < read;
             // Leased before the second step reads, which then no longer sees them as due.
-            let mut claimed = lease_claims(conn, &request, budget.take(head), &mut secrets)?;
-            if more_due && budget.remaining() > 0 {
+            let mut jobs = lease_claims(conn, &request, chosen, &mut secrets)?;
+            if head_full && budget.remaining() > 0 {
                 let chosen = budget.take(due_per_webhook(conn, &budget, request.now)?);
-                claimed.extend(lease_claims(conn, &request, chosen, &mut secrets)?);
+                jobs.extend(lease_claims(conn, &request, chosen, &mut secrets)?);
             }
-            Ok(claimed)
+            Ok(Claim { jobs, more_due })
         }))
     }
 
@@ -1658,6 +1644,30 @@ mod tests {
 
     /// Two webhooks (one mid-rotation, so it has an expiring secret) with due deliveries.
     async fn store_with_due_work(path: &Path) -> Vec<WebhookId> {
+        let (store, org, webhooks) = store_with_webhooks(path).await;
+        for _ in 0..6 {
+            store.publish(event(&org, now_ms(), None)).await.expect("publish");
+        }
+        webhooks
+    }
+
+    fn event(org: &OrgId, now: Millis, lease: Option<LeaseOffer>) -> NewEvent {
+        NewEvent {
+            id: EventId::new(),
+            org_id: org.clone(),
+            event_type: "order.filled".into(),
+            payload: "{}".into(),
+            source_id: None,
+            dedup_after: 0,
+            only_webhook: None,
+            now,
+            lease,
+        }
+    }
+
+    /// An org with two webhooks subscribed to everything, one mid-rotation (so it has an
+    /// expiring secret).
+    async fn store_with_webhooks(path: &Path) -> (SqliteStore, OrgId, Vec<WebhookId>) {
         let store = SqliteStore::open(path).await.expect("open");
         let now = now_ms();
         let org = Org {
@@ -1695,23 +1705,7 @@ mod tests {
             .rotate_webhook_secret(OrgScope::Any, webhooks[0].clone(), rotation)
             .await
             .expect("rotate");
-        for _ in 0..6 {
-            store
-                .publish(NewEvent {
-                    id: EventId::new(),
-                    org_id: org.id.clone(),
-                    event_type: "order.filled".into(),
-                    payload: "{}".into(),
-                    source_id: None,
-                    dedup_after: 0,
-                    only_webhook: None,
-                    now,
-                    lease: None,
-                })
-                .await
-                .expect("publish");
-        }
-        webhooks
+        (store, org.id, webhooks)
     }
 
     /// [`store_with_due_work`] in a temp dir (kept alive by the first value), and a writer
@@ -1727,14 +1721,13 @@ mod tests {
     #[tokio::test]
     async fn hot_statements_are_prepared_once_whatever_their_parameters() {
         let (_dir, webhooks, conn) = due_work().await;
-        let offer = offer(64);
         let start = now_ms() + 10;
         for step in 0..8 {
             let now = start + step;
             let head = due_head(&conn, now).expect("head");
             assert!(!head.is_empty(), "the deliveries are due");
             for webhook in &webhooks {
-                may_lease(&conn, webhook.as_str(), &offer, now).expect("may lease");
+                due_waiting(&conn, webhook.as_str(), now).expect("due waiting");
                 assert!(
                     !signing_secrets(&conn, webhook.as_str(), now)
                         .expect("secrets")
@@ -1743,25 +1736,20 @@ mod tests {
             }
             let budget = ClaimBudget::new(Vec::new(), 64, 1024);
             due_per_webhook(&conn, &budget, now).expect("per webhook");
-            conn.prepare_cached(SQL_LEASES_BY_WEBHOOK)
-                .and_then(|mut s| s.query_map([now], |_| Ok(()))?.collect::<Result<Vec<_>, _>>())
-                .expect("leases");
             let request = ClaimRequest {
                 now,
                 lease_until: now + 1_000 + step,
                 limit: 1,
-                per_webhook: 64,
+                leases: Leases::new(64),
             };
             let (rowid, _) = head[0].clone();
             lease_claims(&conn, &request, vec![rowid], &mut SecretsRead::new()).expect("lease");
         }
         for sql in [
             SQL_DUE_HEAD,
-            SQL_LEASES_BY_WEBHOOK,
             SQL_NEXT_PENDING_WEBHOOK,
             SQL_DUE_OF_WEBHOOK,
             SQL_DUE_WAITING,
-            SQL_LEASED_COUNT,
             SQL_LEASE,
             SQL_LEASE_DETAILS,
             SQL_SIGNING_SECRETS,
@@ -1775,23 +1763,54 @@ mod tests {
         }
     }
 
-    fn offer(per_webhook: u32) -> LeaseOffer {
-        let (engine, _handed) = tokio::sync::mpsc::unbounded_channel();
-        LeaseOffer {
-            lease_until: 0,
-            per_webhook,
-            window: Arc::new(Semaphore::new(8)),
+    #[tokio::test]
+    async fn a_publish_leases_no_more_than_each_webhooks_cap() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, org, webhooks) = store_with_webhooks(&dir.path().join("herald.db")).await;
+        let (engine, mut handed) = tokio::sync::mpsc::unbounded_channel();
+        let offer = LeaseOffer {
+            lease_until: now_ms() + 60_000,
+            leases: Leases::new(2),
+            window: Arc::new(Semaphore::new(64)),
             engine,
+        };
+        let mut leased = Vec::new();
+        for _ in 0..3 {
+            match store
+                .publish(event(&org, now_ms(), Some(offer.clone())))
+                .await
+                .expect("publish")
+            {
+                Published::Created(_, n) => leased.push(n),
+                Published::Duplicate(_) => panic!("no caller id was given"),
+            }
         }
+        assert_eq!(
+            leased,
+            [2, 2, 0],
+            "each of the two webhooks leases two, then is full"
+        );
+        let mut held = offer.leases.held();
+        held.sort();
+        let mut expected: Vec<(String, u32)> = webhooks.iter().map(|w| (w.as_str().to_owned(), 2)).collect();
+        expected.sort();
+        assert_eq!(held, expected);
+        let mut jobs = Vec::new();
+        while let Ok(more) = handed.try_recv() {
+            jobs.extend(more.jobs);
+        }
+        assert_eq!(jobs.len(), 4, "what was leased was handed to the engine");
+        drop(jobs);
+        assert!(offer.leases.held().is_empty(), "done jobs give their leases back");
     }
 
     #[tokio::test]
-    async fn a_fresh_delivery_is_leased_only_behind_no_older_due_one_and_under_the_limit() {
+    async fn a_fresh_delivery_is_leased_only_behind_no_older_due_one() {
         let (_dir, webhooks, conn) = due_work().await;
         let now = now_ms() + 10;
         let webhook = webhooks[0].as_str();
         assert!(
-            !may_lease(&conn, webhook, &offer(64), now).expect("may lease"),
+            due_waiting(&conn, webhook, now).expect("due waiting"),
             "six older deliveries are due: a new one waits its turn"
         );
         let mine: Vec<i64> = due_head(&conn, now)
@@ -1805,24 +1824,30 @@ mod tests {
             now,
             lease_until: now + 60_000,
             limit: 6,
-            per_webhook: 64,
+            leases: Leases::new(64),
         };
-        lease_claims(&conn, &request, mine, &mut SecretsRead::new()).expect("lease");
-        assert!(
-            may_lease(&conn, webhook, &offer(64), now).expect("may lease"),
-            "nothing waits any more and 6 leases are under 64"
+        let jobs = lease_claims(&conn, &request, mine, &mut SecretsRead::new()).expect("lease");
+        assert_eq!(
+            request.leases.held(),
+            vec![(webhook.to_owned(), 6)],
+            "each job claimed holds a lease"
         );
         assert!(
-            !may_lease(&conn, webhook, &offer(6), now).expect("may lease"),
-            "6 leases reach a limit of 6"
+            !due_waiting(&conn, webhook, now).expect("due waiting"),
+            "nothing waits any more: a new one may be leased"
         );
         assert!(
-            !may_lease(&conn, webhook, &offer(64), now + 60_000).expect("may lease"),
+            due_waiting(&conn, webhook, now + 60_000).expect("due waiting"),
             "once the leases run out their deliveries are due again, and a new one waits behind them"
         );
         assert!(
-            may_lease(&conn, webhooks[1].as_str(), &offer(64), now - 60_000).expect("may lease"),
+            !due_waiting(&conn, webhooks[1].as_str(), now - 60_000).expect("due waiting"),
             "the other webhook's deliveries are not due yet at that time"
+        );
+        drop(jobs);
+        assert!(
+            request.leases.held().is_empty(),
+            "done jobs give their leases back"
         );
     }
 }

@@ -272,6 +272,7 @@ impl Dispatcher {
     /// Claims as much due work as the window has room for and starts it.
     async fn claim(self: &Arc<Self>, tasks: &mut JoinSet<Option<Millis>>) -> Result<AfterClaim, StoreError> {
         let free = self.window.available_permits();
+        // No room to claim into: whatever is due waits for an attempt to finish.
         let settled = AfterClaim::Settled { more_due: true };
         if free == 0 {
             return Ok(settled);

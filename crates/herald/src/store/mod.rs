@@ -406,7 +406,7 @@ pub struct ClaimRequest {
 /// What a claim leased, and whether it left due deliveries behind (their webhooks or the
 /// window were full, or it read only the head of a longer queue): then the engine claims
 /// again as attempts finish, and need not ask the store when work is next due.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Claim {
     pub jobs: Vec<Claimed>,
     pub more_due: bool,

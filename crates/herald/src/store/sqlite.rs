@@ -86,6 +86,11 @@ fn corrupt(column: usize, what: &str) -> rusqlite::Error {
     )
 }
 
+/// The webhook id in `column`, which must be well formed.
+fn webhook_id_at(row: &Row<'_>, column: usize) -> rusqlite::Result<WebhookId> {
+    WebhookId::parse(&row.get::<_, String>(column)?).ok_or_else(|| corrupt(column, "webhook id"))
+}
+
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<ReadPool>,
@@ -827,11 +832,11 @@ fn lease_claims(
         let token = claim_token();
         let (delivery_id, event_id, webhook_id, attempt_count, cycle_start) =
             lease.query_row(params![request.lease_until, token, rowid], |row| {
-                let (id, event, webhook): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                let (id, event): (String, String) = (row.get(0)?, row.get(1)?);
                 Ok((
                     DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
                     EventId::parse(&event).ok_or_else(|| corrupt(1, "event id"))?,
-                    WebhookId::parse(&webhook).ok_or_else(|| corrupt(2, "webhook id"))?,
+                    webhook_id_at(row, 2)?,
                     row.get(3)?,
                     row.get(4)?,
                 ))
@@ -1135,7 +1140,7 @@ impl Store for SqliteStore {
                         "SELECT id, status, url FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
                     )?
                     .query_map(params![id.as_str(), event.org_id.as_str()], |row| {
-                        Ok((WebhookId::parse(&row.get::<_, String>(0)?).ok_or_else(|| corrupt(0, "webhook id"))?, row.get::<_, String>(1)? == "active", row.get(2)?))
+                        Ok((webhook_id_at(row, 0)?, row.get::<_, String>(1)? == "active", row.get(2)?))
                     })?
                     .collect::<Result<_, _>>()?,
                 None => conn
@@ -1143,7 +1148,7 @@ impl Store for SqliteStore {
                         "SELECT id, event_types, url FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
                     )?
                     .query_map([event.org_id.as_str()], |row| {
-                        Ok((WebhookId::parse(&row.get::<_, String>(0)?).ok_or_else(|| corrupt(0, "webhook id"))?, row.get::<_, Option<String>>(1)?, row.get(2)?))
+                        Ok((webhook_id_at(row, 0)?, row.get::<_, Option<String>>(1)?, row.get(2)?))
                     })?
                     .filter_map(|row| match row {
                         Ok((id, patterns, url)) => {

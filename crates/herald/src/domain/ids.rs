@@ -18,9 +18,13 @@ fn encode(value: u128) -> String {
 
 /// Checks the 26-character body: Crockford lowercase, and no more than 128 bits.
 fn is_valid_body(body: &str) -> bool {
-    body.len() == 26
-        && body.bytes().all(|b| ALPHABET.contains(&b))
-        && body.as_bytes().first().is_some_and(|b| *b <= b'7')
+    body.len() == 26 && body.bytes().all(is_alphabet) && body.as_bytes().first().is_some_and(|b| *b <= b'7')
+}
+
+/// Whether `b` is in [`ALPHABET`], by ranges: a search of the alphabet for every character
+/// of every id parsed was 3–4 % of the SQLite writer's instructions (callgrind).
+fn is_alphabet(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'a'..=b'h' | b'j' | b'k' | b'm' | b'n' | b'p'..=b't' | b'v'..=b'z')
 }
 
 /// Makes a fresh id body from a UUIDv7.
@@ -147,6 +151,13 @@ mod tests {
         assert!(id.as_str().starts_with("wh_"));
         assert_eq!(id.as_str().len(), 3 + 26);
         assert_eq!(WebhookId::parse(id.as_str()), Some(id));
+    }
+
+    #[test]
+    fn the_range_check_accepts_exactly_the_alphabet() {
+        for b in 0..=u8::MAX {
+            assert_eq!(is_alphabet(b), ALPHABET.contains(&b), "byte {b}");
+        }
     }
 
     #[test]

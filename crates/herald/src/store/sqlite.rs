@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_dashboard.sql"),
     include_str!("../../migrations/sqlite/0005_claim_indexes.sql"),
     include_str!("../../migrations/sqlite/0006_leases_counted_in_memory.sql"),
+    include_str!("../../migrations/sqlite/0007_status_check_without_temp_table.sql"),
 ];
 
 /// How many queued writes one transaction may take.
@@ -127,16 +128,14 @@ fn open_connection(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
 /// Applies the embedded migrations that have not run yet; returns the schema version.
 /// Safe to run from several processes at once: each step takes the write lock first.
 fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if usize::try_from(version).unwrap_or(0) > index {
-            continue;
-        }
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i64::try_from(index + 1).unwrap_or(i64::MAX))?;
-        tx.commit()?;
-    }
+    // SQLite cannot alter a constraint in place, so a migration may rebuild a table: drop it
+    // while other tables' keys point at it, and rename the rebuilt one into its place. Keys
+    // are off for that (the pragma is ignored inside a transaction) and each migration checks
+    // them all before it commits, as SQLite's documented procedure does.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let applied = apply_migrations(conn);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    applied?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let version = usize::try_from(version).unwrap_or(0);
     if version > MIGRATIONS.len() {
@@ -146,6 +145,26 @@ fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
         )));
     }
     Ok(version)
+}
+
+fn apply_migrations(conn: &mut Connection) -> Result<(), StoreError> {
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if usize::try_from(version).unwrap_or(0) > index {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        if tx.prepare("PRAGMA foreign_key_check")?.exists([])? {
+            return Err(StoreError::Backend(format!(
+                "migration {} would leave rows whose foreign keys point nowhere; nothing was changed",
+                index + 1
+            )));
+        }
+        tx.pragma_update(None, "user_version", i64::try_from(index + 1).unwrap_or(i64::MAX))?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -634,6 +653,24 @@ fn signing_secrets(conn: &Connection, webhook: &str, now: Millis) -> Result<Vec<
 }
 
 /// One attempt and its delivery's new state, inside the caller's transaction.
+/// The update of a recorded delivery's state: to `delivered` whoever holds the lease (but
+/// never out of `canceled`), to anything else only under our lease.
+fn record_state_sql(delivered: bool) -> String {
+    // `status <> 'canceled'` rather than `status IN (…)`: see the status check's migration
+    // (0007) for what SQLite does with a list.
+    let guard = if delivered {
+        "status <> 'canceled'"
+    } else {
+        "status = 'pending' AND claim_token = ?"
+    };
+    format!(
+        "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = ?, \
+         last_response_status = ?, last_error = ?, last_error_message = ?, updated_at = ?, \
+         status = ?, next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at), claim_token = NULL \
+         WHERE id = ? AND {guard}"
+    )
+}
+
 fn record_one(
     conn: &Connection,
     record: &AttemptRecord,
@@ -662,17 +699,7 @@ fn record_one(
     // The attempt happened whatever the lease says; the state changes only while we
     // hold the lease (or to `delivered`, which is true whoever holds it).
     let (status, next_at, delivered_at) = record.next.row_state(a);
-    let guard = if matches!(record.next, Next::Delivered) {
-        "status IN ('pending', 'failed', 'delivered')"
-    } else {
-        "status = 'pending' AND claim_token = ?"
-    };
-    let sql = format!(
-        "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = ?, \
-         last_response_status = ?, last_error = ?, last_error_message = ?, updated_at = ?, \
-         status = ?, next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at), claim_token = NULL \
-         WHERE id = ? AND {guard}"
-    );
+    let sql = record_state_sql(matches!(record.next, Next::Delivered));
     let mut bound: Vec<Value> = vec![
         Value::Integer(a.started_at),
         a.response_status.map_or(Value::Null, Value::Integer),
@@ -791,10 +818,14 @@ const SQL_DUE_OF_WEBHOOK: &str = "SELECT next_attempt_at, rowid FROM deliveries 
      WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?";
 const SQL_DUE_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_pending \
      WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?)";
-const SQL_LEASE: &str = "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE rowid = ? \
-     RETURNING id, event_id, webhook_id, attempt_count, cycle_start";
-const SQL_LEASE_DETAILS: &str =
-    "SELECT (SELECT url FROM webhooks WHERE id = ?1), (SELECT payload FROM events WHERE id = ?2)";
+const SQL_INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, \
+     status, next_attempt_at, claim_token, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)";
+/// Read before the lease rather than by `RETURNING`: SQLite gathers returned rows in a
+/// temporary table, opened and dropped on every run.
+const SQL_LEASE_READ: &str = "SELECT id, event_id, webhook_id, attempt_count, cycle_start, \
+     (SELECT url FROM webhooks WHERE id = d.webhook_id), (SELECT payload FROM events WHERE id = d.event_id) \
+     FROM deliveries d WHERE rowid = ?";
+const SQL_LEASE: &str = "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE rowid = ?";
 const SQL_SIGNING_SECRETS: &str =
     "SELECT ciphertext, expires_at, seq FROM webhook_secrets WHERE webhook_id = ?";
 
@@ -825,13 +856,13 @@ fn lease_claims(
     chosen: Vec<i64>,
     secrets: &mut SecretsRead,
 ) -> Result<Vec<Claimed>, StoreError> {
+    let mut read = conn.prepare_cached(SQL_LEASE_READ)?;
     let mut lease = conn.prepare_cached(SQL_LEASE)?;
-    let mut details = conn.prepare_cached(SQL_LEASE_DETAILS)?;
     let mut claimed = Vec::with_capacity(chosen.len());
     for rowid in chosen {
         let token = claim_token();
-        let (delivery_id, event_id, webhook_id, attempt_count, cycle_start) =
-            lease.query_row(params![request.lease_until, token, rowid], |row| {
+        let (delivery_id, event_id, webhook_id, attempt_count, cycle_start, url, payload) =
+            read.query_row([rowid], |row| {
                 let (id, event): (String, String) = (row.get(0)?, row.get(1)?);
                 Ok((
                     DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
@@ -839,12 +870,11 @@ fn lease_claims(
                     webhook_id_at(row, 2)?,
                     row.get(3)?,
                     row.get(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, String>(6)?,
                 ))
             })?;
-        let (url, payload): (String, String) = details
-            .query_row(params![webhook_id.as_str(), event_id.as_str()], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?;
+        lease.execute(params![request.lease_until, token, rowid])?;
         if !secrets.contains_key(webhook_id.as_str()) {
             secrets.insert(
                 webhook_id.as_str().to_owned(),
@@ -1174,10 +1204,7 @@ impl Store for SqliteStore {
                 count,
                 event.now
             ])?;
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
-                 claim_token, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-            )?;
+            let mut insert = conn.prepare_cached(SQL_INSERT_DELIVERY)?;
             let mut leased = Leased::default();
             for (webhook, active, url) in targets {
                 let id = DeliveryId::new();
@@ -1755,8 +1782,8 @@ mod tests {
             SQL_NEXT_PENDING_WEBHOOK,
             SQL_DUE_OF_WEBHOOK,
             SQL_DUE_WAITING,
+            SQL_LEASE_READ,
             SQL_LEASE,
-            SQL_LEASE_DETAILS,
             SQL_SIGNING_SECRETS,
         ] {
             let statement = conn.prepare_cached(sql).expect("cached");
@@ -1766,6 +1793,133 @@ mod tests {
                 "prepared again on a run: {sql}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn hot_writes_build_no_temporary_tables() {
+        let (_dir, _webhooks, conn) = due_work().await;
+        for sql in [
+            SQL_INSERT_DELIVERY.to_owned(),
+            SQL_LEASE_READ.to_owned(),
+            SQL_LEASE.to_owned(),
+            record_state_sql(true),
+            record_state_sql(false),
+        ] {
+            let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
+            let unbound = vec![Value::Null; explain.parameter_count()];
+            let opcodes: Vec<String> = explain
+                .query_map(params_from_iter(unbound), |row| row.get(1))
+                .expect("program")
+                .collect::<Result<_, _>>()
+                .expect("opcodes");
+            assert!(
+                !opcodes.iter().any(|op| op == "OpenEphemeral"),
+                "opens a temporary table on every run: {sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_status_check_rebuild_keeps_every_delivery_and_its_keys() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = open_connection(&dir.path().join("herald.db"), true).expect("connection");
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).expect("earlier migration");
+        }
+        conn.pragma_update(None, "user_version", 6).expect("version");
+        let (org, webhook, event) = (OrgId::new(), WebhookId::new(), EventId::new());
+        conn.execute(
+            "INSERT INTO orgs (id, name, created_at) VALUES (?, 'acme', 1)",
+            [org.as_str()],
+        )
+        .expect("org");
+        conn.execute(
+            "INSERT INTO webhooks (id, org_id, url, status, secret_last4, created_at, updated_at) \
+             VALUES (?, ?, 'https://example.com/', 'active', 'abcd', 1, 1)",
+            [webhook.as_str(), org.as_str()],
+        )
+        .expect("webhook");
+        conn.execute(
+            "INSERT INTO events (id, org_id, event_type, payload, delivery_count, created_at) \
+             VALUES (?, ?, 'order.filled', '{}', 3, 1)",
+            [event.as_str(), org.as_str()],
+        )
+        .expect("event");
+        let deliveries: Vec<DeliveryId> = (0..3).map(|_| DeliveryId::new()).collect();
+        for (delivery, (status, due)) in
+            deliveries
+                .iter()
+                .zip([("pending", Some(5)), ("delivered", None), ("failed", None)])
+        {
+            conn.execute(
+                "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
+                 created_at, updated_at) VALUES (?, ?, ?, ?, 'order.filled', ?, ?, 1, 1)",
+                params![delivery.as_str(), event.as_str(), webhook.as_str(), org.as_str(), status, due],
+            )
+            .expect("delivery");
+        }
+        let attempt = "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, \
+             response_body_truncated) VALUES (?, ?, 1, 1, 1, 0)";
+        conn.execute(attempt, [AttemptId::new().as_str(), deliveries[1].as_str()])
+            .expect("attempt");
+        let rows = |conn: &Connection| -> Vec<(i64, String, String, Option<i64>)> {
+            conn.prepare("SELECT rowid, id, status, next_attempt_at FROM deliveries ORDER BY rowid")
+                .expect("select")
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("deliveries")
+        };
+        let before = rows(&conn);
+
+        assert_eq!(migrate(&mut conn).expect("migrate"), MIGRATIONS.len());
+
+        assert_eq!(rows(&conn), before);
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'deliveries' \
+                 AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .expect("select")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("indexes");
+        assert_eq!(
+            indexes,
+            [
+                "deliveries_by_event",
+                "deliveries_by_org",
+                "deliveries_by_webhook",
+                "deliveries_due",
+                "deliveries_pending"
+            ]
+        );
+        let attempts: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM attempts WHERE delivery_id = ?",
+                [deliveries[1].as_str()],
+                |r| r.get(0),
+            )
+            .expect("attempts");
+        assert_eq!(attempts, 1);
+        let keys_on: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(keys_on, 1, "foreign keys are back on after migrating");
+        assert!(
+            conn.execute(attempt, [AttemptId::new().as_str(), DeliveryId::new().as_str()])
+                .is_err(),
+            "an attempt of no delivery is refused"
+        );
+        assert!(
+            conn.execute(
+                "UPDATE deliveries SET status = 'lost' WHERE id = ?",
+                [deliveries[0].as_str()]
+            )
+            .is_err(),
+            "the status is still checked"
+        );
     }
 
     #[tokio::test]

@@ -156,8 +156,8 @@ fn open_connection(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Each job runs in a savepoint, which gives every write a statement journal: on disk
-    // that is a temp file created and fsynced per transaction, in memory it is a buffer.
+    // A savepoint (and any statement that may need undoing alone) keeps a statement journal:
+    // on disk that is a temp file created and fsynced per transaction, in memory a buffer.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     if writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -68,6 +68,9 @@ trait Write: Send {
     /// Runs the write, keeping its result; says whether it succeeded and what to do the
     /// moment the commit succeeds. A second run replaces the first one's result.
     fn run(&mut self, conn: &Connection) -> (bool, Option<OnCommit>);
+    /// Drops the last run's result, for a write that cannot run again (its first run was
+    /// rolled back): it is then answered as failed, not with what the rollback undid.
+    fn discard(&mut self);
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
 }
@@ -98,8 +101,12 @@ where
         }
     }
 
+    fn discard(&mut self) {
+        self.result = None;
+    }
+
     fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
-        // No result: the write panicked, and was rolled back.
+        // No result: the write panicked or could not run, and was rolled back.
         let result = self
             .result
             .unwrap_or_else(|| Err(StoreError::Backend("the write failed; it was rolled back".into())));
@@ -285,6 +292,7 @@ fn run_jobs(conn: &Connection, batch: &mut [Job], isolated: bool) -> Option<Ran>
     for job in batch.iter_mut() {
         if isolated && let Err(e) = exec(conn, "SAVEPOINT job") {
             tracing::error!(error = %e, "cannot open a savepoint");
+            job.write.discard();
             ran.succeeded.push(false);
             continue;
         }
@@ -727,7 +735,6 @@ fn signing_secrets(conn: &Connection, webhook: &str, now: Millis) -> Result<Vec<
     Ok(secrets.into_iter().map(|(ciphertext, _, _)| ciphertext).collect())
 }
 
-/// One attempt and its delivery's new state, inside the caller's transaction.
 /// The update of a recorded delivery's state: to `delivered` whoever holds the lease (but
 /// never out of `canceled`), to anything else only under our lease.
 fn record_state_sql(delivered: bool) -> String {
@@ -746,6 +753,7 @@ fn record_state_sql(delivered: bool) -> String {
     )
 }
 
+/// One attempt and its delivery's new state, inside the caller's transaction.
 fn record_one(
     conn: &Connection,
     record: &AttemptRecord,

@@ -735,22 +735,27 @@ fn signing_secrets(conn: &Connection, webhook: &str, now: Millis) -> Result<Vec<
     Ok(secrets.into_iter().map(|(ciphertext, _, _)| ciphertext).collect())
 }
 
-/// The update of a recorded delivery's state: to `delivered` whoever holds the lease (but
-/// never out of `canceled`), to anything else only under our lease.
-fn record_state_sql(delivered: bool) -> String {
-    // `status <> 'canceled'` rather than `status IN (…)`: see the status check's migration
-    // (0007) for what SQLite does with a list.
-    let guard = if delivered {
-        "status <> 'canceled'"
-    } else {
-        "status = 'pending' AND claim_token = ?"
-    };
-    format!(
+/// The start of the update of a recorded delivery's state (a macro, so that `concat!` can
+/// build both statements as constants: the record runs one per attempt).
+macro_rules! record_state_update {
+    () => {
         "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = ?, \
          last_response_status = ?, last_error = ?, last_error_message = ?, updated_at = ?, \
          status = ?, next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at), claim_token = NULL \
-         WHERE id = ? AND {guard}"
-    )
+         WHERE id = ? AND "
+    };
+}
+
+/// The update of a recorded delivery's state: to `delivered` whoever holds the lease (but
+/// never out of `canceled`), to anything else only under our lease. `status <> 'canceled'`
+/// rather than `status IN (…)`: see the status check's migration (0007) for what SQLite does
+/// with a list.
+fn record_state_sql(delivered: bool) -> &'static str {
+    if delivered {
+        concat!(record_state_update!(), "status <> 'canceled'")
+    } else {
+        concat!(record_state_update!(), "status = 'pending' AND claim_token = ?")
+    }
 }
 
 /// One attempt and its delivery's new state, inside the caller's transaction.
@@ -782,22 +787,26 @@ fn record_one(
     // The attempt happened whatever the lease says; the state changes only while we
     // hold the lease (or to `delivered`, which is true whoever holds it).
     let (status, next_at, delivered_at) = record.next.row_state(a);
-    let sql = record_state_sql(matches!(record.next, Next::Delivered));
-    let mut bound: Vec<Value> = vec![
-        Value::Integer(a.started_at),
-        a.response_status.map_or(Value::Null, Value::Integer),
-        a.error.clone().map_or(Value::Null, Value::Text),
-        a.error_message.clone().map_or(Value::Null, Value::Text),
-        Value::Integer(now),
-        Value::Text(status.to_owned()),
-        next_at.map_or(Value::Null, Value::Integer),
-        delivered_at.map_or(Value::Null, Value::Integer),
-        Value::Text(a.delivery_id.as_str().to_owned()),
+    let delivered = matches!(record.next, Next::Delivered);
+    let mut update = conn.prepare_cached(record_state_sql(delivered))?;
+    let state = params![
+        a.started_at,
+        a.response_status,
+        a.error,
+        a.error_message,
+        now,
+        status,
+        next_at,
+        delivered_at,
+        a.delivery_id.as_str()
     ];
-    if !matches!(record.next, Next::Delivered) {
-        bound.push(Value::Integer(record.claim_token));
-    }
-    let updated = conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+    let updated = if delivered {
+        update.execute(state)?
+    } else {
+        let mut under_lease = state.to_vec();
+        under_lease.push(&record.claim_token);
+        update.execute(under_lease.as_slice())?
+    };
     if updated == 0 {
         // Our lease ran out and someone else owns the delivery now: only the count moves.
         conn.prepare_cached("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = ?")?
@@ -1976,8 +1985,8 @@ mod tests {
             SQL_INSERT_DELIVERY.to_owned(),
             SQL_LEASE_READ.to_owned(),
             SQL_LEASE.to_owned(),
-            record_state_sql(true),
-            record_state_sql(false),
+            record_state_sql(true).to_owned(),
+            record_state_sql(false).to_owned(),
         ] {
             let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
             let unbound = vec![Value::Null; explain.parameter_count()];

@@ -7,15 +7,17 @@
 //! page a write touches, about a fifth of the writer's work), and when any write in it
 //! fails, the batch is rolled back and run again with each write in a savepoint of its own,
 //! so the failed one alone is undone. A write is therefore a closure that may run twice,
-//! and what it holds in memory (leases, window permits) it returns rather than keeps. The
-//! writer commits with
-//! `synchronous=NORMAL` (no fsync) and hands the batch's durable writes to a second thread,
-//! the syncer, which `fdatasync`s the WAL file and only then answers them. So the writer
-//! works on the next batch while the disk syncs the last one, and one fsync covers every
-//! batch committed before it began. This is as safe as `synchronous=FULL`: the frames of a
-//! commit are in the WAL file before the syncer starts, and SQLite itself syncs the WAL and
-//! the database around every checkpoint, before any frame could be overwritten. Reads use a
-//! small pool of separate connections, which WAL lets run beside the writer.
+//! and what it holds in memory (leases, window permits) it returns rather than keeps.
+//!
+//! The writer commits with `synchronous=NORMAL` (no fsync) and hands the batch's durable
+//! writes to a second thread, the syncer, which `fdatasync`s the WAL file and only then
+//! answers them. So the writer works on the next batch while the disk syncs the last one,
+//! and one fsync covers every batch committed before it began. This is as safe as
+//! `synchronous=FULL`: the frames of a commit are in the WAL file before the syncer starts,
+//! and SQLite itself syncs the WAL and the database around every checkpoint, before any
+//! frame could be overwritten. Checkpoints run on a third thread with a connection of its
+//! own, so their syncs do not hold the writer (see `checkpointer_loop`). Reads use a small
+//! pool of separate connections, which WAL lets run beside the writer.
 //!
 //! A write committed but not yet synced is visible to other transactions (a claim may lease
 //! a just-published delivery, and a publish hands the deliveries it leased to the engine at
@@ -431,8 +433,11 @@ impl SqliteStore {
                     // never finished and the WAL never started over: finish here, between the
                     // writer's transactions, as SQLite would. An error must not reach the
                     // commit (it would report a committed batch as failed).
-                    if let Err(e) = wal.checkpoint() {
-                        tracing::warn!(error = %e, "checkpoint on the writer failed");
+                    match wal.checkpoint() {
+                        // The checkpointer is at it; the next commit tries again.
+                        Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {}
+                        Err(e) => tracing::warn!(error = %e, "checkpoint on the writer failed"),
+                        Ok(()) => {}
                     }
                 } else if frames >= CHECKPOINT_FRAMES {
                     // Full: a checkpoint is already asked for, and will see these frames too.

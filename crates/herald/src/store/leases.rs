@@ -49,15 +49,17 @@ impl Leases {
             return None;
         }
         *n += 1;
-        Some(LeaseHold {
-            leases: Arc::clone(self),
-            webhook: webhook.clone(),
-        })
+        Some(self.counted(webhook))
     }
 
     /// A lease on `webhook` that a claim's budget already allowed for.
     pub fn hold(self: &Arc<Self>, webhook: &WebhookId) -> LeaseHold {
         *self.lock().entry(webhook.clone()).or_insert(0) += 1;
+        self.counted(webhook)
+    }
+
+    /// The hold for a lease already counted.
+    fn counted(self: &Arc<Self>, webhook: &WebhookId) -> LeaseHold {
         LeaseHold {
             leases: Arc::clone(self),
             webhook: webhook.clone(),

@@ -1977,13 +1977,18 @@ mod tests {
         )
     }
 
-    fn org_names(conn: &Connection) -> Vec<String> {
-        conn.prepare("SELECT name FROM orgs ORDER BY name")
+    /// The one text column `sql` selects, row by row.
+    fn strings(conn: &Connection, sql: &str) -> Vec<String> {
+        conn.prepare(sql)
             .expect("select")
             .query_map([], |r| r.get(0))
             .expect("rows")
             .collect::<Result<_, _>>()
-            .expect("names")
+            .expect("strings")
+    }
+
+    fn org_names(conn: &Connection) -> Vec<String> {
+        strings(conn, "SELECT name FROM orgs ORDER BY name")
     }
 
     #[test]
@@ -2138,16 +2143,11 @@ mod tests {
         assert_eq!(migrate(&mut conn).expect("migrate"), MIGRATIONS.len());
 
         assert_eq!(rows(&conn), before);
-        let indexes: Vec<String> = conn
-            .prepare(
-                "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'deliveries' \
-                 AND name NOT LIKE 'sqlite_%' ORDER BY name",
-            )
-            .expect("select")
-            .query_map([], |r| r.get(0))
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("indexes");
+        let indexes = strings(
+            &conn,
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'deliveries' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        );
         assert_eq!(
             indexes,
             [

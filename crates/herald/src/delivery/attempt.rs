@@ -3,12 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::client::{BlockedAddress, DnsFailure, check_literal};
 use super::retry::parse_retry_after;
 use crate::domain::net::TargetPolicy;
 use crate::domain::time::{Millis, now_ms};
+
+/// The signature headers' names, built once rather than parsed for every attempt.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static(herald_verify::HEADER_ID);
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static(herald_verify::HEADER_TIMESTAMP);
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static(herald_verify::HEADER_SIGNATURE);
 
 /// Response bodies are kept up to this size, for the audit trail.
 pub const MAX_RESPONSE_BODY: usize = 16 * 1024;
@@ -77,14 +82,48 @@ impl Outcome {
     }
 }
 
+/// Where and with which keys a webhook's deliveries are sent, as its stored `url` and sealed
+/// secrets say. Parsing the url and opening the secrets were a tenth of a worker's
+/// instructions when done for every attempt (callgrind, `herald-bench throughput`), so one
+/// `Target` serves every attempt to the webhook while they overlap (see
+/// [`super::endpoints::Slot::target`]).
+pub struct Target {
+    /// The stored url and sealed secrets it was prepared from: a job naming others (the
+    /// webhook was updated or its secret rotated) gets a new `Target`.
+    stored_url: String,
+    sealed: Vec<Vec<u8>>,
+    url: Result<reqwest::Url, String>,
+    /// The secrets to sign with, the current one first; several during a rotation overlap.
+    secrets: Vec<herald_verify::Secret>,
+}
+
+impl Target {
+    /// `open` turns the sealed secrets into the keys it could open (it logs the others).
+    pub fn prepare(
+        stored_url: &str,
+        sealed: &[Vec<u8>],
+        open: impl FnOnce(&[Vec<u8>]) -> Vec<herald_verify::Secret>,
+    ) -> Self {
+        Self {
+            stored_url: stored_url.to_owned(),
+            sealed: sealed.to_vec(),
+            url: reqwest::Url::parse(stored_url).map_err(|e| format!("invalid url: {e}")),
+            secrets: open(sealed),
+        }
+    }
+
+    /// Whether this was prepared from exactly this url and these sealed secrets.
+    pub fn is_for(&self, stored_url: &str, sealed: &[Vec<u8>]) -> bool {
+        self.stored_url == stored_url && self.sealed == sealed
+    }
+}
+
 /// What to send.
 pub struct Request<'a> {
-    pub url: &'a str,
+    pub target: &'a Target,
     /// The event id: `webhook-id`, identical on every retry so receivers can deduplicate.
     pub event_id: &'a str,
     pub payload: &'a str,
-    /// The secrets to sign with, the current one first; several during a rotation overlap.
-    pub secrets: &'a [herald_verify::Secret],
 }
 
 /// An `io::Error`'s `source()` skips the error it wraps, so look inside, however deep.
@@ -153,15 +192,11 @@ pub async fn send(
 ) -> Outcome {
     let started_at = now_ms();
     let started = Instant::now();
-    let url = match reqwest::Url::parse(request.url) {
-        Ok(url) => url,
-        Err(e) => {
-            return Outcome::failed(
-                started_at,
-                started,
-                ErrorClass::Connect,
-                format!("invalid url: {e}"),
-            );
+    let target = request.target;
+    let url = match &target.url {
+        Ok(url) => url.clone(),
+        Err(message) => {
+            return Outcome::failed(started_at, started, ErrorClass::Connect, message.clone());
         }
     };
     if let Err(blocked) = check_literal(&url, policy) {
@@ -172,7 +207,7 @@ pub async fn send(
             blocked.to_string(),
         );
     }
-    if request.secrets.is_empty() {
+    if target.secrets.is_empty() {
         return Outcome::failed(
             started_at,
             started,
@@ -183,7 +218,7 @@ pub async fn send(
     }
     let timestamp = started_at / 1000;
     let signature = herald_verify::signature_header(
-        request.secrets,
+        &target.secrets,
         request.event_id,
         timestamp,
         request.payload.as_bytes(),
@@ -192,9 +227,9 @@ pub async fn send(
         .post(url)
         .timeout(timeout)
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header("webhook-id", request.event_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature.as_str())
+        .header(WEBHOOK_ID, request.event_id)
+        .header(WEBHOOK_TIMESTAMP, timestamp.to_string())
+        .header(WEBHOOK_SIGNATURE, signature.as_str())
         .body(request.payload.to_owned())
         .send()
         .await;

@@ -1,4 +1,5 @@
-//! How many attempts this process has in flight to each webhook, at most.
+//! How many attempts this process has in flight to each webhook, at most, and the [`Target`]
+//! they share while they overlap.
 //!
 //! Leases and attempts are counted apart: a webhook may hold more leases than it has
 //! attempts in flight, so that when an attempt ends the next one starts at once from a lease
@@ -11,12 +12,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::attempt::Target;
 use crate::domain::ids::WebhookId;
 
 /// One gate per webhook with work in this process; a gate nobody holds is dropped.
 pub struct Endpoints {
     per_webhook: usize,
-    gates: Mutex<HashMap<WebhookId, Arc<Semaphore>>>,
+    gates: Mutex<HashMap<WebhookId, Arc<Gate>>>,
+}
+
+/// A webhook's slots, and the [`Target`] its attempts share while they overlap: it goes with
+/// the gate, so opened secrets stay in memory only while the webhook has attempts in flight.
+struct Gate {
+    slots: Arc<Semaphore>,
+    target: Mutex<Option<Arc<Target>>>,
 }
 
 impl Endpoints {
@@ -32,13 +41,16 @@ impl Endpoints {
     pub async fn enter(self: &Arc<Self>, webhook: &WebhookId) -> Slot {
         let gate = {
             let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
-            let gate = gates
-                .entry(webhook.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_webhook)));
+            let gate = gates.entry(webhook.clone()).or_insert_with(|| {
+                Arc::new(Gate {
+                    slots: Arc::new(Semaphore::new(self.per_webhook)),
+                    target: Mutex::new(None),
+                })
+            });
             Arc::clone(gate)
         };
         // The gate is never closed, so this only fails if it were; then go ahead unbounded.
-        let permit = Arc::clone(&gate).acquire_owned().await.ok();
+        let permit = Arc::clone(&gate.slots).acquire_owned().await.ok();
         Slot {
             endpoints: Arc::clone(self),
             webhook: webhook.clone(),
@@ -57,8 +69,34 @@ impl Endpoints {
 pub struct Slot {
     endpoints: Arc<Endpoints>,
     webhook: WebhookId,
-    gate: Option<Arc<Semaphore>>,
+    gate: Option<Arc<Gate>>,
     permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    /// The webhook's [`Target`] for this url and these sealed secrets: the one an overlapping
+    /// attempt prepared if it was prepared from the same, else a new one (see
+    /// [`Target::prepare`] for `open`), which replaces it.
+    pub fn target(
+        &self,
+        url: &str,
+        sealed: &[Vec<u8>],
+        open: impl FnOnce(&[Vec<u8>]) -> Vec<herald_verify::Secret>,
+    ) -> Arc<Target> {
+        let prepare = || Target::prepare(url, sealed, open);
+        let Some(gate) = &self.gate else {
+            return Arc::new(prepare());
+        };
+        let shared = || gate.target.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(target) = shared().as_ref().filter(|t| t.is_for(url, sealed)) {
+            return Arc::clone(target);
+        }
+        // Prepared outside the lock (it decrypts); two attempts may both prepare, and the
+        // last one's is kept.
+        let target = Arc::new(prepare());
+        *shared() = Some(Arc::clone(&target));
+        target
+    }
 }
 
 impl Drop for Slot {
@@ -82,6 +120,8 @@ impl Drop for Slot {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     #[tokio::test]
@@ -111,6 +151,48 @@ mod tests {
             endpoints.tracked(),
             1,
             "webhook b's gate went when its last slot did"
+        );
+    }
+
+    /// An `open` that counts its calls and opens nothing.
+    fn counted(opened: &AtomicUsize) -> impl FnOnce(&[Vec<u8>]) -> Vec<herald_verify::Secret> + '_ {
+        |_| {
+            opened.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn overlapping_attempts_share_a_target_until_its_url_or_secrets_change() {
+        let endpoints = Arc::new(Endpoints::new(4));
+        let webhook = WebhookId::new();
+        let (first, second) = (endpoints.enter(&webhook).await, endpoints.enter(&webhook).await);
+        let opened = AtomicUsize::new(0);
+        let (url, sealed) = ("https://example.com/a", vec![b"one".to_vec()]);
+        let a = first.target(url, &sealed, counted(&opened));
+        let b = second.target(url, &sealed, counted(&opened));
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the second attempt reuses the first's target"
+        );
+        assert_eq!(opened.load(Ordering::Relaxed), 1);
+
+        let rotated = vec![b"two".to_vec(), b"one".to_vec()];
+        let c = second.target(url, &rotated, counted(&opened));
+        assert!(!Arc::ptr_eq(&b, &c), "a rotated secret makes a new target");
+        let moved = "https://example.com/b";
+        let d = first.target(moved, &rotated, counted(&opened));
+        assert!(!Arc::ptr_eq(&c, &d), "a new url makes a new target");
+        assert!(d.is_for(moved, &rotated) && !d.is_for(url, &rotated));
+        assert_eq!(opened.load(Ordering::Relaxed), 3);
+
+        drop((first, second));
+        let later = endpoints.enter(&webhook).await;
+        later.target(moved, &rotated, counted(&opened));
+        assert_eq!(
+            opened.load(Ordering::Relaxed),
+            4,
+            "once no attempt was in flight, the opened secrets were gone with the gate"
         );
     }
 

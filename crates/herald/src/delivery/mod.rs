@@ -22,7 +22,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch}
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::domain::ids::AttemptId;
+use crate::domain::ids::{AttemptId, WebhookId};
 use crate::domain::net::TargetPolicy;
 use crate::domain::time::{Millis, now_ms};
 use crate::secrets::SecretBox;
@@ -327,7 +327,7 @@ impl Dispatcher {
             // hundreds of tasks waiting at gates (fan-out 10), peak RSS 163–294 MB inline
             // against 79–102 MB boxed, though the future is only ~1.6 KB (the allocator's
             // fragmentation, by all signs).
-            let retry_at = Box::pin(me.process_one(job)).await;
+            let retry_at = Box::pin(me.process_one(job, &at_endpoint)).await;
             drop(at_endpoint);
             drop(slot);
             retry_at
@@ -356,15 +356,15 @@ impl Dispatcher {
     }
 
     /// Decrypts the webhook's secrets; undecryptable ones are skipped (and logged).
-    fn secrets(&self, job: &Claimed) -> Vec<herald_verify::Secret> {
-        job.secrets
+    fn open_secrets(&self, webhook: &WebhookId, sealed: &[Vec<u8>]) -> Vec<herald_verify::Secret> {
+        sealed
             .iter()
-            .filter_map(|sealed| match self.secret_box.open(sealed, job.webhook_id.as_str()) {
+            .filter_map(|sealed| match self.secret_box.open(sealed, webhook.as_str()) {
                 Ok(plain) => String::from_utf8(plain)
                     .ok()
                     .and_then(|s| herald_verify::Secret::parse(&s).ok()),
                 Err(e) => {
-                    tracing::error!(webhook.id = %job.webhook_id, error = %e, "cannot decrypt a signing secret");
+                    tracing::error!(webhook.id = %webhook, error = %e, "cannot decrypt a signing secret");
                     None
                 }
             })
@@ -390,16 +390,17 @@ impl Dispatcher {
     /// One delivery: attempt, decide, record; returns when a retry is due, if one is. A record
     /// that cannot be written is retried a few times; if it still fails the lease runs out and
     /// the delivery is attempted again.
-    async fn process_one(&self, job: Claimed) -> Option<Millis> {
-        let secrets = self.secrets(&job);
+    async fn process_one(&self, job: Claimed, at_endpoint: &endpoints::Slot) -> Option<Millis> {
+        let target = at_endpoint.target(&job.url, &job.secrets, |sealed| {
+            self.open_secrets(&job.webhook_id, sealed)
+        });
         let outcome = attempt::send(
             &self.client,
             &self.settings.policy,
             attempt::Request {
-                url: &job.url,
+                target: &target,
                 event_id: job.event_id.as_str(),
                 payload: &job.payload,
-                secrets: &secrets,
             },
             self.settings.timeout,
         )

@@ -2,7 +2,7 @@
 //! Prometheus metrics and the OpenAPI document. Also the middleware that counts requests.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
@@ -21,6 +21,9 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder. Installed once: a second `run` in the same process
 /// (tests) shares it.
 pub fn metrics_handle() -> PrometheusHandle {
@@ -35,9 +38,28 @@ pub fn metrics_handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("another metrics recorder is installed; /metrics will be empty");
             }
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// The recorder keeps every histogram sample until upkeep folds it into the buckets, and
+/// only a scrape of `/metrics` ran upkeep: a Herald nobody scraped grew by 8 bytes per
+/// request and per attempt, for good (≈ 16 MB of the 1,000,000-delivery backlog run's peak).
+/// A thread of its own, not a task, so that it outlives any one runtime in the process.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let upkeep = std::thread::Builder::new()
+        .name("herald-metrics".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = upkeep {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are folded only when /metrics is read");
+    }
 }
 
 pub fn router(openapi: Arc<String>) -> axum::Router<AppState> {

@@ -54,7 +54,7 @@ impl Endpoints {
         Slot {
             endpoints: Arc::clone(self),
             webhook: webhook.clone(),
-            gate: Some(gate),
+            gate,
             permit,
         }
     }
@@ -69,7 +69,7 @@ impl Endpoints {
 pub struct Slot {
     endpoints: Arc<Endpoints>,
     webhook: WebhookId,
-    gate: Option<Arc<Gate>>,
+    gate: Arc<Gate>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -83,17 +83,13 @@ impl Slot {
         sealed: &[Vec<u8>],
         open: impl FnOnce(&[Vec<u8>]) -> Vec<herald_verify::Secret>,
     ) -> Arc<Target> {
-        let prepare = || Target::prepare(url, sealed, open);
-        let Some(gate) = &self.gate else {
-            return Arc::new(prepare());
-        };
-        let shared = || gate.target.lock().unwrap_or_else(PoisonError::into_inner);
+        let shared = || self.gate.target.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(target) = shared().as_ref().filter(|t| t.is_for(url, sealed)) {
             return Arc::clone(target);
         }
         // Prepared outside the lock (it decrypts); two attempts may both prepare, and the
         // last one's is kept.
-        let target = Arc::new(prepare());
+        let target = Arc::new(Target::prepare(url, sealed, open));
         *shared() = Some(Arc::clone(&target));
         target
     }
@@ -102,16 +98,16 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         drop(self.permit.take());
-        drop(self.gate.take());
         let mut gates = self
             .endpoints
             .gates
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // Clones are only made under this lock, so nobody can be about to take this gate.
+        // Clones are only made under this lock, so nobody can be about to take this gate:
+        // held by the map and this slot alone, it has no other slot.
         if gates
             .get(&self.webhook)
-            .is_some_and(|gate| Arc::strong_count(gate) == 1)
+            .is_some_and(|gate| Arc::strong_count(gate) == 2)
         {
             gates.remove(&self.webhook);
         }

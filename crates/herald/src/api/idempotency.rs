@@ -1,7 +1,11 @@
 //! `Idempotency-Key` on every POST: the same key with the same request within 24 h answers the
 //! stored response (`Idempotent-Replayed: true`); with a different request, 409. Keys belong to
-//! the caller's org. The key is claimed before the handler runs, so two concurrent requests
-//! with one key cannot both act; a claim whose process died is taken over after a minute.
+//! the API key that sent them, not to its org: an answer may carry a secret (a new API key, a
+//! signing secret) or say what one role may not do, so it is replayed only to the caller who
+//! got it first. Stored bodies are sealed with the master key, like signing secrets, bound to
+//! the API key and idempotency key they answer. The key is claimed before the handler runs, so
+//! two concurrent requests with one key cannot both act; a claim whose process died is taken
+//! over after a minute.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -11,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::auth;
+use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::extract::read_body;
 use crate::domain::time::now_ms;
@@ -73,7 +77,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let claim = state
         .store()
         .claim_idempotency_key(IdempotencyRequest {
-            org_id: caller.org_id.clone(),
+            key_id: caller.key_id.clone(),
             key: key.clone(),
             fingerprint: fingerprint.clone(),
             now,
@@ -102,29 +106,37 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         Ok(IdempotencyClaim::Existing {
             response: Some(stored),
             ..
-        }) => replay(stored),
+        }) => replay(&state, &caller, &key, stored),
         Ok(IdempotencyClaim::Claimed) => {
             parts.extensions.insert(caller.clone());
             let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
             let (parts, body) = response.into_parts();
             let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
-                let _ = state.store().release_idempotency_key(caller.org_id, key).await;
+                let _ = state.store().release_idempotency_key(caller.key_id, key).await;
                 return ApiError::internal("reading a response body", "stream failed").into_response();
             };
-            let stored = if keep(parts.status) {
-                state
-                    .store()
-                    .complete_idempotency_key(
-                        caller.org_id,
-                        key,
-                        StoredResponse {
-                            status: parts.status.as_u16(),
-                            body: body.to_vec(),
-                        },
-                    )
-                    .await
-            } else {
-                state.store().release_idempotency_key(caller.org_id, key).await
+            let sealed = keep(parts.status)
+                .then(|| state.secret_box().seal(&body, &seal_context(&caller, &key)))
+                .transpose();
+            let stored = match sealed {
+                Ok(Some(sealed)) => {
+                    state
+                        .store()
+                        .complete_idempotency_key(
+                            caller.key_id,
+                            key,
+                            StoredResponse {
+                                status: parts.status.as_u16(),
+                                body: sealed,
+                            },
+                        )
+                        .await
+                }
+                Ok(None) => state.store().release_idempotency_key(caller.key_id, key).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not seal an idempotent response; the key is released");
+                    state.store().release_idempotency_key(caller.key_id, key).await
+                }
             };
             if let Err(e) = stored {
                 tracing::warn!(error = %e, "could not record an idempotent response");
@@ -134,14 +146,27 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     }
 }
 
-fn replay(stored: StoredResponse) -> Response {
+/// What a sealed answer is bound to: a blob copied onto another caller's or key's row does
+/// not open.
+fn seal_context(caller: &Caller, key: &str) -> String {
+    format!("idempotency {} {key}", caller.key_id)
+}
+
+fn replay(state: &AppState, caller: &Caller, key: &str, stored: StoredResponse) -> Response {
+    let body = match state.secret_box().open(&stored.body, &seal_context(caller, key)) {
+        Ok(body) => body,
+        Err(e) => return ApiError::internal("opening a stored idempotent answer", e).into_response(),
+    };
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let mut response = Response::new(Body::from(stored.body.clone()));
+    let has_body = !body.is_empty();
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    if !stored.body.is_empty() {
+    if has_body {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
+    // The first answer may have carried a secret; so may this one.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(REPLAYED, HeaderValue::from_static("true"));
     response
 }

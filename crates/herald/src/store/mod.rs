@@ -225,7 +225,9 @@ pub enum IdempotencyClaim {
 /// How idempotency keys are claimed.
 #[derive(Debug, Clone)]
 pub struct IdempotencyRequest {
-    pub org_id: OrgId,
+    /// The API key that sent the request: keys are scoped to it, so a stored answer is never
+    /// replayed to another caller (another role of the same org included).
+    pub key_id: KeyId,
     pub key: String,
     pub fingerprint: Vec<u8>,
     pub now: Millis,
@@ -809,14 +811,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Option<u64>>;
 
     fn claim_idempotency_key(&self, request: IdempotencyRequest) -> StoreFuture<'_, IdempotencyClaim>;
+    /// Keeps the answer; its `body` arrives sealed (the store never sees a secret in it).
     fn complete_idempotency_key(
         &self,
-        org: OrgId,
+        caller: KeyId,
         key: String,
         response: StoredResponse,
     ) -> StoreFuture<'_, ()>;
     /// Frees a claimed key whose request failed in a way worth retrying.
-    fn release_idempotency_key(&self, org: OrgId, key: String) -> StoreFuture<'_, ()>;
+    fn release_idempotency_key(&self, caller: KeyId, key: String) -> StoreFuture<'_, ()>;
     fn purge_idempotency_keys(&self, before: Millis) -> StoreFuture<'_, u64>;
 
     fn create_session(&self, session: Session) -> StoreFuture<'_, ()>;

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0003_claim_indexes.sql"),
     include_str!("../../migrations/postgres/0004_hot_path_without_foreign_keys.sql"),
     include_str!("../../migrations/postgres/0005_leases_counted_in_memory.sql"),
+    include_str!("../../migrations/postgres/0006_idempotency_per_api_key.sql"),
 ];
 /// Serialises migrations and the first-start bootstrap across nodes.
 const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;
@@ -1150,10 +1151,10 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (org_id, key, fingerprint, status, body, created_at) \
-                 VALUES ($1, $2, $3, NULL, NULL, $4) ON CONFLICT (org_id, key) DO NOTHING",
+                "INSERT INTO idempotency_keys (key_id, key, fingerprint, status, body, created_at) \
+                 VALUES ($1, $2, $3, NULL, NULL, $4) ON CONFLICT (key_id, key) DO NOTHING",
             )
-            .bind(request.org_id.as_str())
+            .bind(request.key_id.as_str())
             .bind(&request.key)
             .bind(&request.fingerprint)
             .bind(request.now)
@@ -1166,9 +1167,9 @@ impl Store for PostgresStore {
             }
             let row = sqlx::query(
                 "SELECT fingerprint, status, body, created_at FROM idempotency_keys \
-                 WHERE org_id = $1 AND key = $2 FOR UPDATE",
+                 WHERE key_id = $1 AND key = $2 FOR UPDATE",
             )
-            .bind(request.org_id.as_str())
+            .bind(request.key_id.as_str())
             .bind(&request.key)
             .fetch_one(&mut *tx)
             .await?;
@@ -1181,11 +1182,11 @@ impl Store for PostgresStore {
             if reusable {
                 sqlx::query(
                     "UPDATE idempotency_keys SET fingerprint = $1, status = NULL, body = NULL, created_at = $2 \
-                     WHERE org_id = $3 AND key = $4",
+                     WHERE key_id = $3 AND key = $4",
                 )
                 .bind(&request.fingerprint)
                 .bind(request.now)
-                .bind(request.org_id.as_str())
+                .bind(request.key_id.as_str())
                 .bind(&request.key)
                 .execute(&mut *tx)
                 .await?;
@@ -1205,15 +1206,15 @@ impl Store for PostgresStore {
 
     fn complete_idempotency_key(
         &self,
-        org: OrgId,
+        caller: KeyId,
         key: String,
         response: StoredResponse,
     ) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query("UPDATE idempotency_keys SET status = $1, body = $2 WHERE org_id = $3 AND key = $4")
+            sqlx::query("UPDATE idempotency_keys SET status = $1, body = $2 WHERE key_id = $3 AND key = $4")
                 .bind(i64::from(response.status))
                 .bind(&response.body)
-                .bind(org.as_str())
+                .bind(caller.as_str())
                 .bind(&key)
                 .execute(&self.pool)
                 .await?;
@@ -1221,10 +1222,10 @@ impl Store for PostgresStore {
         })
     }
 
-    fn release_idempotency_key(&self, org: OrgId, key: String) -> StoreFuture<'_, ()> {
+    fn release_idempotency_key(&self, caller: KeyId, key: String) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query("DELETE FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND status IS NULL")
-                .bind(org.as_str())
+            sqlx::query("DELETE FROM idempotency_keys WHERE key_id = $1 AND key = $2 AND status IS NULL")
+                .bind(caller.as_str())
                 .bind(&key)
                 .execute(&self.pool)
                 .await?;

@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_claim_indexes.sql"),
     include_str!("../../migrations/sqlite/0006_leases_counted_in_memory.sql"),
     include_str!("../../migrations/sqlite/0007_status_check_without_temp_table.sql"),
+    include_str!("../../migrations/sqlite/0008_idempotency_per_api_key.sql"),
 ];
 
 /// How many queued writes one transaction may take.
@@ -1600,9 +1601,9 @@ impl Store for SqliteStore {
         Box::pin(self.write(move |conn| {
             let existing = conn
                 .prepare_cached(
-                    "SELECT fingerprint, status, body, created_at FROM idempotency_keys WHERE org_id = ? AND key = ?",
+                    "SELECT fingerprint, status, body, created_at FROM idempotency_keys WHERE key_id = ? AND key = ?",
                 )?
-                .query_row(params![request.org_id.as_str(), request.key], |row| {
+                .query_row(params![request.key_id.as_str(), request.key], |row| {
                     let status: Option<i64> = row.get(1)?;
                     let body: Option<Vec<u8>> = row.get(2)?;
                     let created_at: Millis = row.get(3)?;
@@ -1618,11 +1619,11 @@ impl Store for SqliteStore {
             };
             if reusable {
                 conn.prepare_cached(
-                    "INSERT INTO idempotency_keys (org_id, key, fingerprint, status, body, created_at) \
-                     VALUES (?, ?, ?, NULL, NULL, ?) ON CONFLICT (org_id, key) DO UPDATE SET \
+                    "INSERT INTO idempotency_keys (key_id, key, fingerprint, status, body, created_at) \
+                     VALUES (?, ?, ?, NULL, NULL, ?) ON CONFLICT (key_id, key) DO UPDATE SET \
                      fingerprint = excluded.fingerprint, status = NULL, body = NULL, created_at = excluded.created_at",
                 )?
-                .execute(params![request.org_id.as_str(), request.key, request.fingerprint, request.now])?;
+                .execute(params![request.key_id.as_str(), request.key, request.fingerprint, request.now])?;
                 return Ok(IdempotencyClaim::Claimed);
             }
             let (fingerprint, status, body, _) = existing.ok_or(StoreError::Conflict("idempotency key"))?;
@@ -1638,30 +1639,30 @@ impl Store for SqliteStore {
 
     fn complete_idempotency_key(
         &self,
-        org: OrgId,
+        caller: KeyId,
         key: String,
         response: StoredResponse,
     ) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |conn| {
             conn.prepare_cached(
-                "UPDATE idempotency_keys SET status = ?, body = ? WHERE org_id = ? AND key = ?",
+                "UPDATE idempotency_keys SET status = ?, body = ? WHERE key_id = ? AND key = ?",
             )?
             .execute(params![
                 i64::from(response.status),
                 response.body,
-                org.as_str(),
+                caller.as_str(),
                 key
             ])?;
             Ok(())
         }))
     }
 
-    fn release_idempotency_key(&self, org: OrgId, key: String) -> StoreFuture<'_, ()> {
+    fn release_idempotency_key(&self, caller: KeyId, key: String) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |conn| {
             conn.prepare_cached(
-                "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND status IS NULL",
+                "DELETE FROM idempotency_keys WHERE key_id = ? AND key = ? AND status IS NULL",
             )?
-            .execute(params![org.as_str(), key])?;
+            .execute(params![caller.as_str(), key])?;
             Ok(())
         }))
     }

@@ -1,17 +1,37 @@
-//! `Idempotency-Key`: replays, conflicts, and scoping to the caller's org.
+//! `Idempotency-Key`: replays, conflicts, scoping to the API key that sent it, and stored
+//! answers sealed at rest.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::support::{TestApp, expect_error, expect_json};
+use super::support::{TestApp, expect_error, expect_json, stored_bytes};
 
 async fn post_with_key(app: &TestApp, key: &str, idem: &str, body: &Value) -> reqwest::Response {
-    app.request(Method::POST, "/v1/webhooks", key)
+    post_to(app, "/v1/webhooks", key, idem, body).await
+}
+
+async fn post_to(app: &TestApp, path: &str, key: &str, idem: &str, body: &Value) -> reqwest::Response {
+    app.request(Method::POST, path, key)
         .header("idempotency-key", idem)
         .json(body)
         .send()
         .await
         .expect("request")
+}
+
+fn replayed(response: &reqwest::Response) -> bool {
+    response.headers().get("idempotent-replayed").is_some()
+}
+
+/// A key of `role` in `org`, made by the admin.
+async fn key_in(app: &TestApp, org: &str, role: &str) -> String {
+    let body = json!({"org_id": org, "role": role});
+    let key = expect_json(
+        app.post("/v1/keys", &app.admin_key, &body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    key["key"].as_str().expect("key").to_owned()
 }
 
 #[tokio::test]
@@ -65,6 +85,140 @@ async fn client_errors_are_replayed_too() {
     let second = post_with_key(&app, &key, "bad-url", &body).await;
     assert!(second.headers().get("idempotent-replayed").is_some());
     assert_eq!(expect_json(second, StatusCode::BAD_REQUEST).await, first);
+}
+
+#[tokio::test]
+async fn an_admins_new_key_is_never_replayed_to_a_tenant_or_investor_of_the_same_org() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let org = app.admin_org.clone();
+    let tenant = key_in(&app, &org, "tenant").await;
+    let investor = key_in(&app, &org, "investor").await;
+    let body = json!({"org_id": org, "role": "admin"});
+    let made = post_to(&app, "/v1/keys", &app.admin_key, "new admin", &body).await;
+    let made = expect_json(made, StatusCode::CREATED).await;
+    let secret = made["key"].as_str().expect("key").to_owned();
+
+    for other in [&tenant, &investor] {
+        let response = post_to(&app, "/v1/keys", other, "new admin", &body).await;
+        assert!(!replayed(&response), "another caller's answer was replayed");
+        let text = response.text().await.expect("body");
+        assert!(!text.contains(&secret), "the admin key leaked: {text}");
+        let error: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(error["error"]["code"], "forbidden", "{text}");
+    }
+    // The admin who made it still gets its own answer back.
+    let again = post_to(&app, "/v1/keys", &app.admin_key, "new admin", &body).await;
+    assert!(replayed(&again));
+    assert_eq!(
+        expect_json(again, StatusCode::CREATED).await["key"],
+        secret.as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_tenants_signing_secret_is_never_replayed_to_an_investor() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (org, tenant) = app.tenant("tenant").await;
+    let investor = key_in(&app, &org, "investor").await;
+    let body = json!({"url": "https://example.com/secret"});
+    let created = expect_json(
+        post_with_key(&app, &tenant, "mine", &body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+
+    let stolen = post_with_key(&app, &investor, "mine", &body).await;
+    assert!(!replayed(&stolen));
+    expect_error(stolen, StatusCode::FORBIDDEN, "forbidden", None).await;
+
+    let rotate = format!("/v1/webhooks/{id}/rotate-secret");
+    let rotated = post_to(&app, &rotate, &tenant, "rotate", &json!({})).await;
+    let rotated = expect_json(rotated, StatusCode::OK).await;
+    assert!(
+        rotated["signing_secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_"))
+    );
+    let stolen = post_to(&app, &rotate, &investor, "rotate", &json!({})).await;
+    assert!(!replayed(&stolen));
+    expect_error(stolen, StatusCode::FORBIDDEN, "forbidden", None).await;
+}
+
+#[tokio::test]
+async fn an_investors_stored_403_is_not_replayed_to_a_tenant() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (org, tenant) = app.tenant("tenant").await;
+    let investor = key_in(&app, &org, "investor").await;
+    let body = json!({"url": "https://example.com/after-403"});
+    let refused = post_with_key(&app, &investor, "same", &body).await;
+    expect_error(refused, StatusCode::FORBIDDEN, "forbidden", None).await;
+    let refused_again = post_with_key(&app, &investor, "same", &body).await;
+    assert!(replayed(&refused_again), "the investor's own 403 is kept for it");
+
+    let allowed = post_with_key(&app, &tenant, "same", &body).await;
+    assert!(!replayed(&allowed));
+    let allowed = expect_json(allowed, StatusCode::CREATED).await;
+    assert_eq!(allowed["url"], "https://example.com/after-403");
+}
+
+#[tokio::test]
+async fn stored_answers_keep_no_secret_readable_in_the_database() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (org, tenant) = app.tenant("tenant").await;
+    let created = post_with_key(&app, &tenant, "create", &json!({"url": "https://example.com/s"})).await;
+    let created = expect_json(created, StatusCode::CREATED).await;
+    let id = created["id"].as_str().expect("id");
+    let rotate = format!("/v1/webhooks/{id}/rotate-secret");
+    let rotated = expect_json(
+        post_to(&app, &rotate, &tenant, "rotate", &json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let body = json!({"org_id": org, "role": "tenant"});
+    let key = expect_json(
+        post_to(&app, "/v1/keys", &app.admin_key, "key", &body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    // The answers are stored: each replays.
+    assert!(replayed(
+        &post_to(&app, &rotate, &tenant, "rotate", &json!({})).await
+    ));
+    assert!(replayed(
+        &post_to(&app, "/v1/keys", &app.admin_key, "key", &body).await
+    ));
+
+    let secrets = [
+        created["signing_secret"].as_str().expect("secret").to_owned(),
+        rotated["signing_secret"].as_str().expect("secret").to_owned(),
+        key["key"]
+            .as_str()
+            .expect("key")
+            .split_once(':')
+            .expect("id:secret")
+            .1
+            .to_owned(),
+        key["basic_auth"].as_str().expect("basic auth").to_owned(),
+    ];
+    let stored = stored_bytes(app.dir.path());
+    for secret in &secrets {
+        // The base64 body of a whsec_ secret, and the API key's secret, in any form stored.
+        // pg_dump prints a bytea column as hex, so look for that spelling too.
+        let needle = secret.trim_start_matches("whsec_");
+        let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
+        for form in [needle, hex.as_str()] {
+            assert!(
+                !stored.windows(form.len()).any(|w| w == form.as_bytes()),
+                "a secret is readable in the database"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use super::error::{ApiError, ErrorBody, Result};
 use super::extract::{ApiJson, ApiQuery, PathId};
 use super::webhooks::OrgQuery;
 use crate::domain::ids::{EventId, OrgId, WebhookId};
+use crate::domain::json;
 use crate::domain::time::{format_ms, now_ms};
 use crate::store::{Event, NewEvent, Published};
 
@@ -165,6 +166,16 @@ async fn publish_event(
     let limit = state.config().max_payload_bytes;
     if input.data.get().len() > limit {
         return Err(ApiError::payload_too_large(limit).with_param("data"));
+    }
+    if json::depth(input.data.get()) > json::MAX_DEPTH {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            "data",
+            format!(
+                "data is nested more than {} levels deep (objects and arrays inside each other)",
+                json::MAX_DEPTH
+            ),
+        ));
     }
     if let Some(id) = &input.id
         && (id.is_empty() || id.chars().count() > MAX_SOURCE_ID)

@@ -3,6 +3,7 @@
 
 pub mod event_types;
 pub mod ids;
+pub mod json;
 pub mod net;
 pub mod time;
 pub mod webhook_url;

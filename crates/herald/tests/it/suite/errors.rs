@@ -209,3 +209,29 @@ async fn malformed_ids_are_simply_not_found() {
         assert_eq!(body["error"]["type"], "not_found_error");
     }
 }
+
+#[tokio::test]
+async fn data_nested_deeper_than_64_levels_is_a_400_naming_data() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let nested = |levels: usize| {
+        format!(
+            r#"{{"event_type":"order.filled","data":{}{}{}}}"#,
+            r#"{"a":"#.repeat(levels - 1),
+            "{}",
+            "}".repeat(levels - 1)
+        )
+    };
+    let send = |body: String| {
+        app.request(Method::POST, "/v1/events", &app.admin_key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let deep = send(nested(10_000)).await.expect("request");
+    expect_error(deep, StatusCode::BAD_REQUEST, "invalid_value", Some("data")).await;
+    let just_over = send(nested(65)).await.expect("request");
+    expect_error(just_over, StatusCode::BAD_REQUEST, "invalid_value", Some("data")).await;
+    let at_the_limit = send(nested(64)).await.expect("request");
+    assert_eq!(at_the_limit.status(), StatusCode::ACCEPTED);
+}

@@ -143,6 +143,7 @@ fn classify(error: &reqwest::Error) -> (ErrorClass, String) {
     let mut innermost = error.to_string();
     while let Some(e) = cause {
         if let Some(blocked) = e.downcast_ref::<BlockedAddress>() {
+            blocked.log();
             return (ErrorClass::BlockedAddress, blocked.to_string());
         }
         if let Some(dns) = e.downcast_ref::<DnsFailure>() {
@@ -200,6 +201,7 @@ pub async fn send(
         }
     };
     if let Err(blocked) = check_literal(&url, policy) {
+        blocked.log();
         return Outcome::failed(
             started_at,
             started,

@@ -14,14 +14,28 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::domain::net::TargetPolicy;
 
-/// A connection refused because every address of the host is non-public.
+/// A connection refused because every address of the host is non-public. Its message is what
+/// the tenant reads on the attempt, so it names no address: saying what an internal host
+/// name resolves to would map the operator's network for anyone who can create a webhook.
+/// [`BlockedAddress::log`] gives the operator the detail.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{host} resolves only to non-public addresses ({addresses}); to allow them, add their network to HERALD_ALLOWED_TARGET_NETWORKS"
+    "the endpoint's address is not public (private, loopback, link-local or otherwise reserved), so Herald does not deliver to it; the operator can allow its network with HERALD_ALLOWED_TARGET_NETWORKS"
 )]
 pub struct BlockedAddress {
     pub host: String,
     pub addresses: String,
+}
+
+impl BlockedAddress {
+    /// Tells the operator which host and addresses were refused.
+    pub fn log(&self) {
+        tracing::warn!(
+            target.host = %self.host,
+            target.addresses = %self.addresses,
+            "delivery refused: the host resolves only to non-public addresses (allow a network with HERALD_ALLOWED_TARGET_NETWORKS)"
+        );
+    }
 }
 
 /// The host name did not resolve.

@@ -55,6 +55,10 @@ async fn hostnames_that_resolve_to_loopback_are_blocked_when_connecting() {
         assert_eq!(attempt["response_status"], Value::Null);
         let message = attempt["error_message"].as_str().expect("message");
         assert!(message.contains("HERALD_ALLOWED_TARGET_NETWORKS"), "{message}");
+        // The tenant learns nothing of what the name resolves to.
+        for leak in ["127.", "::1", &host] {
+            assert!(!message.contains(leak), "the message names `{leak}`: {message}");
+        }
     }
     assert!(
         receiver.received("/ssrf").is_empty(),

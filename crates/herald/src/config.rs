@@ -69,6 +69,25 @@ pub struct ConfigArgs {
     /// Local development: allows http:// and loopback targets (never in production).
     #[arg(long, env = "HERALD_DEV", num_args = 0..=1, default_missing_value = "true")]
     pub dev: Option<String>,
+    /// The URL users reach Herald at, e.g. https://hooks.example.com [default: http://<HERALD_LISTEN>].
+    #[arg(long, env = "HERALD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Most HTTP connections open at once; more are answered 503 and closed [default: 1024].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+    /// Longest a client may take to send a request's headers [default: 10s].
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT")]
+    pub header_timeout: Option<String>,
+    /// A keep-alive connection with no request for this long is closed [default: 60s].
+    #[arg(long, env = "HERALD_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Longest a client may take to send a request's body; then 408 [default: 30s].
+    #[arg(long, env = "HERALD_BODY_TIMEOUT")]
+    pub body_timeout: Option<String>,
+    /// Failed authentications per client address per minute before it is answered 429;
+    /// 0 turns the brake off [default: 20].
+    #[arg(long, env = "HERALD_AUTH_FAILURE_LIMIT")]
+    pub auth_failure_limit: Option<String>,
 }
 
 /// Where the data lives.
@@ -167,6 +186,14 @@ pub struct Config {
     pub log: String,
     pub log_format: LogFormat,
     pub dev: bool,
+    /// The base of links Herald hands out; `https` here marks the dashboard cookie `Secure`.
+    pub public_url: url::Url,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+    /// 0: no brake.
+    pub auth_failure_limit: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +260,12 @@ const KEYS: &[&str] = &[
     "log",
     "log_format",
     "dev",
+    "public_url",
+    "max_connections",
+    "header_timeout",
+    "idle_timeout",
+    "body_timeout",
+    "auth_failure_limit",
 ];
 
 fn scalar(value: &toml::Value) -> Option<String> {
@@ -398,6 +431,54 @@ impl Config {
             other => return Err(invalid("log_format", format!("`{other}` is not text or json"))),
         };
 
+        let public_raw = pick("public_url", &args.public_url, "");
+        let public_url = if public_raw.trim().is_empty() {
+            url::Url::parse(&format!("http://{listen}"))
+                .map_err(|e| invalid("listen", format!("cannot make a URL of it: {e}")))?
+        } else {
+            url::Url::parse(public_raw.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .ok_or_else(|| {
+                    invalid(
+                        "public_url",
+                        format!(
+                            "`{public_raw}` is not an http:// or https:// URL like https://hooks.example.com"
+                        ),
+                    )
+                })?
+        };
+        let number = |key: &str, arg: &Option<String>, default: &str, max: u64| {
+            let raw = pick(key, arg, default);
+            raw.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| invalid(key, format!("`{raw}` is not a number from 0 to {max}")))
+        };
+        let max_connections = number("max_connections", &args.max_connections, "1024", 1_000_000)?;
+        if max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
+        let max_connections = usize::try_from(max_connections).unwrap_or(usize::MAX);
+        let auth_failure_limit = u32::try_from(number(
+            "auth_failure_limit",
+            &args.auth_failure_limit,
+            "20",
+            1_000_000,
+        )?)
+        .unwrap_or(u32::MAX);
+        let timeout = |key: &str, arg: &Option<String>, default: &str| {
+            let value = parse_duration(&pick(key, arg, default)).map_err(|m| invalid(key, m))?;
+            if value.is_zero() || value > Duration::from_secs(3_600) {
+                return Err(invalid(key, "must be between 1ms and 1h"));
+            }
+            Ok(value)
+        };
+        let header_timeout = timeout("header_timeout", &args.header_timeout, "10s")?;
+        let idle_timeout = timeout("idle_timeout", &args.idle_timeout, "60s")?;
+        let body_timeout = timeout("body_timeout", &args.body_timeout, "30s")?;
+
         Ok(Self {
             listen,
             database_url,
@@ -414,6 +495,12 @@ impl Config {
             log,
             log_format,
             dev,
+            public_url,
+            max_connections,
+            header_timeout,
+            idle_timeout,
+            body_timeout,
+            auth_failure_limit,
         })
     }
 
@@ -460,6 +547,47 @@ mod tests {
         assert_eq!(c.disable_after, Duration::from_secs(5 * 86_400));
         assert!(!c.allow_http && !c.dev);
         assert_eq!(c.max_payload_bytes, 262_144);
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.auth_failure_limit, 20);
+    }
+
+    #[test]
+    fn connection_limits_and_the_public_url_are_checked() {
+        for (args, setting) in [
+            (
+                ConfigArgs {
+                    max_connections: Some("0".into()),
+                    ..ConfigArgs::default()
+                },
+                "HERALD_MAX_CONNECTIONS",
+            ),
+            (
+                ConfigArgs {
+                    header_timeout: Some("0s".into()),
+                    ..ConfigArgs::default()
+                },
+                "HERALD_HEADER_TIMEOUT",
+            ),
+            (
+                ConfigArgs {
+                    public_url: Some("hooks.example.com".into()),
+                    ..ConfigArgs::default()
+                },
+                "HERALD_PUBLIC_URL",
+            ),
+        ] {
+            let err = Config::load(&args).expect_err("invalid").to_string();
+            assert!(err.starts_with(setting), "{err}");
+        }
+        let args = ConfigArgs {
+            public_url: Some("https://hooks.example.com".into()),
+            ..ConfigArgs::default()
+        };
+        assert_eq!(Config::load(&args).expect("valid").public_url.scheme(), "https");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod delivery;
 pub mod domain;
@@ -79,24 +80,26 @@ pub async fn run(
         Arc::clone(&wake),
     )?;
     store.forward_wakeups(wake);
+    let limits = connections::Limits {
+        max_connections: config.max_connections,
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+    };
     let state = api::AppState::new(Arc::clone(&store), config, secret_box, engine);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(Arc::new(dispatcher).run(handed, stop_rx.clone()));
     let maintenance = tokio::spawn(maintain(Arc::clone(&store)));
-    let mut api_stop = stop_rx;
-    let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
-        let _ = api_stop.wait_for(|stop| *stop).await;
-    });
+    let served = connections::serve(listener, api::router(state), limits, stop_rx);
     let signal = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let result = served.await;
+    served.await;
     signal.abort();
     let _ = engine.await;
     maintenance.abort();
-    result.map_err(StartError::Serve)
+    Ok(())
 }
 
 /// Housekeeping that keeps tables from growing without bound.

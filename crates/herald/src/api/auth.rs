@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use base64::Engine as _;
 
 use super::AppState;
@@ -129,6 +131,26 @@ pub async fn verify_key(state: &AppState, id: &str, secret: &str) -> Result<Call
     })
 }
 
+/// The address the request came from (set on every request by `connections`).
+pub fn client_address(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+/// Counts a refused credential against the client's address: a 401 becomes a 429 once that
+/// address has failed too often (see [`super::brake`]). Requests that sent no credentials at
+/// all are not counted: they are mistakes, not guesses.
+pub fn brake(state: &AppState, address: Option<IpAddr>, error: ApiError) -> ApiError {
+    if error.status != StatusCode::UNAUTHORIZED {
+        return error;
+    }
+    match address.and_then(|address| state.brake().failed(address)) {
+        Some(wait) => ApiError::too_many_failures(wait),
+        None => error,
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -137,7 +159,11 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let caller = authenticate(state, &parts.headers).await?;
+        let caller = match authenticate(state, &parts.headers).await {
+            Ok(caller) => caller,
+            Err(e) if !parts.headers.contains_key(header::AUTHORIZATION) => return Err(e),
+            Err(e) => return Err(brake(state, client_address(&parts.extensions), e)),
+        };
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub param: Option<String>,
+    /// Seconds for `Retry-After` (429; a 503 says 1 when this is unset).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -56,6 +58,7 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -71,6 +74,27 @@ impl ApiError {
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_api_key", message)
+    }
+
+    /// 429 for a client address that failed to authenticate too often.
+    pub fn too_many_failures(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs().max(1);
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failed_authentications",
+            format!("too many failed authentications from this address; retry in {seconds} s"),
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
+
+    /// The `Retry-After` this error is answered with, if any.
+    pub fn retry_after_header(&self) -> Option<HeaderValue> {
+        match self.retry_after {
+            Some(seconds) => Some(HeaderValue::from(seconds)),
+            None if self.status == StatusCode::SERVICE_UNAVAILABLE => Some(HeaderValue::from_static("1")),
+            None => None,
+        }
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -109,6 +133,18 @@ impl ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             "something went wrong on our side; it has been logged",
+        )
+    }
+
+    /// 408: the request's body did not arrive in time.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms (HERALD_BODY_TIMEOUT)",
+                limit.as_millis()
+            ),
         )
     }
 
@@ -152,10 +188,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(value) = self.retry_after_header() {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

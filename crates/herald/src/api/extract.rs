@@ -37,9 +37,16 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with a 413.
-pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// Reads the whole body, refusing more than the body limit with a 413 and a body that has not
+/// arrived within `HERALD_BODY_TIMEOUT` with a 408 (a client trickling a body in must not
+/// hold a connection and a handler for ever).
+pub async fn read_body(state: &AppState, body: axum::body::Body) -> Result<Bytes, ApiError> {
+    let limit = state.body_limit();
+    let deadline = state.config().body_timeout;
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::request_timeout(deadline))?;
+    read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
@@ -138,7 +145,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if !is_json(req.headers()) {
             return Err(ApiError::unsupported_media_type());
         }
-        let bytes = read_body(req.into_body(), state.body_limit()).await?;
+        let bytes = read_body(state, req.into_body()).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -149,7 +156,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let declared_json = is_json(req.headers());
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
-        let bytes = read_body(req.into_body(), state.body_limit()).await?;
+        let bytes = read_body(state, req.into_body()).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }

@@ -59,7 +59,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     };
     let (mut parts, body) = req.into_parts();
-    let bytes = match read_body(body, state.body_limit()).await {
+    let bytes = match read_body(&state, body).await {
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };

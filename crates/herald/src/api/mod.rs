@@ -22,6 +22,7 @@ use crate::secrets::SecretBox;
 use crate::store::Store;
 
 pub mod auth;
+pub mod brake;
 pub mod deliveries;
 pub mod error;
 pub mod event_types;
@@ -46,10 +47,12 @@ struct Inner {
     /// Wakes the delivery engine when new deliveries are due, and hands it fresh ones.
     engine: EngineHandle,
     keys: auth::KeyCache,
+    brake: brake::FailureBrake,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: Config, secret_box: SecretBox, engine: EngineHandle) -> Self {
+        let config_brake = config.auth_failure_limit;
         Self(Arc::new(Inner {
             store,
             policy: config.target_policy(),
@@ -58,11 +61,16 @@ impl AppState {
             metrics: ops::metrics_handle(),
             engine,
             keys: auth::KeyCache::new(),
+            brake: brake::FailureBrake::new(config_brake),
         }))
     }
 
     pub fn key_cache(&self) -> &auth::KeyCache {
         &self.0.keys
+    }
+
+    pub fn brake(&self) -> &brake::FailureBrake {
+        &self.0.brake
     }
 
     /// Tells the delivery engine there is new work.
@@ -195,12 +203,15 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::layer,
         ))
-        .layer(axum::middleware::from_fn(ops::json_errors))
-        .layer(axum::middleware::from_fn(ops::track))
+        // Inside `json_errors`, so a handler that overruns answers in the contract's shape.
+        // A slow body is answered 408 where it is read, well before this.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(60),
+            state.config().body_timeout + Duration::from_secs(60),
         ))
+        .layer(axum::middleware::from_fn(ops::json_errors))
+        .layer(axum::middleware::from_fn(ops::no_store))
+        .layer(axum::middleware::from_fn(ops::track))
         .layer(CatchPanicLayer::custom(panic_body))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -131,6 +131,18 @@ pub async fn track(req: Request, next: Next) -> Response {
     response
 }
 
+/// `Cache-Control: no-store` on every answer that does not set its own: API answers carry
+/// tenants' data, and those that create a webhook, rotate its secret or make an API key
+/// carry a secret that no cache between Herald and the caller may keep.
+pub async fn no_store(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
 /// Rewrites any error response that is not JSON (axum's rejections, tower layers) into the
 /// contract's error body, so every failure has one shape.
 pub async fn json_errors(req: Request, next: Next) -> Response {

@@ -89,10 +89,15 @@ impl IntoResponse for DashError {
                 let title = match e.status.as_u16() {
                     404 => "Not found",
                     403 => "Not allowed",
+                    429 => "Too many attempts",
                     400..=499 => "That did not work",
                     _ => "Something went wrong",
                 };
-                (e.status, views::problem(title, &e.message)).into_response()
+                let mut response = (e.status, views::problem(title, &e.message)).into_response();
+                if let Some(value) = e.retry_after_header() {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
             }
         }
     }

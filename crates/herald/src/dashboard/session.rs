@@ -6,7 +6,9 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -15,6 +17,7 @@ use subtle::ConstantTimeEq;
 use super::DashError;
 use crate::api::AppState;
 use crate::api::auth::{self, Caller};
+use crate::api::error::ApiError;
 use crate::domain::time::now_ms;
 use crate::secrets;
 use crate::store::{Org, OrgScope, Role, Session};
@@ -91,22 +94,49 @@ pub fn cleared_cookie() -> String {
     format!("{COOKIE}=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
-pub fn came_over_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+/// Whether the session cookie must be `Secure`: users reach Herald over HTTPS
+/// (`HERALD_PUBLIC_URL` says so), or this request came through a TLS-terminating proxy that
+/// says so (`X-Forwarded-Proto: https`, or `Forwarded: proto=https`).
+pub fn came_over_https(state: &AppState, headers: &HeaderMap) -> bool {
+    if state.config().public_url.scheme() == "https" {
+        return true;
+    }
+    let forwarded_proto = headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("https")));
+    let forwarded = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("proto") && value.trim_matches('"').eq_ignore_ascii_case("https")
+        });
+    forwarded_proto || forwarded
 }
 
 /// Signs in with a key typed as `key_id:secret`; returns the `Set-Cookie` value.
-pub async fn sign_in(state: &AppState, typed: &str, secure: bool) -> Result<String, DashError> {
+/// A failed sign-in counts against `address` like a refused API key (see `api::brake`).
+pub async fn sign_in(
+    state: &AppState,
+    typed: &str,
+    secure: bool,
+    address: Option<IpAddr>,
+) -> Result<String, DashError> {
     let typed = typed.trim();
+    let refused = |message: &str| match auth::brake(state, address, ApiError::unauthorized(message)) {
+        e if e.status == StatusCode::TOO_MANY_REQUESTS => DashError::Api(e),
+        _ => DashError::sign_in(message),
+    };
     let (id, secret) = typed
         .split_once(':')
-        .ok_or_else(|| DashError::sign_in("That is not an API key: it looks like key_…:…"))?;
+        .ok_or_else(|| refused("That is not an API key: it looks like key_…:…"))?;
     let caller = auth::verify_key(state, id, secret)
         .await
-        .map_err(|_| DashError::sign_in("Invalid API key: check it and try again."))?;
+        .map_err(|_| refused("Invalid API key: check it and try again."))?;
     if caller.role == Role::Investor {
         return Err(DashError::sign_in(
             "Investor keys cannot use the dashboard: they may read reports, not manage webhooks. \
@@ -269,11 +299,13 @@ fn same_origin(headers: &HeaderMap) -> Result<(), DashError> {
     }
 }
 
-async fn read_form(req: Request) -> Result<(Parts, Fields), DashError> {
+async fn read_form(state: &AppState, req: Request) -> Result<(Parts, Fields), DashError> {
     let (parts, body) = req.into_parts();
     same_origin(&parts.headers)?;
-    let bytes = axum::body::to_bytes(body, FORM_LIMIT)
+    let deadline = state.config().body_timeout;
+    let bytes = tokio::time::timeout(deadline, axum::body::to_bytes(body, FORM_LIMIT))
         .await
+        .map_err(|_| ApiError::request_timeout(deadline))?
         .map_err(|_| DashError::bad_request("The form could not be read (is it larger than 64 KiB?)."))?;
     Ok((parts, Fields::parse(&bytes)))
 }
@@ -284,8 +316,8 @@ pub struct PublicForm(pub Fields);
 impl FromRequest<AppState> for PublicForm {
     type Rejection = DashError;
 
-    async fn from_request(req: Request, _: &AppState) -> Result<Self, DashError> {
-        let (_, fields) = read_form(req).await?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, DashError> {
+        let (_, fields) = read_form(state, req).await?;
         Ok(Self(fields))
     }
 }
@@ -297,7 +329,7 @@ impl FromRequest<AppState> for CheckedForm {
     type Rejection = DashError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, DashError> {
-        let (mut parts, fields) = read_form(req).await?;
+        let (mut parts, fields) = read_form(state, req).await?;
         let viewer = Viewer::from_request_parts(&mut parts, state).await?;
         let sent = fields.get("csrf").unwrap_or_default();
         if !bool::from(sent.as_bytes().ct_eq(viewer.csrf.as_bytes())) {

@@ -1,6 +1,9 @@
 //! Signing in and out, and (for admins) choosing which org the dashboard shows.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -43,12 +46,15 @@ pub async fn form(viewer: Option<Viewer>) -> Response {
 pub async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     PublicForm(fields): PublicForm,
 ) -> Result<Response> {
     let key = fields
         .get("key")
         .ok_or_else(|| DashError::sign_in("Paste an API key to sign in."))?;
-    let cookie = session::sign_in(&state, key, session::came_over_https(&headers)).await?;
+    let secure = session::came_over_https(&state, &headers);
+    let address = client.map(|Extension(ConnectInfo(address))| address.ip());
+    let cookie = session::sign_in(&state, key, secure, address).await?;
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/dashboard")).into_response())
 }
 

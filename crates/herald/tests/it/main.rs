@@ -45,6 +45,7 @@ mod sqlite {
 
     mod auth;
     mod cli;
+    mod connections;
     mod crash;
     mod dashboard;
     mod dashboard_browser;
@@ -69,6 +70,7 @@ mod postgres {
 
     mod auth;
     mod cli;
+    mod connections;
     mod crash;
     mod dashboard;
     mod dashboard_browser;

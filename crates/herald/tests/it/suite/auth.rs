@@ -4,7 +4,7 @@ use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::support::{TestApp, expect_error, expect_json};
+use super::support::{Settings, TestApp, expect_error, expect_json};
 
 #[tokio::test]
 async fn basic_and_bearer_credentials_both_work() {
@@ -248,4 +248,51 @@ async fn only_admins_manage_orgs_and_keys() {
     )
     .await;
     assert_eq!(one["object"], "org");
+}
+
+#[tokio::test]
+async fn guessing_keys_is_braked_with_a_429_that_never_holds_back_a_valid_key() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        auth_failure_limit: Some(5),
+        ..Settings::default()
+    })
+    .await;
+    let (key_id, _) = app.admin_key.split_once(':').expect("id:secret");
+    let guess = format!("{key_id}:wrong-secret");
+    for _ in 0..5 {
+        let response = app.get("/v1/webhooks", &guess).await;
+        expect_error(response, StatusCode::UNAUTHORIZED, "invalid_api_key", None).await;
+    }
+    let braked = app.get("/v1/webhooks", &guess).await;
+    let retry_after: u64 = braked
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    expect_error(
+        braked,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failed_authentications",
+        None,
+    )
+    .await;
+
+    // The valid key, from the same address, still works at once.
+    let response = app.get("/v1/webhooks", &app.admin_key).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Requests without credentials are mistakes, not guesses: still a 401.
+    let anonymous = app
+        .client
+        .get(app.url("/v1/webhooks"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let metrics = app.client.get(app.url("/metrics")).send().await.expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    assert!(metrics.contains("herald_auth_throttled_total"), "{metrics}");
 }

@@ -506,3 +506,56 @@ async fn the_delivery_log_filters_pages_and_replays_failed_deliveries() {
     );
     app.wait_status(&key, &newest, "delivered").await;
 }
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_are_braked_but_a_valid_key_still_signs_in() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        auth_failure_limit: Some(3),
+        ..Settings::default()
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    for _ in 0..3 {
+        let refused = browser
+            .post("/dashboard/login", &[("key", "key_nope:guess")])
+            .await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let braked = browser
+        .post("/dashboard/login", &[("key", "key_nope:guess")])
+        .await;
+    assert_eq!(braked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(braked.headers().contains_key(header::RETRY_AFTER));
+    assert!(braked.headers().get(header::SET_COOKIE).is_none());
+    browser.sign_in(&app.admin_key).await;
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_when_the_public_url_is_https() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        public_url: Some("https://hooks.example.com".into()),
+        ..Settings::default()
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    let cookie = browser.sign_in(&app.admin_key).await;
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
+    let plain = TestApp::spawn().await;
+    let mut browser = Browser::new(&plain);
+    let cookie = browser.sign_in(&plain.admin_key).await;
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    // Behind a TLS-terminating proxy that says so in the standard header.
+    let forwarded = browser
+        .client
+        .post(plain.url("/dashboard/login"))
+        .header("forwarded", "for=192.0.2.60;proto=https")
+        .form(&[("key", plain.admin_key.as_str())])
+        .send()
+        .await
+        .expect("post");
+    let cookie = forwarded.headers().get(header::SET_COOKIE).expect("cookie");
+    assert!(cookie.to_str().expect("ascii").contains("; Secure"));
+}

@@ -119,3 +119,66 @@ async fn signing_secrets_appear_only_in_the_response_that_creates_them() {
     }
     assert!(server.stop().success(), "SIGTERM stops the server cleanly");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_embedded_database_files_are_readable_by_their_owner_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    skip_if_backend_unavailable!();
+    if super::BACKEND != crate::Backend::Sqlite {
+        return;
+    }
+    let app = super::support::TestApp::spawn().await;
+    app.create_webhook(&app.admin_key, json!({"url": "https://example.com/private"}))
+        .await;
+    for file in ["herald.db", "herald.db-wal", "herald.db-shm", "master.key"] {
+        let mode = std::fs::metadata(app.dir.path().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} has mode {:o}", mode & 0o777);
+    }
+}
+
+#[tokio::test]
+async fn answers_that_carry_a_secret_are_never_cached() {
+    skip_if_backend_unavailable!();
+    let app = super::support::TestApp::spawn().await;
+    let no_store = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.as_bytes().to_vec())
+            == Some(b"no-store".to_vec())
+    };
+    let created = app
+        .post(
+            "/v1/webhooks",
+            &app.admin_key,
+            &json!({"url": "https://example.com/c"}),
+        )
+        .await;
+    assert!(no_store(&created));
+    let id = created.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let rotated = app
+        .post(
+            &format!("/v1/webhooks/{id}/rotate-secret"),
+            &app.admin_key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    assert!(no_store(&rotated));
+    let key = app
+        .post(
+            "/v1/keys",
+            &app.admin_key,
+            &json!({"org_id": app.admin_org, "role": "tenant"}),
+        )
+        .await;
+    assert_eq!(key.status(), StatusCode::CREATED);
+    assert!(no_store(&key));
+}

@@ -113,6 +113,12 @@ pub struct Settings {
     pub disable_after: Option<String>,
     pub max_payload_bytes: Option<usize>,
     pub catalog: Option<String>,
+    pub public_url: Option<String>,
+    pub max_connections: Option<usize>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub auth_failure_limit: Option<u32>,
 }
 
 impl TestApp {
@@ -149,6 +155,12 @@ impl TestApp {
             disable_after: settings.disable_after,
             max_payload_bytes: settings.max_payload_bytes.map(|n| n.to_string()),
             catalog: catalog_path,
+            public_url: settings.public_url,
+            max_connections: settings.max_connections.map(|n| n.to_string()),
+            header_timeout: settings.header_timeout,
+            idle_timeout: settings.idle_timeout,
+            body_timeout: settings.body_timeout,
+            auth_failure_limit: settings.auth_failure_limit.map(|n| n.to_string()),
             ..ConfigArgs::default()
         })
         .expect("test config");

@@ -119,8 +119,14 @@ impl From<Attempt> for AttemptOut {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    // A string, parsed by `page_request`, so a bad value gets the contract's 400
+    // `invalid_limit`; the OpenAPI document shows the integer it must be.
+    /// 1–100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    /// A `next_cursor`: older items.
     pub cursor: Option<String>,
+    /// A `prev_cursor`: newer items.
     pub before: Option<String>,
     /// Admin keys only.
     pub org_id: Option<String>,

@@ -153,7 +153,10 @@ impl From<Webhook> for WebhookOut {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    // A string, parsed by `page_request`, so a bad value gets the contract's 400
+    // `invalid_limit`; the OpenAPI document shows the integer it must be.
     /// 1–100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// A `next_cursor`: older items.
     pub cursor: Option<String>,

@@ -38,7 +38,8 @@ const BACKLOG_RETRY_SCHEDULE: &str = "1s,1s,1s,1s,1s,1s,1s,1s,1s,1s";
     long_about = "Benchmark Herald end to end: publish events through POST /v1/events, receive the deliveries \
 on a local receiver, and report rates, latencies, Herald's RSS and CPU.\n\n\
 By default it starts `herald serve --dev` itself (the `herald` binary next to this executable: \
-run `cargo build --release -p herald` first) in a fresh temp dir with an embedded SQLite database. \
+build both with `cargo build --release -p herald -p herald-bench`) in a fresh temp dir with an \
+embedded SQLite database. \
 See docs/PERFORMANCE.md."
 )]
 struct Cli {

@@ -41,8 +41,9 @@ pub fn herald_bin(args: &CommonArgs) -> anyhow::Result<PathBuf> {
     if !path.is_file() {
         bail!(
             "the herald binary was not found at {}.\n\
-             Build it first with `cargo build --release -p herald` (herald-bench looks for it next to \
-             its own executable), or pass --herald-bin PATH, or target a running Herald with \
+             Build both in one go with `cargo build --release -p herald -p herald-bench` and run \
+             ./target/release/herald-bench (it looks for herald next to its own executable), or pass \
+             --herald-bin PATH, or target a running Herald with \
              --url http://HOST:PORT --key key_…:…",
             path.display()
         );

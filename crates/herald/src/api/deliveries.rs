@@ -119,8 +119,14 @@ impl From<Attempt> for AttemptOut {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    // A string, parsed by `page_request`, so a bad value gets the contract's 400
+    // `invalid_limit`; the OpenAPI document shows the integer it must be.
+    /// 1–100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    /// A `next_cursor`: older items.
     pub cursor: Option<String>,
+    /// A `prev_cursor`: newer items.
     pub before: Option<String>,
     /// Admin keys only.
     pub org_id: Option<String>,
@@ -164,7 +170,9 @@ pub fn parse_id(raw: &str) -> Result<DeliveryId> {
 /// List delivery events, newest first.
 #[utoipa::path(get, path = "/v1/webhooks/events", operation_id = "list_delivery_events", tag = "deliveries",
     params(DeliveryQuery),
-    responses((status = 200, body = ListOut<DeliveryOut>), (status = 400, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "One page of delivery events, newest first", body = ListOut<DeliveryOut>),
+        (status = 400, description = "Invalid filter or paging parameter; `param` names it", body = ErrorBody)))]
 async fn list_deliveries(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -213,7 +221,9 @@ async fn list_deliveries(
 /// Get one delivery event, with the payload sent.
 #[utoipa::path(get, path = "/v1/webhooks/events/{id}", operation_id = "get_delivery_event", tag = "deliveries",
     params(("id" = String, Path, description = "Delivery event id"), OrgQuery),
-    responses((status = 200, body = DeliveryOut), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The delivery event", body = DeliveryOut),
+        (status = 404, description = "No such delivery event in the caller's org", body = ErrorBody)))]
 async fn get_delivery(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -232,7 +242,9 @@ async fn get_delivery(
 /// A delivery event's attempts, oldest first.
 #[utoipa::path(get, path = "/v1/webhooks/events/{id}/attempts", operation_id = "list_delivery_attempts", tag = "deliveries",
     params(("id" = String, Path, description = "Delivery event id"), OrgQuery),
-    responses((status = 200, body = ListOut<AttemptOut>), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Its attempts, oldest first", body = ListOut<AttemptOut>),
+        (status = 404, description = "No such delivery event in the caller's org", body = ErrorBody)))]
 async fn list_attempts(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -255,8 +267,11 @@ async fn list_attempts(
 /// Send a delivery again now, with a fresh retry cycle; a delivered one is sent again.
 #[utoipa::path(post, path = "/v1/webhooks/events/{id}/retry", operation_id = "retry_delivery_event", tag = "deliveries",
     params(("id" = String, Path, description = "Delivery event id"), OrgQuery),
-    responses((status = 202, body = RetryOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 415, body = ErrorBody)))]
+    responses(
+        (status = 202, description = "Queued for an attempt now", body = RetryOut),
+        (status = 404, description = "No such delivery event in the caller's org", body = ErrorBody),
+        (status = 409, description = "The delivery is canceled (`delivery_canceled`)", body = ErrorBody),
+        (status = 415, description = "A body without `Content-Type: application/json`", body = ErrorBody)))]
 async fn retry_delivery(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,

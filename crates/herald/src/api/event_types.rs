@@ -30,7 +30,10 @@ pub struct EventTypeOut {
 
 /// The event types this deployment publishes.
 #[utoipa::path(get, path = "/v1/webhooks/event-types", operation_id = "list_event_types", tag = "webhooks",
-    responses((status = 200, body = ListOut<EventTypeOut>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The event-type catalog", body = ListOut<EventTypeOut>),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The key's role may not do this", body = ErrorBody)))]
 async fn list_event_types(
     State(state): State<AppState>,
     TenantCaller(_caller): TenantCaller,

@@ -138,8 +138,11 @@ pub async fn publish(
 /// Publish an event to every subscribed, active webhook of the org.
 #[utoipa::path(post, path = "/v1/events", operation_id = "create_event", tag = "events",
     request_body = EventIn,
-    responses((status = 202, body = EventOut), (status = 200, description = "A repeat of a caller id: the original event", body = EventOut),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses(
+        (status = 202, description = "Stored with its deliveries", body = EventOut),
+        (status = 200, description = "A repeat of a caller id: the original event", body = EventOut),
+        (status = 400, description = "Invalid event, e.g. an unknown event type; `param` names the field", body = ErrorBody),
+        (status = 413, description = "`data` is larger than `HERALD_MAX_PAYLOAD_BYTES`", body = ErrorBody)))]
 async fn publish_event(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -198,7 +201,9 @@ async fn publish_event(
 /// Get an event, with its data.
 #[utoipa::path(get, path = "/v1/events/{id}", operation_id = "get_event", tag = "events",
     params(("id" = String, Path, description = "Event id"), OrgQuery),
-    responses((status = 200, body = EventOut), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The event", body = EventOut),
+        (status = 404, description = "No such event in the caller's org", body = ErrorBody)))]
 async fn get_event(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,

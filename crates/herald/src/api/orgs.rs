@@ -70,8 +70,14 @@ impl From<Org> for OrgOut {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct OrgListQuery {
+    // A string, parsed by `page_request`, so a bad value gets the contract's 400
+    // `invalid_limit`; the OpenAPI document shows the integer it must be.
+    /// 1–100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    /// A `next_cursor`: older items.
     pub cursor: Option<String>,
+    /// A `prev_cursor`: newer items.
     pub before: Option<String>,
 }
 
@@ -101,7 +107,10 @@ pub struct KeyOut {
 /// Create an org (admin).
 #[utoipa::path(post, path = "/v1/orgs", operation_id = "create_org", tag = "admin",
     request_body = OrgIn,
-    responses((status = 201, body = OrgOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses(
+        (status = 201, description = "The new org", body = OrgOut),
+        (status = 400, description = "Invalid request; `param` names the field", body = ErrorBody),
+        (status = 403, description = "The key's role may not do this", body = ErrorBody)))]
 async fn create_org(
     State(state): State<AppState>,
     AdminCaller(_caller): AdminCaller,
@@ -115,7 +124,9 @@ async fn create_org(
 /// List orgs, newest first (admin).
 #[utoipa::path(get, path = "/v1/orgs", operation_id = "list_orgs", tag = "admin",
     params(OrgListQuery),
-    responses((status = 200, body = ListOut<OrgOut>), (status = 403, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "One page of orgs, newest first", body = ListOut<OrgOut>),
+        (status = 403, description = "The key's role may not do this", body = ErrorBody)))]
 async fn list_orgs(
     State(state): State<AppState>,
     AdminCaller(_caller): AdminCaller,
@@ -133,7 +144,9 @@ async fn list_orgs(
 /// Get an org (admin).
 #[utoipa::path(get, path = "/v1/orgs/{id}", operation_id = "get_org", tag = "admin",
     params(("id" = String, Path, description = "Org id")),
-    responses((status = 200, body = OrgOut), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The org", body = OrgOut),
+        (status = 404, description = "No such org", body = ErrorBody)))]
 async fn get_org(
     State(state): State<AppState>,
     AdminCaller(_caller): AdminCaller,
@@ -151,7 +164,10 @@ async fn get_org(
 /// Create an API key for an org (admin). The secret is in this response only.
 #[utoipa::path(post, path = "/v1/keys", operation_id = "create_key", tag = "admin",
     request_body = KeyIn,
-    responses((status = 201, body = KeyOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses(
+        (status = 201, description = "The new key, with its secret (shown only here)", body = KeyOut),
+        (status = 400, description = "Invalid request; `param` names the field", body = ErrorBody),
+        (status = 403, description = "The key's role may not do this", body = ErrorBody)))]
 async fn create_key(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,

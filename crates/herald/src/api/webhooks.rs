@@ -153,7 +153,10 @@ impl From<Webhook> for WebhookOut {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    // A string, parsed by `page_request`, so a bad value gets the contract's 400
+    // `invalid_limit`; the OpenAPI document shows the integer it must be.
     /// 1–100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// A `next_cursor`: older items.
     pub cursor: Option<String>,
@@ -247,7 +250,11 @@ fn parse_id(raw: &str) -> Result<WebhookId> {
 /// Create a webhook; the response carries its signing secret, shown only here.
 #[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks",
     request_body = WebhookIn,
-    responses((status = 201, body = WebhookOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses(
+        (status = 201, description = "The new webhook, with its `signing_secret` (shown only here)", body = WebhookOut),
+        (status = 400, description = "Invalid request; `param` names the field", body = ErrorBody),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The key's role may not do this", body = ErrorBody)))]
 async fn create_webhook(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -292,7 +299,10 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
 /// List the org's webhooks, newest first; deleted ones are left out.
 #[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
     params(ListQuery),
-    responses((status = 200, body = ListOut<WebhookOut>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "One page of webhooks, newest first", body = ListOut<WebhookOut>),
+        (status = 400, description = "Invalid paging parameter; `param` names it", body = ErrorBody),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody)))]
 async fn list_webhooks(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -311,7 +321,9 @@ async fn list_webhooks(
 /// Get one webhook.
 #[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id"), OrgQuery),
-    responses((status = 200, body = WebhookOut), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The webhook", body = WebhookOut),
+        (status = 404, description = "No such webhook in the caller's org", body = ErrorBody)))]
 async fn get_webhook(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -331,7 +343,10 @@ async fn get_webhook(
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", operation_id = "update_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id"), OrgQuery),
     request_body = WebhookPatch,
-    responses((status = 200, body = WebhookOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The updated webhook", body = WebhookOut),
+        (status = 400, description = "Invalid request; `param` names the field", body = ErrorBody),
+        (status = 404, description = "No such webhook in the caller's org", body = ErrorBody)))]
 async fn update_webhook(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -406,7 +421,9 @@ pub async fn update(
 /// Delete a webhook (soft: its delivery history stays queryable).
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id"), OrgQuery),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 204, description = "Deleted; its pending deliveries are canceled"),
+        (status = 404, description = "No such webhook in the caller's org", body = ErrorBody)))]
 async fn delete_webhook(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -432,7 +449,10 @@ pub async fn delete(state: &AppState, scope: OrgScope, raw: &str) -> Result<()> 
 #[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", operation_id = "rotate_webhook_secret", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id"), OrgQuery),
     request_body(content = Option<RotateIn>),
-    responses((status = 200, body = SigningSecretOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The new signing secret (shown only here)", body = SigningSecretOut),
+        (status = 400, description = "Invalid request; `param` names the field", body = ErrorBody),
+        (status = 404, description = "No such webhook in the caller's org", body = ErrorBody)))]
 async fn rotate_webhook_secret(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -503,7 +523,10 @@ pub struct ReplayOut {
 /// Send a `webhook.test` event to this webhook alone.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", operation_id = "test_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id"), OrgQuery),
-    responses((status = 202, body = DeliveryOut), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
+    responses(
+        (status = 202, description = "A `webhook.test` delivery queued to this webhook alone", body = DeliveryOut),
+        (status = 404, description = "No such webhook in the caller's org", body = ErrorBody),
+        (status = 415, description = "A body without `Content-Type: application/json`", body = ErrorBody)))]
 async fn test_webhook(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -567,7 +590,10 @@ pub async fn send_test(state: &AppState, scope: OrgScope, raw: &str) -> Result<D
 #[utoipa::path(post, path = "/v1/webhooks/{id}/replay", operation_id = "replay_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id"), OrgQuery),
     request_body = ReplayIn,
-    responses((status = 202, body = ReplayOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 202, description = "How many failed deliveries were queued again", body = ReplayOut),
+        (status = 400, description = "Invalid request; `param` names the field", body = ErrorBody),
+        (status = 404, description = "No such webhook in the caller's org", body = ErrorBody)))]
 async fn replay_webhook(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,

@@ -1,6 +1,7 @@
 //! `herald listen`: a receiver for local development. It answers 204, checks the signature
 //! when given the secret (401 when it does not match, so Herald retries and you notice), and
-//! prints every delivery readably.
+//! prints every delivery readably. `--status 500` makes it answer that status instead, to see
+//! failed attempts and retries without writing a failing receiver.
 
 use std::sync::Arc;
 
@@ -10,13 +11,22 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use herald_verify::{Secret, Verifier};
 
-pub async fn listen(port: u16, secret: Option<&str>) -> anyhow::Result<()> {
+/// What every request is checked and answered with.
+struct Receiver {
+    verifier: Option<Verifier>,
+    /// The answer to a delivery whose signature is fine (or not checked).
+    status: StatusCode,
+}
+
+pub async fn listen(port: u16, secret: Option<&str>, status: u16) -> anyhow::Result<()> {
     let verifier = secret
         .map(|s| Secret::parse(s).map(|secret| Verifier::new(vec![secret])))
         .transpose()
-        .map_err(|e| anyhow::anyhow!("--secret: {e}"))?
-        .map(Arc::new);
-    let app = axum::Router::new().fallback(receive).with_state(verifier.clone());
+        .map_err(|e| anyhow::anyhow!("--secret: {e}"))?;
+    let status = StatusCode::from_u16(status).map_err(|e| anyhow::anyhow!("--status: {e}"))?;
+    let checks_signatures = verifier.is_some();
+    let receiver = Arc::new(Receiver { verifier, status });
+    let app = axum::Router::new().fallback(receive).with_state(receiver);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
@@ -24,21 +34,24 @@ pub async fn listen(port: u16, secret: Option<&str>) -> anyhow::Result<()> {
     println!(
         "Listening on http://{address}/ — point a webhook here (`herald serve --dev` allows loopback URLs)."
     );
-    if verifier.is_none() {
+    if !checks_signatures {
         println!("Signatures are not checked; pass --secret whsec_… to verify them.");
+    }
+    if status != StatusCode::NO_CONTENT {
+        println!("Answering {status} to every delivery (--status).");
     }
     axum::serve(listener, app).await?;
     Ok(())
 }
 
 async fn receive(
-    State(verifier): State<Option<Arc<Verifier>>>,
+    State(receiver): State<Arc<Receiver>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-");
-    let verdict = match &verifier {
+    let verdict = match &receiver.verifier {
         None => Ok("signature not checked"),
         Some(v) => v
             .verify_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()), &body)
@@ -66,9 +79,11 @@ async fn receive(
         ),
         None => println!("   (body is not JSON: {} bytes)", body.len()),
     }
-    if verdict.is_ok() {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::UNAUTHORIZED
+    if verdict.is_err() {
+        return StatusCode::UNAUTHORIZED;
     }
+    if receiver.status != StatusCode::NO_CONTENT {
+        println!("   answering {} (--status)", receiver.status);
+    }
+    receiver.status
 }

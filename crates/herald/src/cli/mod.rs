@@ -41,6 +41,10 @@ pub enum Command {
         /// Verify signatures with this signing secret (whsec_…).
         #[arg(long, env = "HERALD_SECRET", hide_env_values = true)]
         secret: Option<String>,
+        /// Answer every delivery with this HTTP status instead of 204, e.g. 500 to watch
+        /// Herald record failed attempts and retry them.
+        #[arg(long, default_value_t = 204, value_parser = clap::value_parser!(u16).range(200..=599))]
+        status: u16,
     },
     /// Publish a sample event through the API.
     Trigger {
@@ -127,7 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             config,
         }) => admin::create_key(load(&config)?, &org, role.into(), json).await,
-        Command::Listen { port, secret } => listen::listen(port, secret.as_deref()).await,
+        Command::Listen { port, secret, status } => listen::listen(port, secret.as_deref(), status).await,
         Command::Trigger {
             event_type,
             data,

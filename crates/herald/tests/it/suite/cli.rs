@@ -1,4 +1,5 @@
-//! The command line: first start, `migrate`, `orgs create`, `keys create`, bad config.
+//! The command line: first start, `migrate`, `orgs create`, `keys create`, bad config,
+//! `listen` and `trigger`.
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -226,4 +227,80 @@ async fn the_readme_quickstart_delivers_a_verified_event_to_herald_listen() {
         .expect("trigger");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown_event_type"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_listen_with_status_500_shows_failed_attempts_and_retries() {
+    skip_if_backend_unavailable!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        dir.path(),
+        &[("HERALD_DEV", "true"), ("HERALD_RETRY_SCHEDULE", "50ms,50ms")],
+    );
+    let key = server.admin_key();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = probe.local_addr().expect("addr").port();
+    drop(probe);
+    let client = super::support::http_client();
+    let created = client
+        .post(server.url("/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(
+            &serde_json::json!({"url": format!("http://localhost:{port}/hook"), "event_types": ["order.*"]}),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let listen = Child::spawn(&["listen", "--port", &port.to_string(), "--status", "500"], &[]);
+    listen.wait_for("Answering 500").await;
+
+    let published = client
+        .post(server.url("/v1/events"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"event_type": "order.filled", "data": {"order_id": "o_42"}}))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(published.status(), StatusCode::ACCEPTED);
+
+    // The first attempt and both retries get the 500; then the delivery is `failed`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let failed = loop {
+        let list: Value = client
+            .get(server.url("/v1/webhooks/events?status=failed"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        if let Some(delivery) = list["data"].as_array().and_then(|d| d.first()) {
+            break delivery.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no failed delivery: {list}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["attempt_count"], 3, "{failed}");
+    assert_eq!(failed["last_response_status"], 500, "{failed}");
+    let id = failed["id"].as_str().expect("dlv id");
+    let attempts: Value = client
+        .get(server.url(&format!("/v1/webhooks/events/{id}/attempts")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("attempts")
+        .json()
+        .await
+        .expect("json");
+    let statuses: Vec<&Value> = attempts["data"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| &a["response_status"])
+        .collect();
+    assert_eq!(statuses, [500, 500, 500], "{attempts}");
+    let printed = listen.wait_for("answering 500").await;
+    assert!(printed.contains("order.filled"), "{printed}");
 }

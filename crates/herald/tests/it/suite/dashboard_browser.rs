@@ -14,7 +14,7 @@
 //! `$CARGO_TARGET_TMPDIR/dashboard-screenshots/<backend>/`.
 
 use std::fs::File;
-use std::io::{BufRead as _, BufReader, Read};
+use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -120,9 +120,13 @@ async fn a_new_user_delivers_inspects_and_retries_in_the_browser() {
             std::env::var("HERALD_TEST_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "HERALD_TEST_REQUIRE_BROWSER=1 but the dashboard browser test cannot run; missing:\n  - {list}"
         );
-        eprintln!(
+        // Straight to the stderr file descriptor, as the PostgreSQL half does: libtest
+        // captures `eprintln!`, so the notice would show only with --nocapture while the test
+        // reads `ok`.
+        let notice = format!(
             "\n**** SKIPPED {backend}::dashboard_browser::a_new_user_delivers_inspects_and_retries_in_the_browser: missing\n  - {list}\n**** (set HERALD_TEST_REQUIRE_BROWSER=1 to make this a failure)\n"
         );
+        let _ = std::io::stderr().lock().write_all(notice.as_bytes());
         return;
     }
 

@@ -1,4 +1,5 @@
-//! Health, readiness, metrics, and the OpenAPI document (snapshot-tested so drift fails CI).
+//! Health, readiness, metrics, and the OpenAPI document (snapshot-tested so drift fails CI,
+//! and checked against docs/API.md so the human-readable reference keeps up).
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -92,5 +93,41 @@ async fn the_openapi_document_matches_the_committed_snapshot() {
     assert!(
         committed == served,
         "the OpenAPI document changed; review it and run `UPDATE_SNAPSHOTS=1 cargo test openapi` to accept"
+    );
+}
+
+/// docs/API.md is the human-readable reference: each operation has a heading such as
+/// ``### `GET /v1/webhooks/{id}` ``, so the two cannot drift apart unnoticed.
+#[tokio::test]
+async fn every_operation_in_the_openapi_document_is_documented_in_docs_api_md() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let served = expect_json(
+        app.client
+            .get(app.url("/v1/openapi.json"))
+            .send()
+            .await
+            .expect("get"),
+        StatusCode::OK,
+    )
+    .await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md");
+    let docs = std::fs::read_to_string(&path).expect("read docs/API.md");
+    let mut missing = Vec::new();
+    let mut operations = 0;
+    for (route, item) in served["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            operations += 1;
+            let heading = format!("### `{} {route}`", method.to_uppercase());
+            if !docs.lines().any(|line| line.trim_end() == heading) {
+                missing.push(heading);
+            }
+        }
+    }
+    assert!(operations > 0, "no operations in the OpenAPI document");
+    assert!(
+        missing.is_empty(),
+        "docs/API.md lacks a heading for these operations of /v1/openapi.json:\n{}",
+        missing.join("\n")
     );
 }

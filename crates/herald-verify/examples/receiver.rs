@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! HERALD_SECRET=whsec_... cargo run -p herald-verify --example receiver
-//! # optional: PORT=8080 (default 3000); listens on 127.0.0.1
+//! # optional: PORT=8080 (default 4000, beside `herald listen`'s 3000); listens on 127.0.0.1
 //! ```
 //!
 //! During a secret rotation, put both secrets in `HERALD_SECRET`, separated by spaces or
@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p.parse()?,
-        Err(_) => 3000,
+        Err(_) => 4000,
     };
 
     let app = Arc::new(App {
@@ -58,7 +58,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_state(app);
 
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("{addr} is already in use; choose another port with PORT=…")
+        } else {
+            format!("cannot listen on {addr}: {e}")
+        }
+    })?;
     println!("listening on http://{addr}");
     axum::serve(listener, router).await?;
     Ok(())

@@ -20,7 +20,7 @@ use crate::domain::net::TargetPolicy;
 /// and flags win over it. Everything is a string here and parsed in [`Config::load`].
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
-    /// Optional TOML file with any of the settings below (keys without the HERALD_ prefix, lower case).
+    /// TOML file with any of the settings below (keys without the HERALD_ prefix, lower case) [default: none].
     #[arg(long = "config", env = "HERALD_CONFIG", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
     /// Address the API listens on [default: 127.0.0.1:8080].
@@ -35,11 +35,11 @@ pub struct ConfigArgs {
     /// PostgreSQL: longest a statement may run [default: 30s].
     #[arg(long, env = "HERALD_DATABASE_STATEMENT_TIMEOUT")]
     pub database_statement_timeout: Option<String>,
-    /// 32-byte key (base64 or hex) that encrypts signing secrets at rest; embedded mode
-    /// generates one into the data directory when unset.
+    /// 32-byte key (base64 or hex) that encrypts secrets at rest; required on PostgreSQL
+    /// [default: embedded mode generates one into the data directory, master.key].
     #[arg(long, env = "HERALD_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
-    /// Delays between attempts, e.g. 1m,5m,30m,2h,8h (units ms, s, m, h, d).
+    /// Delays between attempts (units ms, s, m, h, d) [default: 1m,5m,30m,2h,8h].
     #[arg(long, env = "HERALD_RETRY_SCHEDULE")]
     pub retry_schedule: Option<String>,
     /// How long one delivery attempt may take [default: 30s].
@@ -51,13 +51,13 @@ pub struct ConfigArgs {
     /// Accept plain http:// webhook URLs [default: false].
     #[arg(long, env = "HERALD_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
     pub allow_http: Option<String>,
-    /// Comma-separated CIDRs exempt from the private-address block.
+    /// Comma-separated CIDRs exempt from the private-address block, e.g. 10.1.0.0/16 [default: none].
     #[arg(long, env = "HERALD_ALLOWED_TARGET_NETWORKS")]
     pub allowed_target_networks: Option<String>,
     /// Largest accepted event `data`, in bytes [default: 262144].
     #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<String>,
-    /// TOML file that replaces the built-in event-type catalog.
+    /// TOML file that replaces the event-type catalog [default: the built-in catalog].
     #[arg(long, env = "HERALD_CATALOG")]
     pub catalog: Option<String>,
     /// Log filter, e.g. info or herald=debug [default: info].
@@ -66,7 +66,7 @@ pub struct ConfigArgs {
     /// text or json [default: text].
     #[arg(long, env = "HERALD_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// Local development: allows http:// and loopback targets (never in production).
+    /// Local development: allows http:// and loopback targets, never in production [default: false].
     #[arg(long, env = "HERALD_DEV", num_args = 0..=1, default_missing_value = "true")]
     pub dev: Option<String>,
     /// The URL users reach Herald at, e.g. https://hooks.example.com [default: http://<HERALD_LISTEN>].

@@ -176,17 +176,19 @@ async fn watchdog(activity: &Activity, limits: Limits) -> Phase {
             Phase::Head => limits.header_timeout,
             Phase::Idle | Phase::Busy => limits.idle_timeout,
         };
-        let deadline = since + limit;
-        if phase != Phase::Busy && Instant::now() >= deadline {
+        // Busy has no deadline; an idle phase after it ends no sooner than a full idle
+        // timeout from now, so that is a safe time to look again.
+        let now = Instant::now();
+        let deadline = match phase {
+            Phase::Busy => now + limit,
+            _ => since + limit,
+        };
+        if now >= deadline {
             return phase;
         }
-        if phase == Phase::Busy {
-            activity.changed.notified().await;
-        } else {
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline.into()) => {}
-                () = activity.changed.notified() => {}
-            }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            () = activity.changed.notified() => {}
         }
     }
 }
@@ -248,7 +250,8 @@ struct Activity {
     phase: AtomicU8,
     since_ms: AtomicU64,
     origin: Instant,
-    /// Wakes the watchdog when the phase changes, so a deadline never waits out another.
+    /// Wakes the watchdog when a request's headers start, so their deadline is not slept
+    /// through.
     changed: Notify,
 }
 
@@ -266,7 +269,11 @@ impl Activity {
         let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.since_ms.store(ms, Ordering::Relaxed);
         self.phase.store(phase as u8, Ordering::Release);
-        self.changed.notify_one();
+        // Only a request's headers have a deadline earlier than the one the watchdog sleeps
+        // towards; the other changes can wait for it to wake (one wake-up per request).
+        if phase == Phase::Head {
+            self.changed.notify_one();
+        }
     }
 
     fn get(&self) -> (Phase, Instant) {

@@ -9,7 +9,17 @@ use clap::Parser as _;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// An error is printed with its causes, one line, and no backtrace: what fails here is the
+/// user's input or environment (a typo, a busy port, a database that is not there), and a
+/// stack of Herald's frames would only bury the message, even with `RUST_BACKTRACE=1` set.
+/// Bugs panic, and a panic still prints its backtrace.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    herald::cli::run(herald::cli::Cli::parse()).await
+async fn main() -> std::process::ExitCode {
+    match herald::cli::run(herald::cli::Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

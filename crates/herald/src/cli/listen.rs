@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -29,7 +28,7 @@ pub async fn listen(port: u16, secret: Option<&str>, status: u16) -> anyhow::Res
     let app = axum::Router::new().fallback(receive).with_state(receiver);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+        .map_err(|e| super::bind_error(e, &format!("127.0.0.1:{port}"), "--port"))?;
     let address = listener.local_addr()?;
     println!(
         "Listening on http://{address}/ — point a webhook here (`herald serve --dev` allows loopback URLs)."

@@ -1,4 +1,5 @@
-//! The `herald` command line: `serve`, `migrate`, `orgs create`, `keys create`.
+//! The `herald` command line: `serve`, `migrate`, `orgs create|list`, `keys create`, `listen`,
+//! `trigger`. Each command takes only the settings it uses, so its `--help` is about it.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -25,9 +26,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API and the delivery workers.
-    Serve(ConfigArgs),
-    /// Apply database migrations and exit.
-    Migrate(ConfigArgs),
+    Serve(Box<ConfigArgs>),
+    /// Apply database migrations and exit (creates the embedded database if it is not there).
+    Migrate(StoreArgs),
     /// Manage orgs.
     #[command(subcommand)]
     Orgs(OrgsCommand),
@@ -36,6 +37,7 @@ pub enum Command {
     Keys(KeysCommand),
     /// Run a local receiver for development: answers 204 and prints each delivery.
     Listen {
+        /// The port to listen on, on 127.0.0.1.
         #[arg(long, default_value_t = 3000)]
         port: u16,
         /// Verify signatures with this signing secret (whsec_…).
@@ -65,16 +67,54 @@ pub enum Command {
     },
 }
 
+/// Where the admin commands find the database: they open the one `herald serve` uses, and
+/// never create one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArgs {
+    /// Optional TOML file with settings (keys without the HERALD_ prefix, lower case).
+    #[arg(long = "config", env = "HERALD_CONFIG", value_name = "FILE")]
+    pub config_file: Option<std::path::PathBuf>,
+    /// sqlite://PATH (embedded) or postgres://… [default: sqlite://./herald-data/herald.db].
+    #[arg(long, env = "HERALD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Only for the example command printed with a new key (see `serve --help`).
+    #[arg(long, env = "HERALD_PUBLIC_URL", hide = true)]
+    pub public_url: Option<String>,
+    #[arg(long, env = "HERALD_LISTEN", hide = true)]
+    pub listen: Option<String>,
+}
+
+impl From<StoreArgs> for ConfigArgs {
+    fn from(args: StoreArgs) -> Self {
+        Self {
+            config_file: args.config_file,
+            database_url: args.database_url,
+            public_url: args.public_url,
+            listen: args.listen,
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum OrgsCommand {
     /// Create an org.
     Create {
+        /// The org's name, e.g. acme.
         name: String,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        config: ConfigArgs,
+        store: StoreArgs,
+    },
+    /// List the orgs, newest first.
+    List {
+        /// Print a JSON array of org objects instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -99,15 +139,18 @@ impl From<RoleArg> for Role {
 pub enum KeysCommand {
     /// Create an API key; its secret is printed once.
     Create {
+        /// The org the key acts for (org_…; see `herald orgs list`).
         #[arg(long, value_name = "ORG_ID")]
         org: String,
+        /// What the key may do: admin (everything), tenant (its org's webhooks and events),
+        /// investor (read-only reports, no webhooks).
         #[arg(long, value_enum)]
         role: RoleArg,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        config: ConfigArgs,
+        store: StoreArgs,
     },
 }
 
@@ -117,20 +160,40 @@ fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// A failed bind, said the way a user can act on: which address, and what to change.
+fn bind_error(e: std::io::Error, address: &str, setting: &str) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            anyhow::anyhow!(
+                "{address} is already in use by another program; choose another port with {setting}"
+            )
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            anyhow::anyhow!(
+                "not allowed to listen on {address} (ports below 1024 need privileges); choose another with {setting}"
+            )
+        }
+        _ => anyhow::anyhow!("cannot listen on {address}: {e}; change it with {setting}"),
+    }
+}
+
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(load(&args)?).await,
-        Command::Migrate(args) => admin::migrate(load(&args)?).await,
-        Command::Orgs(OrgsCommand::Create { name, json, config }) => {
-            admin::create_org(load(&config)?, &name, json).await
+        Command::Migrate(args) => admin::migrate(load(&args.into())?).await,
+        Command::Orgs(OrgsCommand::Create { name, json, store }) => {
+            admin::create_org(load(&store.into())?, &name, json).await
+        }
+        Command::Orgs(OrgsCommand::List { json, store }) => {
+            admin::list_orgs(load(&store.into())?, json).await
         }
         Command::Keys(KeysCommand::Create {
             org,
             role,
             json,
-            config,
-        }) => admin::create_key(load(&config)?, &org, role.into(), json).await,
+            store,
+        }) => admin::create_key(load(&store.into())?, &org, role.into(), json).await,
         Command::Listen { port, secret, status } => listen::listen(port, secret.as_deref(), status).await,
         Command::Trigger {
             event_type,

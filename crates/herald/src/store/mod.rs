@@ -12,6 +12,7 @@ use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId
 use crate::domain::time::Millis;
 
 pub mod leases;
+pub mod lock;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,5 +1,5 @@
-//! The command line: first start, `migrate`, `orgs create`, `keys create`, bad config,
-//! `listen` and `trigger`.
+//! The command line: first start, `migrate`, `orgs create|list`, `keys create`, bad config,
+//! one server per embedded database, errors a user can act on, `listen` and `trigger`.
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -84,6 +84,12 @@ fn the_first_start_prints_an_admin_key_once() {
     let printed = first.output();
     assert!(printed.contains("First start"), "{printed}");
     assert!(printed.contains("basic_auth:"));
+    // The example command names the address the server really listens on.
+    assert!(
+        printed.contains(&format!("{}/v1/webhooks", first.url(""))),
+        "{printed}"
+    );
+    assert!(!printed.contains("HOST"), "{printed}");
     assert!(first.stop().success());
 
     let second = Server::start(dir.path(), &[]);
@@ -303,4 +309,201 @@ async fn herald_listen_with_status_500_shows_failed_attempts_and_retries() {
     assert_eq!(statuses, [500, 500, 500], "{attempts}");
     let printed = listen.wait_for("answering 500").await;
     assert!(printed.contains("order.filled"), "{printed}");
+}
+
+/// Runs the binary in `dir` with `args` and `env` (nothing else from the test's backend).
+fn herald(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(super::support::process::binary());
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HERALD_DATABASE_URL")
+        .env_remove("HERALD_MASTER_KEY")
+        .env("RUST_BACKTRACE", "1");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("run herald")
+}
+
+/// An error a user can act on: one `error:` line with its causes, no backtrace.
+fn user_error(output: &std::process::Output) -> String {
+    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        !stderr.contains("backtrace") && !stderr.contains(".rs:"),
+        "{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn admin_commands_never_create_a_database_and_say_where_they_looked() {
+    skip_if_backend_unavailable!();
+    if super::BACKEND != crate::Backend::Sqlite {
+        return;
+    }
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["orgs", "create", "acme"][..],
+        &["orgs", "list", "--json"][..],
+        &[
+            "keys",
+            "create",
+            "--org",
+            "org_01jd5k3m6x7y8z9a0b1c2d3e4f",
+            "--role",
+            "tenant",
+        ][..],
+    ] {
+        let stderr = user_error(&herald(elsewhere.path(), args, &[]));
+        assert!(stderr.contains("HERALD_DATABASE_URL"), "{stderr}");
+        assert!(stderr.contains("herald-data/herald.db"), "{stderr}");
+    }
+    assert!(
+        !elsewhere.path().join("herald-data").exists(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn orgs_list_prints_every_org_as_json() {
+    skip_if_backend_unavailable!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(run_cli(dir.path(), &["migrate"]).status.success());
+    let made: Vec<String> = ["acme", "globex"]
+        .iter()
+        .map(|name| {
+            let org = json_of(&run_cli(dir.path(), &["orgs", "create", name, "--json"]));
+            org["id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    let listed = json_of(&run_cli(dir.path(), &["orgs", "list", "--json"]));
+    let ids: Vec<&str> = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|org| org["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, [made[1].as_str(), made[0].as_str()], "newest first");
+    let text = run_cli(dir.path(), &["orgs", "list"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("globex"));
+}
+
+#[test]
+fn a_second_serve_on_one_embedded_database_refuses_naming_the_holder() {
+    skip_if_backend_unavailable!();
+    if super::BACKEND != crate::Backend::Sqlite {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = Server::start(dir.path(), &[]);
+    let database = super::support::database_url(dir.path());
+    let second = herald(
+        dir.path(),
+        &["serve"],
+        &[
+            ("HERALD_DATABASE_URL", &database),
+            ("HERALD_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let stderr = user_error(&second);
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(stderr.contains("herald.db"), "{stderr}");
+    assert!(stderr.contains(&format!("PID {}", first.pid())), "{stderr}");
+
+    // The lock goes with the process, however it ends.
+    first.kill_hard();
+    let third = Server::start(dir.path(), &[]);
+    assert!(third.stop().success());
+}
+
+#[test]
+fn serve_on_postgres_without_a_master_key_fails_before_touching_the_database_or_the_port() {
+    skip_if_backend_unavailable!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens there: reaching for the database would fail differently, and later.
+    let output = herald(
+        dir.path(),
+        &["serve"],
+        &[
+            ("HERALD_DATABASE_URL", "postgres://herald@127.0.0.1:1/herald"),
+            ("HERALD_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let stderr = user_error(&output);
+    assert!(stderr.contains("HERALD_MASTER_KEY"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("First start"), "{stdout}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+#[test]
+fn a_busy_port_names_the_port_and_the_setting_to_change() {
+    skip_if_backend_unavailable!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+
+    let listen = user_error(&herald(dir.path(), &["listen", "--port", &port.to_string()], &[]));
+    assert!(listen.contains(&format!("127.0.0.1:{port}")), "{listen}");
+    assert!(listen.contains("--port"), "{listen}");
+
+    let database = super::support::database_url(dir.path());
+    let listen_at = format!("127.0.0.1:{port}");
+    let mut env = vec![
+        ("HERALD_DATABASE_URL", database.as_str()),
+        ("HERALD_LISTEN", listen_at.as_str()),
+    ];
+    env.extend(super::support::master_key().map(|key| ("HERALD_MASTER_KEY", key)));
+    let serve = user_error(&herald(dir.path(), &["serve"], &env));
+    assert!(serve.contains("already in use"), "{serve}");
+    assert!(serve.contains("HERALD_LISTEN"), "{serve}");
+}
+
+#[test]
+fn a_typo_in_an_event_type_is_one_line_without_a_backtrace() {
+    skip_if_backend_unavailable!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let key = server.admin_key();
+    let output = herald(
+        dir.path(),
+        &["trigger", "order.filed", "--url", &server.url(""), "--key", &key],
+        &[],
+    );
+    let stderr = user_error(&output);
+    assert!(stderr.contains("unknown_event_type"), "{stderr}");
+}
+
+#[test]
+fn each_command_help_lists_only_its_own_options_with_defaults() {
+    skip_if_backend_unavailable!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let help = |args: &[&str]| {
+        let output = herald(dir.path(), args, &[]);
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let keys = help(&["keys", "create", "--help"]);
+    assert!(
+        !keys.contains("--retry-schedule") && !keys.contains("--listen"),
+        "{keys}"
+    );
+    assert!(
+        keys.contains("--org") && keys.contains("org the key acts for"),
+        "{keys}"
+    );
+    let listen = help(&["listen", "--help"]);
+    assert!(listen.contains("The port to listen on"), "{listen}");
+    let serve = help(&["serve", "--help"]);
+    for default in [
+        "[default: 1m,5m,30m,2h,8h]",
+        "[default: 127.0.0.1:8080]",
+        "[default: 1024]",
+    ] {
+        assert!(serve.contains(default), "{default} missing: {serve}");
+    }
 }

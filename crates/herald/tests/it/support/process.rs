@@ -136,6 +136,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL: no chance to finish anything.
     pub fn kill_hard(mut self) {
         let _ = self.child.kill();

@@ -235,6 +235,9 @@ struct FormError {
     param: Option<String>,
 }
 
+/// The fields of the webhook form that show their own error.
+const FIELDS: [&str; 4] = ["url", "name", "description", "event_types"];
+
 fn form(
     state: &AppState,
     viewer: &Viewer,
@@ -244,28 +247,38 @@ fn form(
     error: Option<&FormError>,
 ) -> Markup {
     let invalid = |param: &str| error.is_some_and(|e| e.param.as_deref() == Some(param));
+    // The message is said once: next to its field when the form has one, else above the form.
     let field_error = |param: &str| {
         html! {
             @if let Some(e) = error.filter(|e| e.param.as_deref() == Some(param)) {
-                p.field-error id={ (param) "-error" } { (e.message) }
+                p.field-error id={ (param) "-error" } role="alert" { (e.message) }
             }
         }
     };
+    let at_a_field = error.is_some_and(|e| e.param.as_deref().is_some_and(|p| FIELDS.contains(&p)));
     html! {
-        @if let Some(e) = error {
+        @if let Some(e) = error.filter(|_| !at_a_field) {
             p.error role="alert" { (e.message) }
         }
         form.stack method="post" action=(action) {
             (views::csrf(viewer))
             label for="url" { "Endpoint URL" }
-            input #url type="url" name="url" required value=(values.url) placeholder="https://example.com/webhooks"
-                aria-invalid=[invalid("url").then_some("true")];
+            // Text, not `type="url"`: the browser's own check would answer a URL without a
+            // scheme with a vaguer message of its own; Herald's says what is missing.
+            input #url type="text" inputmode="url" autocomplete="url" spellcheck="false" name="url" required
+                value=(values.url) placeholder="https://example.com/webhooks"
+                aria-invalid=[invalid("url").then_some("true")]
+                aria-describedby=[invalid("url").then_some("url-error")];
             (field_error("url"))
             label for="name" { "Name" }
-            input #name type="text" name="name" value=(values.name) maxlength="256";
+            input #name type="text" name="name" value=(values.name) maxlength="256"
+                aria-invalid=[invalid("name").then_some("true")]
+                aria-describedby=[invalid("name").then_some("name-error")];
             (field_error("name"))
             label for="description" { "Description" }
-            input #description type="text" name="description" value=(values.description) maxlength="2048";
+            input #description type="text" name="description" value=(values.description) maxlength="2048"
+                aria-invalid=[invalid("description").then_some("true")]
+                aria-describedby=[invalid("description").then_some("description-error")];
             (field_error("description"))
             fieldset.event-types {
                 legend { "Event types" }
@@ -287,7 +300,8 @@ fn form(
                 }
                 label for="patterns" { "More patterns" }
                 input #patterns type="text" name="patterns" value=(values.more) placeholder="transfer.*, account.created"
-                    aria-invalid=[invalid("event_types").then_some("true")];
+                    aria-invalid=[invalid("event_types").then_some("true")]
+                    aria-describedby=[invalid("event_types").then_some("event_types-error")];
                 (field_error("event_types"))
             }
             button type="submit" { (submit) }

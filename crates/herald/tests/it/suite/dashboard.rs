@@ -278,6 +278,40 @@ async fn a_webhook_made_in_the_dashboard_follows_the_apis_rules() {
 }
 
 #[tokio::test]
+async fn a_url_without_a_scheme_is_explained_once_next_to_its_field() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        ..Settings::default()
+    })
+    .await;
+    let (_, key) = app.tenant("tenant").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+    let csrf = browser.csrf().await;
+
+    let refused = browser
+        .post(
+            "/dashboard/webhooks",
+            &[("url", "localhost:3000/hook"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let html = refused.text().await.expect("html");
+    assert_eq!(html.matches("url has no scheme").count(), 1, "said once: {html}");
+    assert!(
+        html.contains("e.g. http://localhost:3000/hook"),
+        "shows the URL with a scheme: {html}"
+    );
+    assert!(!html.contains("must use https://"), "{html}");
+    assert_eq!(html.matches("role=\"alert\"").count(), 1, "{html}");
+    assert!(
+        html.contains("aria-describedby=\"url-error\""),
+        "the field points at its message: {html}"
+    );
+}
+
+#[tokio::test]
 async fn one_orgs_webhooks_are_out_of_reach_of_another_orgs_session() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;

@@ -111,8 +111,9 @@ pub async fn log(
         webhook_id,
         status,
         event_type: fields.get("event_type").map(str::to_owned),
-        created_after: fields.time("from")?.map(|t| t - 1),
-        created_before: fields.time("to")?,
+        // The store's bounds are exclusive; a typed time covers its whole second.
+        created_after: fields.time("from")?.map(|span| span.start - 1),
+        created_before: fields.time("to")?.map(|span| span.end),
     };
     let filtered = filter.status.is_some()
         || filter.webhook_id.is_some()
@@ -132,29 +133,34 @@ pub async fn log(
         "Deliveries",
         html! {
             form.filters method="get" action="/dashboard/deliveries" {
-                label for="status" { "Status" }
-                select #status name="status" {
-                    option value="" { "any" }
-                    @for s in STATUSES {
-                        option value=(s) selected[fields.get("status") == Some(s)] { (s) }
+                span.field {
+                    label for="status" { "Status" }
+                    select #status name="status" {
+                        option value="" { "any" }
+                        @for s in STATUSES {
+                            option value=(s) selected[fields.get("status") == Some(s)] { (s) }
+                        }
                     }
                 }
-                label for="event_type" { "Event type" }
-                input #event_type type="text" name="event_type" value=(fields.get("event_type").unwrap_or_default()) placeholder="order.filled";
-                label for="webhook_id" { "Webhook" }
-                select #webhook_id name="webhook_id" {
-                    option value="" { "any" }
-                    @for (id, name) in &webhooks {
-                        option value=(id) selected[fields.get("webhook_id") == Some(id.as_str())] { (name) }
+                span.field {
+                    label for="event_type" { "Event type" }
+                    input #event_type type="text" name="event_type" value=(fields.get("event_type").unwrap_or_default()) placeholder="order.filled";
+                }
+                span.field {
+                    label for="webhook_id" { "Webhook" }
+                    select #webhook_id name="webhook_id" {
+                        option value="" { "any" }
+                        @for (id, name) in &webhooks {
+                            option value=(id) selected[fields.get("webhook_id") == Some(id.as_str())] { (name) }
+                        }
                     }
                 }
-                label for="from" { "From (UTC)" }
-                input #from type="datetime-local" name="from" value=(fields.get("from").unwrap_or_default());
-                label for="to" { "To (UTC)" }
-                input #to type="datetime-local" name="to" value=(fields.get("to").unwrap_or_default());
+                (views::time_input("from", "From (UTC)", fields.get("from"), false))
+                (views::time_input("to", "To (UTC)", fields.get("to"), false))
                 button type="submit" { "Filter" }
                 @if filtered { a href="/dashboard/deliveries" { "Clear" } }
             }
+            p.muted.small.hint { (views::TIME_HINT) }
             @if page.items.is_empty() {
                 div.empty {
                     @if filtered || paged {

@@ -501,13 +501,11 @@ async fn detail_page(
             h2 { "Replay failed deliveries" }
             form.filters method="post" action={ (base) "/replay" } {
                 (views::csrf(viewer))
-                label for="since" { "From (UTC)" }
-                input #since type="datetime-local" name="since" required;
-                label for="until" { "To (UTC)" }
-                input #until type="datetime-local" name="until";
+                (views::time_input("since", "From (UTC)", None, true))
+                (views::time_input("until", "To (UTC)", None, false))
                 button.secondary type="submit" { "Replay failed" }
             }
-            p.muted.small { "Sends every failed delivery created in that window again, with a fresh retry schedule. Leave “To” empty for “until now”." }
+            p.muted.small { "Sends every failed delivery created in that window again, with a fresh retry schedule. Leave “To” empty for “until now”. " (views::TIME_HINT) }
         },
     ))
 }
@@ -666,8 +664,10 @@ pub async fn replay(
 ) -> Result<Redirect> {
     let since = fields
         .time("since")?
-        .ok_or_else(|| DashError::bad_request("Say from when to replay."))?;
-    let until = fields.time("until")?;
+        .ok_or_else(|| DashError::bad_request("Say from when to replay."))?
+        .start;
+    // A typed time covers its whole second, as in the delivery log's filter.
+    let until = fields.time("until")?.map(|span| span.end);
     let queued = api::replay(&state, viewer.scope(), &raw, since, until).await?;
     Ok(Redirect::to(&format!(
         "/dashboard/webhooks/{raw}?done=replayed&queued={queued}"

@@ -541,6 +541,91 @@ async fn the_delivery_log_filters_pages_and_replays_failed_deliveries() {
     app.wait_status(&key, &newest, "delivered").await;
 }
 
+/// The text of the first `<time>` in the table row that mentions `needle`.
+fn time_in_row(page: &str, needle: &str) -> Option<String> {
+    let row = page.split("<tr").find(|row| row.contains(needle))?;
+    let start = row.find("<time")?;
+    let text = row[start..].split('>').nth(1)?;
+    Some(text.split('<').next()?.to_owned())
+}
+
+#[tokio::test]
+async fn a_time_copied_from_the_delivery_log_finds_that_delivery_in_the_filter_and_the_replay() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        retry_schedule: Some("10ms".into()),
+        ..Settings::default()
+    })
+    .await;
+    let (_, key) = app.tenant("tenant").await;
+    let receiver = TestReceiver::start().await;
+    receiver.always("/hook", Reply::status(500));
+    let webhook = app
+        .create_webhook(&key, json!({"url": receiver.url("/hook")}))
+        .await;
+    let webhook_id = webhook["id"].as_str().expect("id");
+    let event = app.publish(&key, "order.filled", json!({"n": 1})).await;
+    let delivery = app.deliveries_of(&key, event["id"].as_str().expect("id")).await;
+    let delivery = delivery[0]["id"].as_str().expect("delivery id").to_owned();
+    app.wait_status(&key, &delivery, "failed").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+
+    let log = browser
+        .get("/dashboard/deliveries")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let shown = time_in_row(&log, &delivery).expect("the row shows when it was created");
+    assert!(
+        shown.ends_with(" UTC") && shown.len() == "2026-11-23 09:41:03 UTC".len(),
+        "a time says its zone: {shown}"
+    );
+    let query = |from: &str, to: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("from", from)
+            .append_pair("to", to)
+            .finish()
+    };
+    let found = browser
+        .get(&format!("/dashboard/deliveries?{}", query(&shown, &shown)))
+        .await;
+    assert_eq!(found.status(), StatusCode::OK);
+    let found = found.text().await.expect("html");
+    assert!(
+        found.contains(&delivery),
+        "from = to = the shown time finds the delivery: {found}"
+    );
+    let before = browser
+        .get(&format!(
+            "/dashboard/deliveries?{}",
+            query("2020-01-01 00:00:00 UTC", "2020-01-01 00:00:01 UTC")
+        ))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(!before.contains(&delivery), "another window does not");
+
+    receiver.always("/hook", Reply::status(204));
+    let csrf = browser.csrf().await;
+    let replayed = browser
+        .post(
+            &format!("/dashboard/webhooks/{webhook_id}/replay"),
+            &[("since", &shown), ("until", &shown), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(replayed.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&replayed).ends_with("done=replayed&queued=1"),
+        "the replay window read the same way: {}",
+        location(&replayed)
+    );
+    app.wait_status(&key, &delivery, "delivered").await;
+}
+
 #[tokio::test]
 async fn repeated_failed_sign_ins_are_braked_but_a_valid_key_still_signs_in() {
     skip_if_backend_unavailable!();

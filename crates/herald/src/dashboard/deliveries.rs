@@ -31,14 +31,15 @@ fn outcome(d: &Delivery) -> Markup {
     }
 }
 
-/// A table of deliveries; `names` labels their webhooks.
-pub fn table(items: &[Delivery], names: &HashMap<WebhookId, String>) -> Markup {
+/// A table of deliveries. `names` labels their webhooks in a column of their own; `None` (on
+/// one webhook's page, where every row is that webhook) leaves the column out.
+pub fn table(items: &[Delivery], names: Option<&HashMap<WebhookId, String>>) -> Markup {
     html! {
         table {
             thead { tr {
                 th scope="col" { "Delivery" }
                 th scope="col" { "Event type" }
-                th scope="col" { "Webhook" }
+                @if names.is_some() { th scope="col" { "Webhook" } }
                 th scope="col" { "Status" }
                 th scope="col" class="num" { "Attempts" }
                 th scope="col" { "Last response" }
@@ -49,9 +50,11 @@ pub fn table(items: &[Delivery], names: &HashMap<WebhookId, String>) -> Markup {
                     tr data-status=(d.status.as_str()) {
                         td { a.delivery-link href={ "/dashboard/deliveries/" (d.id) } { code { (d.id) } } }
                         td { code { (d.event_type) } }
-                        td {
-                            a href={ "/dashboard/webhooks/" (d.webhook_id) } {
-                                (names.get(&d.webhook_id).map_or(d.webhook_id.as_str(), String::as_str))
+                        @if let Some(names) = names {
+                            td.label {
+                                a href={ "/dashboard/webhooks/" (d.webhook_id) } {
+                                    (names.get(&d.webhook_id).map_or(d.webhook_id.as_str(), String::as_str))
+                                }
                             }
                         }
                         td { (views::badge(d.status.as_str())) }
@@ -177,7 +180,7 @@ pub async fn log(
                     }
                 }
             } @else {
-                (table(&page.items, &names))
+                (table(&page.items, Some(&names)))
                 (views::pager(&base, &page))
             }
         },

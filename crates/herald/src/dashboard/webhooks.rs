@@ -62,10 +62,17 @@ async fn find(state: &AppState, viewer: &Viewer, raw: &str) -> Result<Webhook> {
         .ok_or_else(|| ApiError::not_found("webhook"))?)
 }
 
+/// Delivered out of finished (delivered or failed), said in words when nothing finished: a
+/// dash there read as "no data" next to deliveries that were all still pending.
 fn success_rate(h: &WebhookHealth) -> Markup {
     let finished = h.delivered + h.failed;
     if finished == 0 {
-        return html! { span.muted { "—" } };
+        let none = if h.deliveries == 0 {
+            "no deliveries"
+        } else {
+            "none finished"
+        };
+        return html! { span.muted { (none) } };
     }
     let rate = h.delivered as f64 * 100.0 / finished as f64;
     let class = if rate >= 99.0 {
@@ -75,7 +82,25 @@ fn success_rate(h: &WebhookHealth) -> Markup {
     } else {
         "poor"
     };
-    html! { span class={ "rate " (class) } { (format!("{rate:.1} %")) } }
+    html! { span class={ "rate " (class) } { (rate_text(h.delivered, finished)) } }
+}
+
+/// `0 %` and `100 %` only when exactly so; otherwise one decimal, rounded towards 50 % so
+/// that one failure in thousands never reads as `100.0 %`.
+fn rate_text(delivered: u64, finished: u64) -> String {
+    if delivered == 0 {
+        return "0\u{a0}%".to_owned();
+    }
+    if delivered == finished {
+        return "100\u{a0}%".to_owned();
+    }
+    let tenths = (delivered as f64 * 1000.0 / finished as f64).clamp(1.0, 999.0);
+    let tenths = if tenths >= 500.0 {
+        tenths.floor()
+    } else {
+        tenths.ceil()
+    };
+    format!("{:.1}\u{a0}%", tenths / 10.0)
 }
 
 fn last_response(h: &WebhookHealth) -> Markup {
@@ -120,15 +145,15 @@ pub async fn list(
                         th scope="col" { "Webhook" }
                         th scope="col" { "Status" }
                         th scope="col" { "Event types" }
-                        th scope="col" class="num" { "Deliveries (24 h)" }
-                        th scope="col" class="num" { "Success (24 h)" }
+                        th scope="col" class="num" { "Deliveries, 24\u{a0}h" }
+                        th scope="col" class="num" { "Success, 24\u{a0}h" }
                         th scope="col" { "Last response" }
                     } }
                     tbody {
                         @for w in &page.items {
                             @let h = health.get(&w.id).cloned().unwrap_or_default();
                             tr {
-                                td {
+                                td.label {
                                     a href={ "/dashboard/webhooks/" (w.id) } { (label(w)) }
                                     @if w.name.is_some() { br; span.muted.small { (w.url) } }
                                 }
@@ -420,7 +445,6 @@ async fn detail_page(
         .await?;
     let base = format!("/dashboard/webhooks/{}", webhook.id);
     let charts = overview::chart_section(state, viewer, Some(webhook.id.clone()), range, &base).await?;
-    let names = HashMap::from([(webhook.id.clone(), label(&webhook).to_owned())]);
     let id = webhook.id.as_str();
     Ok(views::page(
         viewer,
@@ -457,16 +481,17 @@ async fn detail_page(
                         button type="submit" { "Enable" }
                     }
                 }
-                form.inline method="post" action={ (base) "/rotate" } {
+                // The overlap choice belongs to Rotate: one framed group, its label in sight.
+                form.inline.group method="post" action={ (base) "/rotate" } {
                     (views::csrf(viewer))
-                    label.visually-hidden for="overlap" { "Keep the old secret signing for" }
-                    select #overlap name="overlap" title="Keep the old secret signing for" {
-                        option value="0" { "old secret stops now" }
-                        option value="3600" { "old secret signs 1 more hour" }
-                        option value="86400" { "old secret signs 24 more hours" }
-                        option value="604800" { "old secret signs 7 more days" }
-                    }
                     button.secondary type="submit" { "Rotate secret" }
+                    label for="overlap" { "old secret:" }
+                    select #overlap name="overlap" {
+                        option value="0" { "stops at once" }
+                        option value="3600" { "signs 1 more hour" }
+                        option value="86400" { "signs 24 more hours" }
+                        option value="604800" { "signs 7 more days" }
+                    }
                 }
                 a.button.secondary href={ (base) "/edit" } { "Edit" }
                 a.button.danger href={ (base) "/delete" } { "Delete" }
@@ -486,7 +511,7 @@ async fn detail_page(
                 dt { "Created" } dd { (views::time(webhook.created_at)) }
                 dt { "Last attempt" } dd { (views::maybe_time(webhook.last_triggered_at)) }
                 dt { "Last 24 hours" } dd {
-                    (h.deliveries) " deliveries, " (h.delivered) " delivered, " (h.failed) " failed; success "
+                    (h.deliveries) " deliveries, " (h.delivered) " delivered, " (h.failed) " failed; success rate "
                     (success_rate(&h)) "; last response " (last_response(&h))
                 }
             }
@@ -495,7 +520,7 @@ async fn detail_page(
             @if recent.items.is_empty() {
                 p.empty-line { "Nothing delivered to this webhook yet. Use " strong { "Send test event" } " above to try it." }
             } @else {
-                (deliveries::table(&recent.items, &names))
+                (deliveries::table(&recent.items, None))
                 p { a href={ "/dashboard/deliveries?webhook_id=" (id) } { "Every delivery of this webhook →" } }
             }
             h2 { "Replay failed deliveries" }
@@ -672,4 +697,19 @@ pub async fn replay(
     Ok(Redirect::to(&format!(
         "/dashboard/webhooks/{raw}?done=replayed&queued={queued}"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_text;
+
+    #[test]
+    fn a_success_rate_reads_0_or_100_only_when_exactly_so() {
+        assert_eq!(rate_text(0, 3), "0\u{a0}%");
+        assert_eq!(rate_text(3, 3), "100\u{a0}%");
+        assert_eq!(rate_text(9999, 10000), "99.9\u{a0}%");
+        assert_eq!(rate_text(1, 10000), "0.1\u{a0}%");
+        assert_eq!(rate_text(1, 3), "33.4\u{a0}%");
+        assert_eq!(rate_text(2, 3), "66.6\u{a0}%");
+    }
 }

@@ -627,6 +627,70 @@ async fn a_time_copied_from_the_delivery_log_finds_that_delivery_in_the_filter_a
 }
 
 #[tokio::test]
+async fn success_rates_read_as_numbers_or_words_and_the_webhook_page_labels_its_rotation_choice() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        retry_schedule: Some("10ms".into()),
+        ..Settings::default()
+    })
+    .await;
+    let (_, key) = app.tenant("tenant").await;
+    let receiver = TestReceiver::start().await;
+    receiver.always("/hook", Reply::status(500));
+    let failing = app
+        .create_webhook(&key, json!({"url": receiver.url("/hook"), "name": "failing"}))
+        .await;
+    let failing = failing["id"].as_str().expect("id");
+    app.create_webhook(
+        &key,
+        json!({"url": "https://example.com/idle", "name": "idle", "event_types": ["kyc.*"]}),
+    )
+    .await;
+    let event = app.publish(&key, "order.filled", json!({"n": 1})).await;
+    let delivery = app.deliveries_of(&key, event["id"].as_str().expect("id")).await;
+    let delivery = delivery[0]["id"].as_str().expect("delivery id").to_owned();
+    app.wait_status(&key, &delivery, "failed").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+
+    let list = browser
+        .get("/dashboard/webhooks")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let row = |name: &str| {
+        list.split("<tr")
+            .find(|row| row.contains(&format!(">{name}</a>")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("failing").contains("0\u{a0}%"), "{}", row("failing"));
+    assert!(row("idle").contains("no deliveries"), "{}", row("idle"));
+    assert!(
+        !list.contains("<td class=\"num\"><span class=\"muted\">—"),
+        "no bare dash for a rate: {list}"
+    );
+
+    let page = browser
+        .get(&format!("/dashboard/webhooks/{failing}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains(&delivery), "its recent deliveries are listed");
+    assert!(
+        !page.contains("scope=\"col\">Webhook<"),
+        "no Webhook column on the webhook's own page"
+    );
+    assert!(
+        page.contains("<label for=\"overlap\">old secret:</label>"),
+        "the rotation choice has a visible label: {page}"
+    );
+}
+
+#[tokio::test]
 async fn repeated_failed_sign_ins_are_braked_but_a_valid_key_still_signs_in() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn_with(Settings {

@@ -49,7 +49,7 @@ pub fn table(items: &[Delivery], names: Option<&HashMap<WebhookId, String>>) -> 
                 @for d in items {
                     tr data-status=(d.status.as_str()) {
                         td { a.delivery-link href={ "/dashboard/deliveries/" (d.id) } { code { (d.id) } } }
-                        td { code { (d.event_type) } }
+                        td.type { code { (views::dotted(&d.event_type)) } }
                         @if let Some(names) = names {
                             td.label {
                                 a href={ "/dashboard/webhooks/" (d.webhook_id) } {

@@ -164,6 +164,17 @@ pub fn maybe_time(ms: Option<Millis>) -> Markup {
     }
 }
 
+/// A dotted name (`transfer.withdrawal.initiated`) that may wrap after its dots, and only
+/// there, so a narrow column breaks it where it reads well.
+pub fn dotted(name: &str) -> Markup {
+    html! {
+        @for (i, part) in name.split('.').enumerate() {
+            @if i > 0 { "." wbr; }
+            (part)
+        }
+    }
+}
+
 /// A status word in a coloured pill (the colour repeats the word; it never replaces it).
 pub fn badge(status: &str) -> Markup {
     html! { span class={ "badge " (status) } { (status) } }

@@ -1,5 +1,5 @@
 // Herald dashboard: the little that needs a script. Everything works without it but the
-// copy buttons and local times.
+// copy buttons and the local-time tooltips.
 "use strict";
 
 document.addEventListener("click", async (event) => {
@@ -23,13 +23,14 @@ document.addEventListener("click", async (event) => {
   setTimeout(() => { button.textContent = label; }, 1500);
 });
 
-// Times are rendered in UTC; show them in the viewer's zone, keeping UTC in the tooltip.
+// Times are shown in UTC, the zone the filters read, so a time copied from a table finds
+// its row; the tooltip adds the viewer's own clock for orientation.
 for (const el of document.querySelectorAll("time[datetime]")) {
   const date = new Date(el.getAttribute("datetime"));
   if (Number.isNaN(date.getTime())) continue;
-  el.title = el.textContent;
-  el.textContent = date.toLocaleString(undefined, {
+  el.title = "Your time: " + date.toLocaleString(undefined, {
     year: "numeric", month: "short", day: "numeric",
-    hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    timeZoneName: "short",
   });
 }

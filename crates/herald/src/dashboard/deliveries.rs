@@ -31,14 +31,15 @@ fn outcome(d: &Delivery) -> Markup {
     }
 }
 
-/// A table of deliveries; `names` labels their webhooks.
-pub fn table(items: &[Delivery], names: &HashMap<WebhookId, String>) -> Markup {
+/// A table of deliveries. `names` labels their webhooks in a column of their own; `None` (on
+/// one webhook's page, where every row is that webhook) leaves the column out.
+pub fn table(items: &[Delivery], names: Option<&HashMap<WebhookId, String>>) -> Markup {
     html! {
         table {
             thead { tr {
                 th scope="col" { "Delivery" }
                 th scope="col" { "Event type" }
-                th scope="col" { "Webhook" }
+                @if names.is_some() { th scope="col" { "Webhook" } }
                 th scope="col" { "Status" }
                 th scope="col" class="num" { "Attempts" }
                 th scope="col" { "Last response" }
@@ -48,10 +49,12 @@ pub fn table(items: &[Delivery], names: &HashMap<WebhookId, String>) -> Markup {
                 @for d in items {
                     tr data-status=(d.status.as_str()) {
                         td { a.delivery-link href={ "/dashboard/deliveries/" (d.id) } { code { (d.id) } } }
-                        td { code { (d.event_type) } }
-                        td {
-                            a href={ "/dashboard/webhooks/" (d.webhook_id) } {
-                                (names.get(&d.webhook_id).map_or(d.webhook_id.as_str(), String::as_str))
+                        td.type { code { (views::dotted(&d.event_type)) } }
+                        @if let Some(names) = names {
+                            td.label {
+                                a href={ "/dashboard/webhooks/" (d.webhook_id) } {
+                                    (names.get(&d.webhook_id).map_or(d.webhook_id.as_str(), String::as_str))
+                                }
                             }
                         }
                         td { (views::badge(d.status.as_str())) }
@@ -111,8 +114,9 @@ pub async fn log(
         webhook_id,
         status,
         event_type: fields.get("event_type").map(str::to_owned),
-        created_after: fields.time("from")?.map(|t| t - 1),
-        created_before: fields.time("to")?,
+        // The store's bounds are exclusive; a typed time covers its whole second.
+        created_after: fields.time("from")?.map(|span| span.start - 1),
+        created_before: fields.time("to")?.map(|span| span.end),
     };
     let filtered = filter.status.is_some()
         || filter.webhook_id.is_some()
@@ -132,29 +136,34 @@ pub async fn log(
         "Deliveries",
         html! {
             form.filters method="get" action="/dashboard/deliveries" {
-                label for="status" { "Status" }
-                select #status name="status" {
-                    option value="" { "any" }
-                    @for s in STATUSES {
-                        option value=(s) selected[fields.get("status") == Some(s)] { (s) }
+                span.field {
+                    label for="status" { "Status" }
+                    select #status name="status" {
+                        option value="" { "any" }
+                        @for s in STATUSES {
+                            option value=(s) selected[fields.get("status") == Some(s)] { (s) }
+                        }
                     }
                 }
-                label for="event_type" { "Event type" }
-                input #event_type type="text" name="event_type" value=(fields.get("event_type").unwrap_or_default()) placeholder="order.filled";
-                label for="webhook_id" { "Webhook" }
-                select #webhook_id name="webhook_id" {
-                    option value="" { "any" }
-                    @for (id, name) in &webhooks {
-                        option value=(id) selected[fields.get("webhook_id") == Some(id.as_str())] { (name) }
+                span.field {
+                    label for="event_type" { "Event type" }
+                    input #event_type type="text" name="event_type" value=(fields.get("event_type").unwrap_or_default()) placeholder="order.filled";
+                }
+                span.field {
+                    label for="webhook_id" { "Webhook" }
+                    select #webhook_id name="webhook_id" {
+                        option value="" { "any" }
+                        @for (id, name) in &webhooks {
+                            option value=(id) selected[fields.get("webhook_id") == Some(id.as_str())] { (name) }
+                        }
                     }
                 }
-                label for="from" { "From (UTC)" }
-                input #from type="datetime-local" name="from" value=(fields.get("from").unwrap_or_default());
-                label for="to" { "To (UTC)" }
-                input #to type="datetime-local" name="to" value=(fields.get("to").unwrap_or_default());
+                (views::time_input("from", "From (UTC)", fields.get("from"), false))
+                (views::time_input("to", "To (UTC)", fields.get("to"), false))
                 button type="submit" { "Filter" }
                 @if filtered { a href="/dashboard/deliveries" { "Clear" } }
             }
+            p.muted.small.hint { (views::TIME_HINT) }
             @if page.items.is_empty() {
                 div.empty {
                     @if filtered || paged {
@@ -171,7 +180,7 @@ pub async fn log(
                     }
                 }
             } @else {
-                (table(&page.items, &names))
+                (table(&page.items, Some(&names)))
                 (views::pager(&base, &page))
             }
         },

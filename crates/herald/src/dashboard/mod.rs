@@ -21,6 +21,7 @@ pub mod session;
 mod sign_in;
 mod views;
 mod webhooks;
+mod when;
 
 /// Everything a dashboard page can fail with, answered once, as a page.
 #[derive(Debug)]

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::DashError;
+use super::when;
 use crate::api::AppState;
 use crate::api::auth::{self, Caller};
 use crate::api::error::ApiError;
@@ -240,19 +241,17 @@ impl Fields {
             .filter(|v| !v.is_empty())
     }
 
-    /// A time from a `datetime-local` input (read as UTC) or in RFC 3339.
-    pub fn time(&self, name: &str) -> Result<Option<crate::domain::time::Millis>, DashError> {
+    /// A typed time, read as the tables show times (UTC; see `when`), as the span it covers.
+    pub fn time(&self, name: &str) -> Result<Option<when::Span>, DashError> {
         let Some(raw) = self.get(name) else {
             return Ok(None);
         };
-        let rfc3339 = match raw.len() {
-            16 => format!("{raw}:00Z"),
-            19 => format!("{raw}Z"),
-            _ => raw.to_owned(),
-        };
-        crate::domain::time::parse_rfc3339(&rfc3339)
-            .map(Some)
-            .ok_or_else(|| DashError::bad_request(&format!("`{raw}` is not a time like 2026-01-31T12:00")))
+        when::parse(raw).map(Some).ok_or_else(|| {
+            DashError::bad_request(&format!(
+                "`{raw}` is not a time like 2026-11-23 09:41:03 ({}, in UTC, as the tables show times).",
+                when::FORMAT
+            ))
+        })
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {

@@ -4,6 +4,7 @@
 use maud::{DOCTYPE, Markup, html};
 
 use super::session::Viewer;
+use super::when;
 use crate::api::pagination::encode;
 use crate::domain::time::{Millis, format_ms};
 use crate::store::Page;
@@ -132,17 +133,45 @@ pub fn pager<T>(base: &str, page: &Page<T>) -> Markup {
     }
 }
 
-/// A time as `2026-11-23 09:41:03 UTC`; the script shows it in the viewer's zone.
+/// A time as `2026-11-23 09:41:03 UTC`, exactly what the time filters accept (see `when`).
+/// The script adds the viewer's own clock as a tooltip; the text stays UTC.
 pub fn time(ms: Millis) -> Markup {
-    let iso = format_ms(ms);
-    let shown = format!("{} UTC", iso.get(..19).unwrap_or(&iso).replace('T', " "));
-    html! { time datetime=(iso) { (shown) } }
+    html! { time datetime=(format_ms(ms)) { (when::shown(ms)) } }
+}
+
+/// How the time inputs read what is typed, said under each form that has them.
+pub const TIME_HINT: &str = "Times are UTC, as every table shows them: paste one from a table. \
+     A time covers its whole second; a date alone, its whole day.";
+
+/// A labelled text input for a time in the tables' own format (see `when`). Not
+/// `datetime-local`: that one shows the browser's locale (often a 12-hour clock) and has no
+/// zone, so what it shows would not match the tables.
+pub fn time_input(name: &str, label: &str, value: Option<&str>, required: bool) -> Markup {
+    html! {
+        span.field {
+            label for=(name) { (label) }
+            input id=(name) type="text" name=(name) value=(value.unwrap_or_default())
+                placeholder=(when::FORMAT) size="22" autocomplete="off" spellcheck="false"
+                required[required];
+        }
+    }
 }
 
 pub fn maybe_time(ms: Option<Millis>) -> Markup {
     match ms {
         Some(ms) => time(ms),
         None => html! { span.muted { "—" } },
+    }
+}
+
+/// A dotted name (`transfer.withdrawal.initiated`) that may wrap after its dots, and only
+/// there, so a narrow column breaks it where it reads well.
+pub fn dotted(name: &str) -> Markup {
+    html! {
+        @for (i, part) in name.split('.').enumerate() {
+            @if i > 0 { "." wbr; }
+            (part)
+        }
     }
 }
 

@@ -62,10 +62,17 @@ async fn find(state: &AppState, viewer: &Viewer, raw: &str) -> Result<Webhook> {
         .ok_or_else(|| ApiError::not_found("webhook"))?)
 }
 
+/// Delivered out of finished (delivered or failed), said in words when nothing finished: a
+/// dash there read as "no data" next to deliveries that were all still pending.
 fn success_rate(h: &WebhookHealth) -> Markup {
     let finished = h.delivered + h.failed;
     if finished == 0 {
-        return html! { span.muted { "—" } };
+        let none = if h.deliveries == 0 {
+            "no deliveries"
+        } else {
+            "none finished"
+        };
+        return html! { span.muted { (none) } };
     }
     let rate = h.delivered as f64 * 100.0 / finished as f64;
     let class = if rate >= 99.0 {
@@ -75,7 +82,25 @@ fn success_rate(h: &WebhookHealth) -> Markup {
     } else {
         "poor"
     };
-    html! { span class={ "rate " (class) } { (format!("{rate:.1} %")) } }
+    html! { span class={ "rate " (class) } { (rate_text(h.delivered, finished)) } }
+}
+
+/// `0 %` and `100 %` only when exactly so; otherwise one decimal, rounded towards 50 % so
+/// that one failure in thousands never reads as `100.0 %`.
+fn rate_text(delivered: u64, finished: u64) -> String {
+    if delivered == 0 {
+        return "0\u{a0}%".to_owned();
+    }
+    if delivered == finished {
+        return "100\u{a0}%".to_owned();
+    }
+    let tenths = (delivered as f64 * 1000.0 / finished as f64).clamp(1.0, 999.0);
+    let tenths = if tenths >= 500.0 {
+        tenths.floor()
+    } else {
+        tenths.ceil()
+    };
+    format!("{:.1}\u{a0}%", tenths / 10.0)
 }
 
 fn last_response(h: &WebhookHealth) -> Markup {
@@ -120,15 +145,15 @@ pub async fn list(
                         th scope="col" { "Webhook" }
                         th scope="col" { "Status" }
                         th scope="col" { "Event types" }
-                        th scope="col" class="num" { "Deliveries (24 h)" }
-                        th scope="col" class="num" { "Success (24 h)" }
+                        th scope="col" class="num" { "Deliveries, 24\u{a0}h" }
+                        th scope="col" class="num" { "Success, 24\u{a0}h" }
                         th scope="col" { "Last response" }
                     } }
                     tbody {
                         @for w in &page.items {
                             @let h = health.get(&w.id).cloned().unwrap_or_default();
                             tr {
-                                td {
+                                td.label {
                                     a href={ "/dashboard/webhooks/" (w.id) } { (label(w)) }
                                     @if w.name.is_some() { br; span.muted.small { (w.url) } }
                                 }
@@ -235,6 +260,9 @@ struct FormError {
     param: Option<String>,
 }
 
+/// The fields of the webhook form that show their own error.
+const FIELDS: [&str; 4] = ["url", "name", "description", "event_types"];
+
 fn form(
     state: &AppState,
     viewer: &Viewer,
@@ -244,28 +272,38 @@ fn form(
     error: Option<&FormError>,
 ) -> Markup {
     let invalid = |param: &str| error.is_some_and(|e| e.param.as_deref() == Some(param));
+    // The message is said once: next to its field when the form has one, else above the form.
     let field_error = |param: &str| {
         html! {
             @if let Some(e) = error.filter(|e| e.param.as_deref() == Some(param)) {
-                p.field-error id={ (param) "-error" } { (e.message) }
+                p.field-error id={ (param) "-error" } role="alert" { (e.message) }
             }
         }
     };
+    let at_a_field = error.is_some_and(|e| e.param.as_deref().is_some_and(|p| FIELDS.contains(&p)));
     html! {
-        @if let Some(e) = error {
+        @if let Some(e) = error.filter(|_| !at_a_field) {
             p.error role="alert" { (e.message) }
         }
         form.stack method="post" action=(action) {
             (views::csrf(viewer))
             label for="url" { "Endpoint URL" }
-            input #url type="url" name="url" required value=(values.url) placeholder="https://example.com/webhooks"
-                aria-invalid=[invalid("url").then_some("true")];
+            // Text, not `type="url"`: the browser's own check would answer a URL without a
+            // scheme with a vaguer message of its own; Herald's says what is missing.
+            input #url type="text" inputmode="url" autocomplete="url" spellcheck="false" name="url" required
+                value=(values.url) placeholder="https://example.com/webhooks"
+                aria-invalid=[invalid("url").then_some("true")]
+                aria-describedby=[invalid("url").then_some("url-error")];
             (field_error("url"))
             label for="name" { "Name" }
-            input #name type="text" name="name" value=(values.name) maxlength="256";
+            input #name type="text" name="name" value=(values.name) maxlength="256"
+                aria-invalid=[invalid("name").then_some("true")]
+                aria-describedby=[invalid("name").then_some("name-error")];
             (field_error("name"))
             label for="description" { "Description" }
-            input #description type="text" name="description" value=(values.description) maxlength="2048";
+            input #description type="text" name="description" value=(values.description) maxlength="2048"
+                aria-invalid=[invalid("description").then_some("true")]
+                aria-describedby=[invalid("description").then_some("description-error")];
             (field_error("description"))
             fieldset.event-types {
                 legend { "Event types" }
@@ -287,7 +325,8 @@ fn form(
                 }
                 label for="patterns" { "More patterns" }
                 input #patterns type="text" name="patterns" value=(values.more) placeholder="transfer.*, account.created"
-                    aria-invalid=[invalid("event_types").then_some("true")];
+                    aria-invalid=[invalid("event_types").then_some("true")]
+                    aria-describedby=[invalid("event_types").then_some("event_types-error")];
                 (field_error("event_types"))
             }
             button type="submit" { (submit) }
@@ -406,7 +445,6 @@ async fn detail_page(
         .await?;
     let base = format!("/dashboard/webhooks/{}", webhook.id);
     let charts = overview::chart_section(state, viewer, Some(webhook.id.clone()), range, &base).await?;
-    let names = HashMap::from([(webhook.id.clone(), label(&webhook).to_owned())]);
     let id = webhook.id.as_str();
     Ok(views::page(
         viewer,
@@ -443,16 +481,17 @@ async fn detail_page(
                         button type="submit" { "Enable" }
                     }
                 }
-                form.inline method="post" action={ (base) "/rotate" } {
+                // The overlap choice belongs to Rotate: one framed group, its label in sight.
+                form.inline.group method="post" action={ (base) "/rotate" } {
                     (views::csrf(viewer))
-                    label.visually-hidden for="overlap" { "Keep the old secret signing for" }
-                    select #overlap name="overlap" title="Keep the old secret signing for" {
-                        option value="0" { "old secret stops now" }
-                        option value="3600" { "old secret signs 1 more hour" }
-                        option value="86400" { "old secret signs 24 more hours" }
-                        option value="604800" { "old secret signs 7 more days" }
-                    }
                     button.secondary type="submit" { "Rotate secret" }
+                    label for="overlap" { "old secret:" }
+                    select #overlap name="overlap" {
+                        option value="0" { "stops at once" }
+                        option value="3600" { "signs 1 more hour" }
+                        option value="86400" { "signs 24 more hours" }
+                        option value="604800" { "signs 7 more days" }
+                    }
                 }
                 a.button.secondary href={ (base) "/edit" } { "Edit" }
                 a.button.danger href={ (base) "/delete" } { "Delete" }
@@ -472,7 +511,7 @@ async fn detail_page(
                 dt { "Created" } dd { (views::time(webhook.created_at)) }
                 dt { "Last attempt" } dd { (views::maybe_time(webhook.last_triggered_at)) }
                 dt { "Last 24 hours" } dd {
-                    (h.deliveries) " deliveries, " (h.delivered) " delivered, " (h.failed) " failed; success "
+                    (h.deliveries) " deliveries, " (h.delivered) " delivered, " (h.failed) " failed; success rate "
                     (success_rate(&h)) "; last response " (last_response(&h))
                 }
             }
@@ -481,19 +520,17 @@ async fn detail_page(
             @if recent.items.is_empty() {
                 p.empty-line { "Nothing delivered to this webhook yet. Use " strong { "Send test event" } " above to try it." }
             } @else {
-                (deliveries::table(&recent.items, &names))
+                (deliveries::table(&recent.items, None))
                 p { a href={ "/dashboard/deliveries?webhook_id=" (id) } { "Every delivery of this webhook →" } }
             }
             h2 { "Replay failed deliveries" }
             form.filters method="post" action={ (base) "/replay" } {
                 (views::csrf(viewer))
-                label for="since" { "From (UTC)" }
-                input #since type="datetime-local" name="since" required;
-                label for="until" { "To (UTC)" }
-                input #until type="datetime-local" name="until";
+                (views::time_input("since", "From (UTC)", None, true))
+                (views::time_input("until", "To (UTC)", None, false))
                 button.secondary type="submit" { "Replay failed" }
             }
-            p.muted.small { "Sends every failed delivery created in that window again, with a fresh retry schedule. Leave “To” empty for “until now”." }
+            p.muted.small { "Sends every failed delivery created in that window again, with a fresh retry schedule. Leave “To” empty for “until now”. " (views::TIME_HINT) }
         },
     ))
 }
@@ -652,10 +689,27 @@ pub async fn replay(
 ) -> Result<Redirect> {
     let since = fields
         .time("since")?
-        .ok_or_else(|| DashError::bad_request("Say from when to replay."))?;
-    let until = fields.time("until")?;
+        .ok_or_else(|| DashError::bad_request("Say from when to replay."))?
+        .start;
+    // A typed time covers its whole second, as in the delivery log's filter.
+    let until = fields.time("until")?.map(|span| span.end);
     let queued = api::replay(&state, viewer.scope(), &raw, since, until).await?;
     Ok(Redirect::to(&format!(
         "/dashboard/webhooks/{raw}?done=replayed&queued={queued}"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_text;
+
+    #[test]
+    fn a_success_rate_reads_0_or_100_only_when_exactly_so() {
+        assert_eq!(rate_text(0, 3), "0\u{a0}%");
+        assert_eq!(rate_text(3, 3), "100\u{a0}%");
+        assert_eq!(rate_text(9999, 10000), "99.9\u{a0}%");
+        assert_eq!(rate_text(1, 10000), "0.1\u{a0}%");
+        assert_eq!(rate_text(1, 3), "33.4\u{a0}%");
+        assert_eq!(rate_text(2, 3), "66.6\u{a0}%");
+    }
 }

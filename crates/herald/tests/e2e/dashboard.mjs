@@ -1,6 +1,6 @@
 // The Herald dashboard in a real headless Chromium: a new user signs in, creates a webhook,
-// watches a delivery arrive, inspects it, retries a failed one, rotates the secret; CSRF is
-// enforced; an admin switches org.
+// watches a delivery arrive, finds it again by the time the log shows, inspects it, retries a
+// failed one, rotates the secret; CSRF is enforced; an admin switches org.
 //
 // Run by crates/herald/tests/it/suite/dashboard_browser.rs, which starts Herald and passes:
 //   HERALD_URL        http://127.0.0.1:PORT of a dev-mode Herald (retry schedule "10ms")
@@ -351,6 +351,38 @@ step('the delivery is in the log, and its page shows payload, headers and attemp
   await screenshot(page, 'delivery');
 });
 
+step('a time read off the log, typed into the filter, finds that delivery', async ({ page }) => {
+  await clickNav(page, 'Deliveries');
+  const row = deliveryRow(page, 'order.filled', 'delivered');
+  await visible(row, 'a delivered order.filled row in the deliveries log');
+  const id = (await row.locator('a.delivery-link').first().innerText()).trim();
+  // What the viewer sees, script included: the browser runs in a zone other than UTC.
+  const shown = (await row.locator('time').first().innerText()).trim();
+  check(
+    /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$/.test(shown),
+    `the log should show times as "2026-11-23 09:41:03 UTC", shows "${shown}"`,
+  );
+  // Each filter's label stays on the line of its input.
+  for (const field of await page.locator('form.filters .field').all()) {
+    const label = await field.locator('label').boundingBox();
+    const input = await field.locator('input, select').boundingBox();
+    const middle = label.y + label.height / 2;
+    check(
+      middle > input.y && middle < input.y + input.height,
+      `the label "${await field.locator('label').innerText()}" is not beside its input`,
+    );
+  }
+  await page.getByLabel('From (UTC)', { exact: true }).fill(shown);
+  await page.getByLabel('To (UTC)', { exact: true }).fill(shown);
+  await page.getByRole('button', { name: 'Filter', exact: true }).click();
+  await page.waitForLoadState();
+  await visible(
+    page.locator('a.delivery-link', { hasText: id }),
+    `the delivery ${id} in the log filtered from and to ${shown}`,
+  );
+  await screenshot(page, 'deliveries-by-time');
+});
+
 step('a failing receiver: the delivery fails after 2 attempts, and Retry delivers it', async ({ page }) => {
   receiver.status = 500;
   state.secondEvent = await publish({ order_id: 'o_2' });
@@ -487,7 +519,12 @@ async function main() {
     ],
   });
   log(`chromium ${browser.version()}`);
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // A zone other than UTC: a page that showed browser-local times would fail the time filter.
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 900 },
+    timezoneId: 'America/New_York',
+    locale: 'en-US',
+  });
   context.setDefaultTimeout(DEADLINE_MS);
   context.setDefaultNavigationTimeout(DEADLINE_MS);
   const page = await context.newPage();

@@ -278,6 +278,40 @@ async fn a_webhook_made_in_the_dashboard_follows_the_apis_rules() {
 }
 
 #[tokio::test]
+async fn a_url_without_a_scheme_is_explained_once_next_to_its_field() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        ..Settings::default()
+    })
+    .await;
+    let (_, key) = app.tenant("tenant").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+    let csrf = browser.csrf().await;
+
+    let refused = browser
+        .post(
+            "/dashboard/webhooks",
+            &[("url", "localhost:3000/hook"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let html = refused.text().await.expect("html");
+    assert_eq!(html.matches("url has no scheme").count(), 1, "said once: {html}");
+    assert!(
+        html.contains("e.g. http://localhost:3000/hook"),
+        "shows the URL with a scheme: {html}"
+    );
+    assert!(!html.contains("must use https://"), "{html}");
+    assert_eq!(html.matches("role=\"alert\"").count(), 1, "{html}");
+    assert!(
+        html.contains("aria-describedby=\"url-error\""),
+        "the field points at its message: {html}"
+    );
+}
+
+#[tokio::test]
 async fn one_orgs_webhooks_are_out_of_reach_of_another_orgs_session() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
@@ -505,6 +539,155 @@ async fn the_delivery_log_filters_pages_and_replays_failed_deliveries() {
         location(&replayed)
     );
     app.wait_status(&key, &newest, "delivered").await;
+}
+
+/// The text of the first `<time>` in the table row that mentions `needle`.
+fn time_in_row(page: &str, needle: &str) -> Option<String> {
+    let row = page.split("<tr").find(|row| row.contains(needle))?;
+    let start = row.find("<time")?;
+    let text = row[start..].split('>').nth(1)?;
+    Some(text.split('<').next()?.to_owned())
+}
+
+#[tokio::test]
+async fn a_time_copied_from_the_delivery_log_finds_that_delivery_in_the_filter_and_the_replay() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        retry_schedule: Some("10ms".into()),
+        ..Settings::default()
+    })
+    .await;
+    let (_, key) = app.tenant("tenant").await;
+    let receiver = TestReceiver::start().await;
+    receiver.always("/hook", Reply::status(500));
+    let webhook = app
+        .create_webhook(&key, json!({"url": receiver.url("/hook")}))
+        .await;
+    let webhook_id = webhook["id"].as_str().expect("id");
+    let event = app.publish(&key, "order.filled", json!({"n": 1})).await;
+    let delivery = app.deliveries_of(&key, event["id"].as_str().expect("id")).await;
+    let delivery = delivery[0]["id"].as_str().expect("delivery id").to_owned();
+    app.wait_status(&key, &delivery, "failed").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+
+    let log = browser
+        .get("/dashboard/deliveries")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let shown = time_in_row(&log, &delivery).expect("the row shows when it was created");
+    assert!(
+        shown.ends_with(" UTC") && shown.len() == "2026-11-23 09:41:03 UTC".len(),
+        "a time says its zone: {shown}"
+    );
+    let query = |from: &str, to: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("from", from)
+            .append_pair("to", to)
+            .finish()
+    };
+    let found = browser
+        .get(&format!("/dashboard/deliveries?{}", query(&shown, &shown)))
+        .await;
+    assert_eq!(found.status(), StatusCode::OK);
+    let found = found.text().await.expect("html");
+    assert!(
+        found.contains(&delivery),
+        "from = to = the shown time finds the delivery: {found}"
+    );
+    let before = browser
+        .get(&format!(
+            "/dashboard/deliveries?{}",
+            query("2020-01-01 00:00:00 UTC", "2020-01-01 00:00:01 UTC")
+        ))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(!before.contains(&delivery), "another window does not");
+
+    receiver.always("/hook", Reply::status(204));
+    let csrf = browser.csrf().await;
+    let replayed = browser
+        .post(
+            &format!("/dashboard/webhooks/{webhook_id}/replay"),
+            &[("since", &shown), ("until", &shown), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(replayed.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&replayed).ends_with("done=replayed&queued=1"),
+        "the replay window read the same way: {}",
+        location(&replayed)
+    );
+    app.wait_status(&key, &delivery, "delivered").await;
+}
+
+#[tokio::test]
+async fn success_rates_read_as_numbers_or_words_and_the_webhook_page_labels_its_rotation_choice() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        retry_schedule: Some("10ms".into()),
+        ..Settings::default()
+    })
+    .await;
+    let (_, key) = app.tenant("tenant").await;
+    let receiver = TestReceiver::start().await;
+    receiver.always("/hook", Reply::status(500));
+    let failing = app
+        .create_webhook(&key, json!({"url": receiver.url("/hook"), "name": "failing"}))
+        .await;
+    let failing = failing["id"].as_str().expect("id");
+    app.create_webhook(
+        &key,
+        json!({"url": "https://example.com/idle", "name": "idle", "event_types": ["kyc.*"]}),
+    )
+    .await;
+    let event = app.publish(&key, "order.filled", json!({"n": 1})).await;
+    let delivery = app.deliveries_of(&key, event["id"].as_str().expect("id")).await;
+    let delivery = delivery[0]["id"].as_str().expect("delivery id").to_owned();
+    app.wait_status(&key, &delivery, "failed").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+
+    let list = browser
+        .get("/dashboard/webhooks")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let row = |name: &str| {
+        list.split("<tr")
+            .find(|row| row.contains(&format!(">{name}</a>")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("failing").contains("0\u{a0}%"), "{}", row("failing"));
+    assert!(row("idle").contains("no deliveries"), "{}", row("idle"));
+    assert!(
+        !list.contains("<td class=\"num\"><span class=\"muted\">—"),
+        "no bare dash for a rate: {list}"
+    );
+
+    let page = browser
+        .get(&format!("/dashboard/webhooks/{failing}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains(&delivery), "its recent deliveries are listed");
+    assert!(
+        !page.contains("scope=\"col\">Webhook<"),
+        "no Webhook column on the webhook's own page"
+    );
+    assert!(
+        page.contains("<label for=\"overlap\">old secret:</label>"),
+        "the rotation choice has a visible label: {page}"
+    );
 }
 
 #[tokio::test]

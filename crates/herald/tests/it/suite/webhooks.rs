@@ -235,6 +235,28 @@ async fn plain_http_is_accepted_when_the_operator_allows_it() {
 }
 
 #[tokio::test]
+async fn a_url_without_a_scheme_is_refused_as_having_no_scheme_even_in_dev_mode() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        ..Settings::default()
+    })
+    .await;
+    let response = app
+        .post(
+            "/v1/webhooks",
+            &app.admin_key,
+            &json!({"url": "localhost:3000/hook"}),
+        )
+        .await;
+    let body = expect_error(response, StatusCode::BAD_REQUEST, "invalid_url", Some("url")).await;
+    assert_eq!(
+        body["error"]["message"],
+        "url has no scheme: write it with https:// (or http://), e.g. http://localhost:3000/hook"
+    );
+}
+
+#[tokio::test]
 async fn patching_changes_only_the_given_fields_and_advances_updated_at() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;

@@ -1,6 +1,8 @@
 //! `POST /v1/events` and `GET /v1/events/{id}`: publishing. An event and all its deliveries
 //! are written in one transaction, and the 202 is sent only after that commit is durable.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,6 +25,7 @@ use crate::store::{Event, NewEvent, Published};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(publish_event))
+        .routes(routes!(publish_batch))
         .routes(routes!(get_event))
 }
 
@@ -99,6 +102,45 @@ fn wire_payload(id: &EventId, event_type: &str, created_at: i64, data: &RawValue
     ))
 }
 
+/// The event as stored: its wire payload made once, here.
+fn new_event(
+    state: &AppState,
+    org_id: OrgId,
+    event_type: &str,
+    data: &RawValue,
+    source_id: Option<String>,
+    only_webhook: Option<WebhookId>,
+) -> Result<NewEvent> {
+    let id = EventId::new();
+    let now = now_ms();
+    let payload = wire_payload(&id, event_type, now, data)?;
+    Ok(NewEvent {
+        id,
+        org_id,
+        event_type: event_type.to_owned(),
+        payload,
+        source_id,
+        dedup_after: now - DEDUP_WINDOW_MS,
+        only_webhook,
+        now,
+        lease: Some(state.engine().offer()),
+    })
+}
+
+/// Counts what was stored and wakes the delivery engine for deliveries it was not handed.
+fn published(state: &AppState, published: &[Published]) {
+    let mut wake = false;
+    for one in published {
+        if let Published::Created(event, handed_over) = one {
+            metrics::counter!("herald_events_published_total").increment(1);
+            wake |= event.delivery_count > i64::try_from(*handed_over).unwrap_or(i64::MAX);
+        }
+    }
+    if wake {
+        state.wake_dispatcher();
+    }
+}
+
 /// Stores an event with its deliveries and wakes the delivery engine. Shared by publishing
 /// and the webhook test route.
 pub async fn publish(
@@ -109,30 +151,56 @@ pub async fn publish(
     source_id: Option<String>,
     only_webhook: Option<WebhookId>,
 ) -> Result<Published> {
-    let id = EventId::new();
-    let now = now_ms();
-    let payload = wire_payload(&id, event_type, now, data)?;
-    let published = state
-        .store()
-        .publish(NewEvent {
-            id,
-            org_id,
-            event_type: event_type.to_owned(),
-            payload,
-            source_id,
-            dedup_after: now - DEDUP_WINDOW_MS,
-            only_webhook,
-            now,
-            lease: Some(state.engine().offer()),
-        })
-        .await?;
-    if let Published::Created(event, handed_over) = &published {
-        metrics::counter!("herald_events_published_total").increment(1);
-        if event.delivery_count > i64::try_from(*handed_over).unwrap_or(i64::MAX) {
-            state.wake_dispatcher();
-        }
+    let event = new_event(state, org_id, event_type, data, source_id, only_webhook)?;
+    let stored = state.store().publish(event).await?;
+    published(state, std::slice::from_ref(&stored));
+    Ok(stored)
+}
+
+/// Checks one event of a request against the contract; `at` prefixes every `param` (`""`, or
+/// `events[3].` in a batch). The org is resolved by the caller.
+fn check(state: &AppState, input: &EventIn, at: &str) -> Result<()> {
+    if !state.catalog().contains(&input.event_type) {
+        return Err(ApiError::invalid(
+            "unknown_event_type",
+            format!("{at}event_type"),
+            format!(
+                "`{}` is not an event type in the catalog (see GET /v1/webhooks/event-types)",
+                input.event_type
+            ),
+        ));
     }
-    Ok(published)
+    if !input.data.get().trim_start().starts_with('{') {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            format!("{at}data"),
+            "data must be a JSON object",
+        ));
+    }
+    let limit = state.config().max_payload_bytes;
+    if input.data.get().len() > limit {
+        return Err(ApiError::payload_too_large(limit).with_param(format!("{at}data")));
+    }
+    if json::depth(input.data.get()) > json::MAX_DEPTH {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            format!("{at}data"),
+            format!(
+                "data is nested more than {} levels deep (objects and arrays inside each other)",
+                json::MAX_DEPTH
+            ),
+        ));
+    }
+    if let Some(id) = &input.id
+        && (id.is_empty() || id.chars().count() > MAX_SOURCE_ID)
+    {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            format!("{at}id"),
+            format!("id must be 1 to {MAX_SOURCE_ID} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// Publish an event to every subscribed, active webhook of the org.
@@ -149,46 +217,7 @@ async fn publish_event(
     ApiJson(input): ApiJson<EventIn>,
 ) -> Result<(StatusCode, Json<EventOut>)> {
     let org_id = caller.org_for(&state, input.org_id.as_deref()).await?;
-    if !state.catalog().contains(&input.event_type) {
-        return Err(ApiError::invalid(
-            "unknown_event_type",
-            "event_type",
-            format!(
-                "`{}` is not an event type in the catalog (see GET /v1/webhooks/event-types)",
-                input.event_type
-            ),
-        ));
-    }
-    if !input.data.get().trim_start().starts_with('{') {
-        return Err(ApiError::invalid(
-            "invalid_value",
-            "data",
-            "data must be a JSON object",
-        ));
-    }
-    let limit = state.config().max_payload_bytes;
-    if input.data.get().len() > limit {
-        return Err(ApiError::payload_too_large(limit).with_param("data"));
-    }
-    if json::depth(input.data.get()) > json::MAX_DEPTH {
-        return Err(ApiError::invalid(
-            "invalid_value",
-            "data",
-            format!(
-                "data is nested more than {} levels deep (objects and arrays inside each other)",
-                json::MAX_DEPTH
-            ),
-        ));
-    }
-    if let Some(id) = &input.id
-        && (id.is_empty() || id.chars().count() > MAX_SOURCE_ID)
-    {
-        return Err(ApiError::invalid(
-            "invalid_value",
-            "id",
-            format!("id must be 1 to {MAX_SOURCE_ID} characters"),
-        ));
-    }
+    check(&state, &input, "")?;
     match publish(&state, org_id, &input.event_type, &input.data, input.id, None).await? {
         Published::Created(event, _) => {
             tracing::debug!(event.id = %event.id, event.type = %event.event_type, deliveries = event.delivery_count, "event published");
@@ -196,6 +225,90 @@ async fn publish_event(
         }
         Published::Duplicate(event) => Ok((StatusCode::OK, Json(EventOut::new(event, false)))),
     }
+}
+
+/// The path of a batch publish, which takes a larger body than any other route.
+pub const BATCH_PATH: &str = "/v1/events/batch";
+/// The largest batch body.
+pub const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// The most events in one batch.
+const MAX_BATCH: usize = 1_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchIn {
+    /// 1 to 1,000 events, each of the single publish's shape.
+    pub events: Vec<EventIn>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOut {
+    /// Always `list`.
+    pub object: &'static str,
+    /// One event per item, in order; a repeated caller id gives the original event.
+    pub data: Vec<EventOut>,
+}
+
+/// Publish up to 1,000 events in one durable commit: all are stored, or none.
+#[utoipa::path(post, path = "/v1/events/batch", operation_id = "create_event_batch", tag = "events",
+    request_body = BatchIn,
+    responses((status = 202, description = "Every event stored, with its deliveries, in one commit", body = BatchOut),
+        (status = 400, description = "An invalid item (`param` names it, e.g. `events[3].event_type`), or not 1 to 1,000 events; nothing was stored", body = ErrorBody),
+        (status = 413, description = "The body is over 16 MiB, or an item's `data` over the payload limit", body = ErrorBody)))]
+async fn publish_batch(
+    State(state): State<AppState>,
+    TenantCaller(caller): TenantCaller,
+    ApiJson(input): ApiJson<BatchIn>,
+) -> Result<(StatusCode, Json<BatchOut>)> {
+    if input.events.is_empty() || input.events.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            "events",
+            format!(
+                "events must hold 1 to {MAX_BATCH} events; it holds {}",
+                input.events.len()
+            ),
+        ));
+    }
+    // Each org named is resolved once, however many items name it.
+    let mut orgs: HashMap<Option<String>, OrgId> = HashMap::new();
+    let mut stored = Vec::with_capacity(input.events.len());
+    for (index, item) in input.events.iter().enumerate() {
+        let at = format!("events[{index}].");
+        let org_id = match orgs.get(&item.org_id) {
+            Some(org) => org.clone(),
+            None => {
+                let org = caller
+                    .org_for(&state, item.org_id.as_deref())
+                    .await
+                    .map_err(|e| match e.param {
+                        Some(_) => e.with_param(format!("{at}org_id")),
+                        None => e,
+                    })?;
+                orgs.insert(item.org_id.clone(), org.clone());
+                org
+            }
+        };
+        check(&state, item, &at)?;
+        stored.push(new_event(
+            &state,
+            org_id,
+            &item.event_type,
+            &item.data,
+            item.id.clone(),
+            None,
+        )?);
+    }
+    let answers = state.store().publish_batch(stored).await?;
+    published(&state, &answers);
+    tracing::debug!(events = answers.len(), "event batch published");
+    let data = answers
+        .into_iter()
+        .map(|answer| match answer {
+            Published::Created(event, _) | Published::Duplicate(event) => EventOut::new(event, false),
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchOut { object: "list", data })))
 }
 
 /// Get an event, with its data.

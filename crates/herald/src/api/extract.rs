@@ -40,8 +40,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Reads the whole body, refusing more than the body limit with a 413 and a body that has not
 /// arrived within `HERALD_BODY_TIMEOUT` with a 408 (a client trickling a body in must not
 /// hold a connection and a handler for ever).
-pub async fn read_body(state: &AppState, body: axum::body::Body) -> Result<Bytes, ApiError> {
-    let limit = state.body_limit();
+pub async fn read_body(state: &AppState, body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
     let deadline = state.config().body_timeout;
     let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
         .await
@@ -145,7 +144,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if !is_json(req.headers()) {
             return Err(ApiError::unsupported_media_type());
         }
-        let bytes = read_body(state, req.into_body()).await?;
+        let limit = state.body_limit_for(req.uri().path());
+        let bytes = read_body(state, req.into_body(), limit).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -156,7 +156,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let declared_json = is_json(req.headers());
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
-        let bytes = read_body(state, req.into_body()).await?;
+        let bytes = read_body(state, req.into_body(), state.body_limit()).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }

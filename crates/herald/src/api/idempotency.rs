@@ -59,7 +59,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     };
     let (mut parts, body) = req.into_parts();
-    let bytes = match read_body(&state, body).await {
+    let bytes = match read_body(&state, body, state.body_limit_for(parts.uri.path())).await {
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };

@@ -114,6 +114,15 @@ impl AppState {
             .saturating_add(64 * 1024)
             .max(1024 * 1024)
     }
+
+    /// The largest body a route takes: a batch of events has a limit of its own.
+    pub fn body_limit_for(&self, path: &str) -> usize {
+        if path == events::BATCH_PATH {
+            events::BATCH_BODY_LIMIT
+        } else {
+            self.body_limit()
+        }
+    }
 }
 
 #[derive(OpenApi)]

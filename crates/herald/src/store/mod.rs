@@ -778,6 +778,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores an event and one delivery per matching active webhook, in one transaction.
     fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published>;
+    /// Stores every event with its deliveries in one transaction and one durable commit: all
+    /// of them, or none. One answer per event, in order; a caller id repeated within the
+    /// batch answers with the first.
+    fn publish_batch(&self, events: Vec<NewEvent>) -> StoreFuture<'_, Vec<Published>>;
     fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>>;
 
     /// Leases due deliveries, each webhook up to its cap in `request.leases`; an expired

@@ -801,6 +801,10 @@ impl Store for PostgresStore {
         Box::pin(self.publisher.publish(event))
     }
 
+    fn publish_batch(&self, events: Vec<NewEvent>) -> StoreFuture<'_, Vec<Published>> {
+        Box::pin(self.publisher.publish_all(events))
+    }
+
     fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>> {
         Box::pin(async move {
             let mut b = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = "));

@@ -44,6 +44,7 @@ mod sqlite {
     mod support;
 
     mod auth;
+    mod batch;
     mod cli;
     mod connections;
     mod crash;
@@ -69,6 +70,7 @@ mod postgres {
     mod support;
 
     mod auth;
+    mod batch;
     mod cli;
     mod connections;
     mod crash;

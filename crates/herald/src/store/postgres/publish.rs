@@ -26,6 +26,8 @@ type Job = (NewEvent, oneshot::Sender<Result<Published, StoreError>>);
 
 pub(super) struct Publisher {
     queue: mpsc::Sender<Job>,
+    pool: sqlx::PgPool,
+    announcer: Announcer,
 }
 
 impl Publisher {
@@ -35,7 +37,25 @@ impl Publisher {
         for _ in 0..WRITERS {
             tokio::spawn(write(pool.clone(), Arc::clone(&waiting), announcer.clone()));
         }
-        Self { queue }
+        Self {
+            queue,
+            pool,
+            announcer,
+        }
+    }
+
+    /// A batch from the API: its own transaction, not grouped with other publishes, so it
+    /// is stored whole or not at all.
+    pub(super) async fn publish_all(&self, events: Vec<NewEvent>) -> Result<Vec<Published>, StoreError> {
+        let stored = insert(&self.pool, &events).await?;
+        let published: Vec<Published> = events.into_iter().zip(stored).map(answer).collect();
+        if published
+            .iter()
+            .any(|p| matches!(p, Published::Created(event, _) if event.delivery_count > 0))
+        {
+            self.announcer.due();
+        }
+        Ok(published)
     }
 
     pub(super) async fn publish(&self, event: NewEvent) -> Result<Published, StoreError> {
@@ -72,16 +92,7 @@ async fn write(pool: sqlx::PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>, ann
         let results: Vec<Result<Published, StoreError>> = events
             .into_iter()
             .zip(stored)
-            .map(|(event, stored)| {
-                stored.map(|stored| match stored {
-                    // Fresh deliveries are claimed like any other here. Leased at publish, as on
-                    // SQLite, they were not handed over in the closed-loop benchmark (the webhook
-                    // nearly always had due work waiting), which only added a query per batch:
-                    // see docs/PERFORMANCE.md, sixth round.
-                    Stored::Created(count) => Published::Created(event.into_event(count), 0),
-                    Stored::Duplicate(original) => Published::Duplicate(original),
-                })
-            })
+            .map(|(event, stored)| stored.map(|stored| answer((event, stored))))
             .collect();
         if results
             .iter()
@@ -92,6 +103,17 @@ async fn write(pool: sqlx::PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>, ann
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
+    }
+}
+
+/// The answer for one stored event. Fresh deliveries are claimed like any other here. Leased
+/// at publish, as on SQLite, they were not handed over in the closed-loop benchmark (the
+/// webhook nearly always had due work waiting), which only added a query per batch: see
+/// docs/PERFORMANCE.md, sixth round.
+fn answer((event, stored): (NewEvent, Stored)) -> Published {
+    match stored {
+        Stored::Created(count) => Published::Created(event.into_event(count), 0),
+        Stored::Duplicate(original) => Published::Duplicate(original),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The load generator: publishes `order.filled` events through `POST /v1/events`, closed loop
-//! (C requests in flight) or open loop (a fixed rate, whether or not earlier ones finished).
+//! The load generator: publishes `order.filled` events through `POST /v1/events` (or, in
+//! batches, `POST /v1/events/batch`), closed loop (C requests in flight) or open loop (a
+//! fixed rate, whether or not earlier ones finished).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,13 +18,16 @@ pub struct Publisher {
     events_url: String,
     auth: HeaderValue,
     body_bytes: usize,
-    /// Publishes finished (accepted or not), for the progress line.
+    /// Events per request: 1 posts to `/v1/events`, more to `/v1/events/batch`.
+    batch: u64,
+    /// Events whose publish finished (accepted or not), for the progress line.
     pub done: AtomicU64,
 }
 
 /// The outcome of a publish phase.
 #[derive(Debug, Default)]
 pub struct PublishStats {
+    /// Events (not requests): a batch counts each of its events.
     pub sent: u64,
     pub accepted: u64,
     pub errors: u64,
@@ -31,7 +35,7 @@ pub struct PublishStats {
     /// Since the origin: the first request sent, the last response received.
     pub start_us: u64,
     pub end_us: u64,
-    /// Request → 202 times of accepted publishes.
+    /// Request → 202 times of accepted publish requests.
     pub latencies_us: Vec<u64>,
     /// Open loop only: the latest a send started after its scheduled time.
     pub max_schedule_lag_us: u64,
@@ -79,8 +83,18 @@ impl Publisher {
             events_url: format!("{base_url}/v1/events"),
             auth,
             body_bytes,
+            batch: 1,
             done: AtomicU64::new(0),
         })
+    }
+
+    /// Publishes `size` events per request through `POST /v1/events/batch`.
+    pub fn with_batches(mut self, size: u64) -> Self {
+        if size > 1 {
+            self.events_url = format!("{}/v1/events/batch", self.base_url);
+            self.batch = size;
+        }
+        self
     }
 
     /// Sends the publish requests somewhere else (the self-test posts them to the receiver).
@@ -148,9 +162,27 @@ impl Publisher {
         s
     }
 
-    /// One publish; Ok(request → answer time) on a 2xx (202, or 200 for a repeat), Err(message) otherwise.
-    async fn publish(&self, seq: u64) -> Result<Duration, String> {
-        let body = self.body(seq);
+    /// The request body for events `first..first + count`: one event, or a batch of them.
+    fn request_body(&self, first: u64, count: u64) -> String {
+        if self.batch <= 1 {
+            return self.body(first);
+        }
+        let mut s = String::with_capacity(count as usize * (self.body_bytes + 1) + 16);
+        s.push_str(r#"{"events":["#);
+        for seq in first..first + count {
+            if seq > first {
+                s.push(',');
+            }
+            s.push_str(&self.body(seq));
+        }
+        s.push_str("]}");
+        s
+    }
+
+    /// One publish request of `count` events from `first`; Ok(request → answer time) on a 2xx
+    /// (202, or 200 for a repeat), Err(message) otherwise.
+    async fn publish(&self, first: u64, count: u64) -> Result<Duration, String> {
+        let body = self.request_body(first, count);
         let t0 = Instant::now();
         let result = self
             .client
@@ -176,27 +208,27 @@ impl Publisher {
             }
             Err(e) => Err(format!("POST /v1/events: {e}")),
         };
-        self.done.fetch_add(1, Ordering::Relaxed);
+        self.done.fetch_add(count, Ordering::Relaxed);
         outcome
     }
 
     fn note(
         stats: &mut PublishStats,
         origin: Instant,
-        t_send: Instant,
-        t_end: Instant,
+        (t_send, t_end): (Instant, Instant),
+        events: u64,
         r: Result<Duration, String>,
     ) {
-        stats.sent += 1;
+        stats.sent += events;
         stats.start_us = stats.start_us.min((t_send - origin).as_micros() as u64);
         stats.end_us = stats.end_us.max((t_end - origin).as_micros() as u64);
         match r {
             Ok(d) => {
-                stats.accepted += 1;
+                stats.accepted += events;
                 stats.latencies_us.push(d.as_micros() as u64);
             }
             Err(e) => {
-                stats.errors += 1;
+                stats.errors += events;
                 if stats.first_error.is_none() {
                     stats.first_error = Some(e);
                 }
@@ -214,13 +246,14 @@ impl Publisher {
                 let mut stats = PublishStats::empty();
                 stats.latencies_us.reserve((n / concurrency.max(1) + 1) as usize);
                 loop {
-                    let seq = next.fetch_add(1, Ordering::Relaxed);
-                    if seq >= n {
+                    let first = next.fetch_add(p.batch, Ordering::Relaxed);
+                    if first >= n {
                         break;
                     }
+                    let count = p.batch.min(n - first);
                     let t_send = Instant::now();
-                    let r = p.publish(seq).await;
-                    Self::note(&mut stats, origin, t_send, Instant::now(), r);
+                    let r = p.publish(first, count).await;
+                    Self::note(&mut stats, origin, (t_send, Instant::now()), count, r);
                 }
                 stats
             }));
@@ -252,7 +285,7 @@ impl Publisher {
             let p = self.clone();
             tasks.push(tokio::spawn(async move {
                 let t_send = Instant::now();
-                let r = p.publish(seq).await;
+                let r = p.publish(seq, 1).await;
                 (t_send, Instant::now(), r)
             }));
         }
@@ -260,7 +293,7 @@ impl Publisher {
         all.latencies_us.reserve(n as usize);
         for t in tasks {
             match t.await {
-                Ok((t_send, t_end, r)) => Self::note(&mut all, origin, t_send, t_end, r),
+                Ok((t_send, t_end, r)) => Self::note(&mut all, origin, (t_send, t_end), 1, r),
                 Err(e) => {
                     all.sent += 1;
                     all.errors += 1;

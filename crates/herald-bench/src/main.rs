@@ -53,6 +53,8 @@ enum Workload {
     Throughput(ClosedArgs),
     /// `throughput` with fan-out 10 by default.
     Fanout(FanoutArgs),
+    /// `throughput` through `POST /v1/events/batch`: B events per request, C requests in flight.
+    Batch(BatchArgs),
     /// Open loop: a fixed publish rate for a while; publish→delivery latency.
     Latency(LatencyArgs),
     /// Publish N events while the receiver is down, then bring it up and time the drain.
@@ -103,6 +105,24 @@ struct FanoutArgs {
     concurrency: u64,
     /// Webhooks subscribed to every event.
     #[arg(long, default_value_t = 10)]
+    fanout: u64,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    /// Events to publish.
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Events per batch request (1 to 1,000).
+    #[arg(long, default_value_t = 100)]
+    batch_size: u64,
+    /// Batch requests in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u64,
+    /// Webhooks subscribed to every event.
+    #[arg(long, default_value_t = 1)]
     fanout: u64,
     #[command(flatten)]
     common: CommonArgs,
@@ -185,6 +205,8 @@ struct Plan {
     name: &'static str,
     events: u64,
     fanout: u64,
+    /// Events per publish request (1: `POST /v1/events`).
+    batch: u64,
     mode: Mode,
     common: CommonArgs,
 }
@@ -210,6 +232,7 @@ impl Plan {
                 name: "throughput",
                 events: a.events,
                 fanout: a.fanout,
+                batch: 1,
                 mode: Mode::Closed {
                     concurrency: a.concurrency,
                 },
@@ -219,6 +242,7 @@ impl Plan {
                 name: "fanout",
                 events: a.events,
                 fanout: a.fanout,
+                batch: 1,
                 mode: Mode::Closed {
                     concurrency: a.concurrency,
                 },
@@ -233,9 +257,26 @@ impl Plan {
                     name: "latency",
                     events: (a.rate * a.duration).round().max(1.0) as u64,
                     fanout: a.fanout,
+                    batch: 1,
                     mode: Mode::Open {
                         rate: a.rate,
                         duration: a.duration,
+                    },
+                    common: a.common,
+                }
+            }
+            Workload::Batch(a) => {
+                anyhow::ensure!(
+                    (1..=1000).contains(&a.batch_size),
+                    "--batch-size must be 1 to 1000"
+                );
+                Self {
+                    name: "batch",
+                    events: a.events,
+                    fanout: a.fanout,
+                    batch: a.batch_size,
+                    mode: Mode::Closed {
+                        concurrency: a.concurrency,
                     },
                     common: a.common,
                 }
@@ -244,6 +285,7 @@ impl Plan {
                 name: "backlog",
                 events: a.events,
                 fanout: a.fanout,
+                batch: 1,
                 mode: Mode::Backlog {
                     concurrency: a.concurrency,
                     retry_schedule: a.retry_schedule,
@@ -439,12 +481,9 @@ async fn measure(plan: &Plan, target: &Target, client: reqwest::Client) -> anyho
         (Some(r), addr)
     };
 
-    let publisher = Arc::new(Publisher::new(
-        client,
-        &target.base_url,
-        &target.key,
-        c.body_bytes,
-    )?);
+    let publisher = Arc::new(
+        Publisher::new(client, &target.base_url, &target.key, c.body_bytes)?.with_batches(plan.batch),
+    );
     let webhook_ids = publisher.create_webhooks(&receiver_addr, plan.fanout).await?;
 
     let pid = target.pid();
@@ -571,6 +610,7 @@ async fn measure(plan: &Plan, target: &Target, client: reqwest::Client) -> anyho
         params: Params {
             events: plan.events,
             concurrency: plan.concurrency(),
+            batch_size: (plan.batch > 1).then_some(plan.batch),
             fanout: plan.fanout,
             body_bytes: c.body_bytes,
             rate: match plan.mode {

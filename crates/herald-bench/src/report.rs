@@ -43,6 +43,9 @@ pub struct Params {
     pub events: u64,
     /// Closed-loop publishes in flight (`throughput`, `fanout`, `backlog`).
     pub concurrency: Option<u64>,
+    /// `batch`: events per request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u64>,
     pub fanout: u64,
     /// Publish request body, bytes.
     pub body_bytes: usize,
@@ -226,8 +229,14 @@ impl Report {
             let _ = writeln!(s, "  herald env  {}", t.herald_env.join(" "));
         }
         let mut params = format!("{} events", p.events);
-        if let Some(c) = p.concurrency {
-            let _ = write!(params, ", {c} publishes in flight");
+        match (p.concurrency, p.batch_size) {
+            (Some(c), Some(b)) => {
+                let _ = write!(params, " in batches of {b}, {c} batch requests in flight");
+            }
+            (Some(c), None) => {
+                let _ = write!(params, ", {c} publishes in flight");
+            }
+            _ => {}
         }
         if let (Some(r), Some(d)) = (p.rate, p.duration_s) {
             let _ = write!(params, ", open loop at {r} events/s for {d} s");
@@ -256,7 +265,12 @@ impl Report {
             thousands(pb.events_per_s)
         );
         if let Some(l) = &pb.request_latency {
-            let _ = writeln!(s, "              POST /v1/events → 202: {}", l.line());
+            let route = if p.batch_size.is_some() {
+                "POST /v1/events/batch"
+            } else {
+                "POST /v1/events"
+            };
+            let _ = writeln!(s, "              {route} → 202: {}", l.line());
         }
         if let Some(lag) = pb.max_schedule_lag_ms {
             let _ = writeln!(s, "              max send lag behind schedule: {lag:.2} ms");

@@ -79,7 +79,7 @@ pub async fn run(
         delivery::Settings::from_config(&config),
         Arc::clone(&wake),
     )?;
-    store.forward_wakeups(wake);
+    store.forward_wakeups(Arc::new(move || wake.notify_one()));
     let limits = connections::Limits {
         max_connections: config.max_connections,
         header_timeout: config.header_timeout,

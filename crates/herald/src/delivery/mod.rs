@@ -27,14 +27,16 @@ use crate::domain::net::TargetPolicy;
 use crate::domain::time::{Millis, now_ms};
 use crate::secrets::SecretBox;
 use crate::store::{
-    Attempt, AttemptRecord, ClaimRequest, Claimed, LeaseOffer, Leased, Leases, Next, Store, StoreError,
-    WebhookEffect,
+    Attempt, AttemptRecord, ClaimRequest, Claimed, LeaseOffer, Next, Store, StoreError, WebhookEffect,
 };
 
 pub mod attempt;
 pub mod client;
 pub mod endpoints;
+pub mod leases;
 pub mod retry;
+
+use leases::EngineLeasing;
 
 /// Deliveries in flight in this process, at most (their payloads are what the engine holds
 /// in memory, whatever the backlog).
@@ -44,7 +46,7 @@ const WINDOW: u32 = 1024;
 /// and a small receiver is not flooded.
 const PER_WEBHOOK: u32 = 64;
 /// Deliveries leased to one webhook at once by this process: twice its slots, so that when
-/// an attempt ends the next one's lease is already held (see [`Leases`] for why the count is
+/// an attempt ends the next one's lease is already held (see [`leases::Leases`] for why the count is
 /// kept in memory, per node).
 const LEASED_PER_WEBHOOK: u32 = 2 * PER_WEBHOOK;
 /// With nothing scheduled, look for work this often anyway (another process may publish).
@@ -96,10 +98,8 @@ type PendingRecord = (AttemptRecord, oneshot::Sender<Result<WebhookEffect, Store
 #[derive(Clone)]
 pub struct EngineHandle {
     wake: Arc<Notify>,
-    window: Arc<Semaphore>,
-    fresh: mpsc::UnboundedSender<Leased>,
     lease: Duration,
-    leases: Arc<Leases>,
+    leasing: Arc<EngineLeasing>,
 }
 
 impl EngineHandle {
@@ -113,9 +113,7 @@ impl EngineHandle {
     pub fn offer(&self) -> LeaseOffer {
         LeaseOffer {
             lease_until: now_ms() + ms(self.lease),
-            leases: Arc::clone(&self.leases),
-            window: Arc::clone(&self.window),
-            engine: self.fresh.clone(),
+            engine: Arc::clone(&self.leasing) as Arc<dyn crate::store::Leasing>,
         }
     }
 }
@@ -130,7 +128,7 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     /// One permit per delivery leased here, claimed or handed over.
     window: Arc<Semaphore>,
-    leases: Arc<Leases>,
+    leasing: Arc<EngineLeasing>,
     endpoints: Arc<endpoints::Endpoints>,
 }
 
@@ -147,7 +145,7 @@ enum Wakeup {
     /// Due work may exist: claim.
     Claim,
     /// Deliveries handed over by publishes.
-    Fresh(Leased),
+    Fresh(Vec<Claimed>),
     /// An attempt finished; a retry it scheduled, if any.
     Finished(Option<Millis>),
     Stats,
@@ -162,18 +160,15 @@ impl Dispatcher {
         secret_box: SecretBox,
         settings: Settings,
         wake: Arc<Notify>,
-    ) -> Result<(Self, EngineHandle, mpsc::UnboundedReceiver<Leased>), reqwest::Error> {
+    ) -> Result<(Self, EngineHandle, mpsc::UnboundedReceiver<Vec<Claimed>>), reqwest::Error> {
         let (records, queue) = mpsc::channel(WINDOW as usize);
         tokio::spawn(record_batches(Arc::clone(&store), queue, settings.lease() / 2));
         let window = Arc::new(Semaphore::new(WINDOW as usize));
-        let leases = Leases::new(LEASED_PER_WEBHOOK);
-        let (fresh, handed) = mpsc::unbounded_channel();
+        let (leasing, handed) = EngineLeasing::new(LEASED_PER_WEBHOOK, Arc::clone(&window));
         let handle = EngineHandle {
             wake: Arc::clone(&wake),
-            window: Arc::clone(&window),
-            fresh,
             lease: settings.lease(),
-            leases: Arc::clone(&leases),
+            leasing: Arc::clone(&leasing),
         };
         let dispatcher = Self {
             client: client::build(&settings.policy, settings.timeout)?,
@@ -183,7 +178,7 @@ impl Dispatcher {
             settings,
             wake,
             window,
-            leases,
+            leasing,
             endpoints: Arc::new(endpoints::Endpoints::new(PER_WEBHOOK)),
         };
         Ok((dispatcher, handle, handed))
@@ -193,7 +188,7 @@ impl Dispatcher {
     /// bounded by the delivery timeout) and records them.
     pub async fn run(
         self: Arc<Self>,
-        mut handed: mpsc::UnboundedReceiver<Leased>,
+        mut handed: mpsc::UnboundedReceiver<Vec<Claimed>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut tasks: JoinSet<Option<Millis>> = JoinSet::new();
@@ -289,7 +284,7 @@ impl Dispatcher {
                 now,
                 lease_until: now + ms(self.settings.lease()),
                 limit,
-                leases: Arc::clone(&self.leases),
+                leases: Arc::clone(&self.leasing) as Arc<dyn crate::store::Leasing>,
             })
             .await?;
         let full = claim.jobs.len() == free;
@@ -305,12 +300,10 @@ impl Dispatcher {
         })
     }
 
-    /// Starts the attempts a publish handed over, each holding one of its window permits.
-    fn start(self: &Arc<Self>, tasks: &mut JoinSet<Option<Millis>>, leased: Leased) {
-        let mut slots = leased.slots;
-        for job in leased.jobs {
-            let slot = slots.as_mut().and_then(|s| s.split(1));
-            self.spawn(tasks, job, slot);
+    /// Starts the attempts a publish handed over; each one's lease holds its window permit.
+    fn start(self: &Arc<Self>, tasks: &mut JoinSet<Option<Millis>>, leased: Vec<Claimed>) {
+        for job in leased {
+            self.spawn(tasks, job, None);
         }
     }
 

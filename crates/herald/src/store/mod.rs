@@ -11,12 +11,9 @@ use std::pin::Pin;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
-pub mod leases;
 pub mod lock;
 pub mod postgres;
 pub mod sqlite;
-
-pub use leases::{LeaseHold, Leases};
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -262,36 +259,56 @@ pub struct NewEvent {
 /// costs no claim: no second write, no re-read of URL and payload, no wait for the fsync
 /// before the attempt starts (as a claim could already lease a committed, not yet synced
 /// delivery). A delivery is only leased this way when its webhook has no older due delivery
-/// waiting (no queue jumping) and is under its cap of `leases`; otherwise it is stored due
-/// and claimed as usual. A backend may ignore the offer.
-#[derive(Debug, Clone)]
+/// waiting (no queue jumping) and the engine grants it ([`Leasing::try_fresh`]); otherwise it
+/// is stored due and claimed as usual. A backend may ignore the offer.
+#[derive(Clone)]
 pub struct LeaseOffer {
     pub lease_until: Millis,
-    pub leases: std::sync::Arc<Leases>,
-    /// The engine's window, one permit per delivery in flight: a lease takes one or none.
-    pub window: std::sync::Arc<tokio::sync::Semaphore>,
-    /// Where the leased deliveries go once committed.
-    pub engine: tokio::sync::mpsc::UnboundedSender<Leased>,
+    pub engine: std::sync::Arc<dyn Leasing>,
 }
 
-/// Deliveries leased by their publish, with the window permits they hold.
-#[derive(Debug, Default)]
-pub struct Leased {
-    pub jobs: Vec<Claimed>,
-    pub slots: Option<tokio::sync::OwnedSemaphorePermit>,
+impl std::fmt::Debug for LeaseOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseOffer")
+            .field("lease_until", &self.lease_until)
+            .finish_non_exhaustive()
+    }
 }
 
-impl Leased {
-    /// Takes one permit from the offer's window, if one is free.
-    pub fn take_slot(&mut self, offer: &LeaseOffer) -> bool {
-        let Ok(permit) = std::sync::Arc::clone(&offer.window).try_acquire_owned() else {
-            return false;
-        };
-        match &mut self.slots {
-            Some(slots) => slots.merge(permit),
-            None => self.slots = Some(permit),
-        }
-        true
+/// The delivery engine's say in what a write may lease. The engine implements it
+/// (`delivery::leases`) and keeps its state (the leases each webhook holds, its window of
+/// deliveries in flight) to itself: a backend only asks, and carries what it is granted with
+/// the job.
+pub trait Leasing: Send + Sync + std::fmt::Debug {
+    /// Leases held now, per webhook holding some, for a claim's budget.
+    fn held(&self) -> Vec<(String, u32)>;
+    /// The most leases one webhook may hold.
+    fn per_webhook(&self) -> u32;
+    /// Counts a lease that a claim's budget allowed.
+    fn hold(&self, webhook: &WebhookId) -> Lease;
+    /// A lease on a fresh delivery at publish: granted only with room in the engine's window
+    /// and under the webhook's cap.
+    fn try_fresh(&self, webhook: &WebhookId) -> Option<Lease>;
+    /// Takes the deliveries a publish leased, once their transaction has committed.
+    fn hand_over(&self, jobs: Vec<Claimed>);
+}
+
+/// Tells the delivery engine that deliveries may be due (another node published).
+pub type Wake = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// A lease the engine granted, carried with its job: dropping it gives back the room it held.
+/// What that room is belongs to the engine; the store never looks inside.
+pub struct Lease(#[expect(dead_code, reason = "held for its Drop")] Box<dyn std::any::Any + Send + Sync>);
+
+impl Lease {
+    pub fn new(held: impl std::any::Any + Send + Sync) -> Self {
+        Self(Box::new(held))
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lease")
     }
 }
 
@@ -403,7 +420,7 @@ pub struct ClaimRequest {
     pub lease_until: Millis,
     pub limit: u32,
     /// What each webhook holds already, and its cap; each job claimed holds one more.
-    pub leases: std::sync::Arc<Leases>,
+    pub leases: std::sync::Arc<dyn Leasing>,
 }
 
 /// What a claim leased, and whether it left due deliveries behind (their webhooks or the
@@ -429,8 +446,9 @@ pub struct Claimed {
     pub cycle_start: i64,
     /// Sealed signing secrets, the current one first.
     pub secrets: Vec<Vec<u8>>,
-    /// Counts against its webhook's cap until the job is done with.
-    pub lease: LeaseHold,
+    /// Counts against its webhook's cap (and, leased at publish, holds its place in the
+    /// engine's window) until the job is done with.
+    pub lease: Lease,
 }
 
 /// What happens to a delivery after an attempt.
@@ -793,9 +811,9 @@ pub trait Store: Send + Sync + 'static {
     /// for many attempts); one effect per record, in order.
     fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>>;
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats>;
-    /// Calls `wake.notify_one()` whenever another process makes deliveries due (PostgreSQL's
+    /// Calls `wake` whenever another process makes deliveries due (PostgreSQL's
     /// `LISTEN/NOTIFY`). The embedded store has no other process, so it does nothing.
-    fn forward_wakeups(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+    fn forward_wakeups(&self, wake: Wake) {
         let _ = wake;
     }
 

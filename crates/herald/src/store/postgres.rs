@@ -972,7 +972,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn forward_wakeups(&self, wake: Arc<tokio::sync::Notify>) {
+    fn forward_wakeups(&self, wake: Wake) {
         let pool = self.pool.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -986,14 +986,14 @@ impl Store for PostgresStore {
                     Ok(mut listener) => {
                         backoff = Duration::from_millis(100);
                         // Anything published while we were not listening: look now.
-                        wake.notify_one();
+                        wake();
                         while let Ok(notification) = listener.try_recv().await {
                             if notification.is_none() {
                                 // The connection was lost (and will be re-established).
-                                wake.notify_one();
+                                wake();
                                 continue;
                             }
-                            wake.notify_one();
+                            wake();
                         }
                     }
                     Err(e) => {

@@ -1073,7 +1073,11 @@ fn lease_claims(
 
 /// Stores one event and its deliveries in the writer's transaction. Deliveries leased under
 /// the event's offer join `leased`, handed to the engine once the whole transaction commits.
-fn publish_in(conn: &Connection, event: &NewEvent, leased: &mut Leased) -> Result<Published, StoreError> {
+fn publish_in(
+    conn: &Connection,
+    event: &NewEvent,
+    leased: &mut Vec<Claimed>,
+) -> Result<Published, StoreError> {
     if let Some(source) = &event.source_id {
         let existing = conn
             .prepare_cached(&format!(
@@ -1130,15 +1134,14 @@ fn publish_in(conn: &Connection, event: &NewEvent, leased: &mut Leased) -> Resul
         event.now
     ])?;
     let mut insert = conn.prepare_cached(SQL_INSERT_DELIVERY)?;
-    let before = leased.jobs.len();
+    let before = leased.len();
     for (webhook, active, url) in targets {
         let id = DeliveryId::new();
         let lease = match &event.lease {
             Some(offer) if active && !due_waiting(conn, webhook.as_str(), event.now)? => offer
-                .leases
-                .try_hold(&webhook)
-                .filter(|_| leased.take_slot(offer))
-                .map(|hold| (offer.lease_until, claim_token(), hold)),
+                .engine
+                .try_fresh(&webhook)
+                .map(|held| (offer.lease_until, claim_token(), held)),
             _ => None,
         };
         let due = lease
@@ -1157,7 +1160,7 @@ fn publish_in(conn: &Connection, event: &NewEvent, leased: &mut Leased) -> Resul
             event.now
         ])?;
         if let Some((_, token, hold)) = lease {
-            leased.jobs.push(Claimed {
+            leased.push(Claimed {
                 delivery_id: id,
                 claim_token: token,
                 event_id: event.id.clone(),
@@ -1171,18 +1174,16 @@ fn publish_in(conn: &Connection, event: &NewEvent, leased: &mut Leased) -> Resul
             });
         }
     }
-    let handed_over = leased.jobs.len() - before;
+    let handed_over = leased.len() - before;
     Ok(Published::Created(event.clone().into_event(count), handed_over))
 }
 
 /// Hands what a publish leased to the engine when its transaction commits.
-fn hand_over(offer: Option<&LeaseOffer>, leased: Leased) -> Option<OnCommit> {
+fn hand_over(offer: Option<&LeaseOffer>, leased: Vec<Claimed>) -> Option<OnCommit> {
     match offer {
-        Some(offer) if !leased.jobs.is_empty() => {
-            let engine = offer.engine.clone();
-            Some(Box::new(move || {
-                let _ = engine.send(leased);
-            }))
+        Some(offer) if !leased.is_empty() => {
+            let engine = Arc::clone(&offer.engine);
+            Some(Box::new(move || engine.hand_over(leased)))
         }
         _ => None,
     }
@@ -1442,7 +1443,7 @@ impl Store for SqliteStore {
 
     fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published> {
         Box::pin(self.write_then(move |conn| {
-            let mut leased = Leased::default();
+            let mut leased = Vec::new();
             let published = publish_in(conn, &event, &mut leased)?;
             Ok((published, hand_over(event.lease.as_ref(), leased)))
         }))
@@ -1450,7 +1451,7 @@ impl Store for SqliteStore {
 
     fn publish_batch(&self, events: Vec<NewEvent>) -> StoreFuture<'_, Vec<Published>> {
         Box::pin(self.write_then(move |conn| {
-            let mut leased = Leased::default();
+            let mut leased = Vec::new();
             let published = events
                 .iter()
                 .map(|event| publish_in(conn, event, &mut leased))
@@ -1877,7 +1878,13 @@ mod tests {
     use rusqlite::StatementStatus;
 
     use super::*;
+    use crate::delivery::leases::EngineLeasing;
     use crate::domain::time::now_ms;
+
+    /// The engine's leasing, with a window of 1,024, each webhook capped at `per_webhook`.
+    fn leasing(per_webhook: u32) -> Arc<dyn Leasing> {
+        EngineLeasing::new(per_webhook, Arc::new(tokio::sync::Semaphore::new(1024))).0
+    }
 
     /// Two webhooks (one mid-rotation, so it has an expiring secret) with due deliveries.
     async fn store_with_due_work(path: &Path) -> Vec<WebhookId> {
@@ -1977,7 +1984,7 @@ mod tests {
                 now,
                 lease_until: now + 1_000 + step,
                 limit: 1,
-                leases: Leases::new(64),
+                leases: leasing(64),
             };
             let (rowid, _) = head[0].clone();
             lease_claims(&conn, &request, vec![rowid], &mut SecretsRead::new()).expect("lease");
@@ -2247,11 +2254,9 @@ mod tests {
     async fn a_publish_leases_no_more_than_each_webhooks_cap() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (store, org, webhooks) = store_with_webhooks(&dir.path().join("herald.db")).await;
-        let (engine, mut handed) = tokio::sync::mpsc::unbounded_channel();
+        let (engine, mut handed) = EngineLeasing::new(2, Arc::new(tokio::sync::Semaphore::new(64)));
         let offer = LeaseOffer {
             lease_until: now_ms() + 60_000,
-            leases: Leases::new(2),
-            window: Arc::new(Semaphore::new(64)),
             engine,
         };
         let mut leased = Vec::new();
@@ -2270,18 +2275,18 @@ mod tests {
             [2, 2, 0],
             "each of the two webhooks leases two, then is full"
         );
-        let mut held = offer.leases.held();
+        let mut held = offer.engine.held();
         held.sort();
         let mut expected: Vec<(String, u32)> = webhooks.iter().map(|w| (w.as_str().to_owned(), 2)).collect();
         expected.sort();
         assert_eq!(held, expected);
         let mut jobs = Vec::new();
         while let Ok(more) = handed.try_recv() {
-            jobs.extend(more.jobs);
+            jobs.extend(more);
         }
         assert_eq!(jobs.len(), 4, "what was leased was handed to the engine");
         drop(jobs);
-        assert!(offer.leases.held().is_empty(), "done jobs give their leases back");
+        assert!(offer.engine.held().is_empty(), "done jobs give their leases back");
     }
 
     #[tokio::test]
@@ -2304,7 +2309,7 @@ mod tests {
             now,
             lease_until: now + 60_000,
             limit: 6,
-            leases: Leases::new(64),
+            leases: leasing(64),
         };
         let jobs = lease_claims(&conn, &request, mine, &mut SecretsRead::new()).expect("lease");
         assert_eq!(

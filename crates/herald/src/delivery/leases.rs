@@ -1,4 +1,5 @@
-//! How many deliveries this process holds leased, per webhook, and the cap on it.
+//! How many deliveries this process holds leased, per webhook, and the cap on it; and the
+//! engine's answer to a store that asks what it may lease ([`EngineLeasing`]).
 //!
 //! A webhook's leases are capped so one endpoint holds a bounded share of the engine's
 //! window and its backlog is leased in due order, a little ahead of its attempts. The count
@@ -13,7 +14,62 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::sync::{Semaphore, mpsc};
+
 use crate::domain::ids::WebhookId;
+use crate::store::{Claimed, Lease, Leasing};
+
+/// The engine's state as a store sees it through [`Leasing`]: the leases per webhook, the
+/// window of deliveries in flight, and where deliveries leased at publish go.
+#[derive(Debug)]
+pub struct EngineLeasing {
+    leases: Arc<Leases>,
+    window: Arc<Semaphore>,
+    fresh: mpsc::UnboundedSender<Vec<Claimed>>,
+}
+
+impl EngineLeasing {
+    /// Leasing for an engine with `window`, each webhook capped at `per_webhook`; the
+    /// receiver gets what publishes leased.
+    pub fn new(
+        per_webhook: u32,
+        window: Arc<Semaphore>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Vec<Claimed>>) {
+        let (fresh, handed) = mpsc::unbounded_channel();
+        let leasing = Arc::new(Self {
+            leases: Leases::new(per_webhook),
+            window,
+            fresh,
+        });
+        (leasing, handed)
+    }
+}
+
+impl Leasing for EngineLeasing {
+    fn held(&self) -> Vec<(String, u32)> {
+        self.leases.held()
+    }
+
+    fn per_webhook(&self) -> u32 {
+        self.leases.per_webhook()
+    }
+
+    fn hold(&self, webhook: &WebhookId) -> Lease {
+        Lease::new(self.leases.hold(webhook))
+    }
+
+    /// The window's permit travels with the lease: the attempt gives it back when done.
+    fn try_fresh(&self, webhook: &WebhookId) -> Option<Lease> {
+        let hold = self.leases.try_hold(webhook)?;
+        let slot = Arc::clone(&self.window).try_acquire_owned().ok()?;
+        Some(Lease::new((hold, slot)))
+    }
+
+    /// If the engine has stopped, these leases run out and the deliveries are claimed again.
+    fn hand_over(&self, jobs: Vec<Claimed>) {
+        let _ = self.fresh.send(jobs);
+    }
+}
 
 #[derive(Debug)]
 pub struct Leases {

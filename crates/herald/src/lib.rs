@@ -34,15 +34,17 @@ pub mod telemetry;
 use config::{Config, DatabaseUrl};
 use store::{Store, StoreError};
 
+/// Why Herald could not start. The messages name what failed; the cause is the error's
+/// source, so a report of the chain (`{:#}`) says each part once.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the database: {0}")]
+    #[error("cannot open the database (HERALD_DATABASE_URL)")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Secrets(#[from] secrets::SecretsError),
-    #[error("the server failed: {0}")]
+    #[error("the server failed")]
     Serve(#[from] std::io::Error),
-    #[error("cannot build the delivery HTTP client: {0}")]
+    #[error("cannot build the delivery HTTP client")]
     Client(#[from] reqwest::Error),
 }
 

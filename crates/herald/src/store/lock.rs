@@ -40,17 +40,8 @@ impl EmbeddedLock {
             path: path.display().to_string(),
             source,
         };
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            let mut dir = std::fs::DirBuilder::new();
-            dir.recursive(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt as _;
-                dir.mode(0o700);
-            }
-            dir.create(parent).map_err(io)?;
+        if let Some(parent) = path.parent() {
+            super::create_private_dir(parent).map_err(io)?;
         }
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);

@@ -293,6 +293,22 @@ pub trait Leasing: Send + Sync + std::fmt::Debug {
     fn hand_over(&self, jobs: Vec<Claimed>);
 }
 
+/// Creates `dir` (and its parents) readable by Herald's user alone (`0700`), for the embedded
+/// database and its lock file. An existing directory is left as it is.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 /// Tells the delivery engine that deliveries may be due (another node published).
 pub type Wake = std::sync::Arc<dyn Fn() + Send + Sync>;
 

@@ -38,6 +38,9 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or_default();
+                // The server's own message: sqlx's rendering adds the line of PostgreSQL's C
+                // source that raised it ("at line 768"), which means nothing to a user.
+                let message = format!("PostgreSQL: {}", db.message());
                 if code == "23505" {
                     Self::Conflict("a unique value is already taken")
                 } else if code.starts_with("08")
@@ -46,9 +49,9 @@ impl From<sqlx::Error> for StoreError {
                     || code == "40001"
                 {
                     // Connection trouble, shutdown, statement timeout, too many connections.
-                    Self::Unavailable(e.to_string())
+                    Self::Unavailable(message)
                 } else {
-                    Self::Backend(e.to_string())
+                    Self::Backend(message)
                 }
             }
             sqlx::Error::Io(_)

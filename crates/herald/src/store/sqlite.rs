@@ -165,17 +165,8 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     let failed = |what: &Path, e: std::io::Error| {
         StoreError::Unavailable(format!("cannot create {}: {e}", what.display()))
     };
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        let mut dir = std::fs::DirBuilder::new();
-        dir.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt as _;
-            dir.mode(0o700);
-        }
-        dir.create(parent).map_err(|e| failed(parent, e))?;
+    if let Some(parent) = path.parent() {
+        create_private_dir(parent).map_err(|e| failed(parent, e))?;
     }
     let mut file = std::fs::OpenOptions::new();
     file.write(true).create_new(true);

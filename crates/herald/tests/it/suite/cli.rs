@@ -507,3 +507,24 @@ fn each_command_help_lists_only_its_own_options_with_defaults() {
         assert!(serve.contains(default), "{default} missing: {serve}");
     }
 }
+
+#[test]
+fn a_postgresql_refusal_reads_as_the_servers_message_without_source_lines() {
+    skip_if_backend_unavailable!();
+    if super::BACKEND != crate::Backend::Postgres {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = super::support::database_url(dir.path());
+    let (_, host_and_db) = url.split_once('@').expect("user@host");
+    let nobody = format!("postgres://nobody_here@{host_and_db}");
+    let stderr = user_error(&herald(
+        dir.path(),
+        &["orgs", "list"],
+        &[("HERALD_DATABASE_URL", &nobody)],
+    ));
+    assert!(stderr.contains("HERALD_DATABASE_URL"), "{stderr}");
+    assert!(stderr.contains("role \"nobody_here\" does not exist"), "{stderr}");
+    assert!(!stderr.contains("at line"), "{stderr}");
+    assert_eq!(stderr.matches("does not exist").count(), 1, "said once: {stderr}");
+}

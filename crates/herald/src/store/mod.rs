@@ -13,6 +13,7 @@ use crate::domain::time::Millis;
 
 pub mod lock;
 pub mod postgres;
+pub mod rows;
 pub mod sqlite;
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

@@ -16,6 +16,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
+use super::rows::{
+    self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, ORG_COLUMNS, SESSION_COLUMNS,
+    WEBHOOK_COLUMNS,
+};
 use super::*;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
@@ -322,99 +326,61 @@ fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(
     row.try_get(i).map_err(StoreError::from)
 }
 
+impl rows::Columns for PgRow {
+    type Error = StoreError;
+
+    fn text(&self, column: usize) -> Result<String, StoreError> {
+        get(self, column)
+    }
+
+    fn text_opt(&self, column: usize) -> Result<Option<String>, StoreError> {
+        get(self, column)
+    }
+
+    fn int(&self, column: usize) -> Result<i64, StoreError> {
+        get(self, column)
+    }
+
+    fn int_opt(&self, column: usize) -> Result<Option<i64>, StoreError> {
+        get(self, column)
+    }
+
+    fn bytes(&self, column: usize) -> Result<Vec<u8>, StoreError> {
+        get(self, column)
+    }
+
+    fn flag(&self, column: usize) -> Result<bool, StoreError> {
+        get(self, column)
+    }
+
+    fn corrupt(&self, _column: usize, what: &str) -> StoreError {
+        corrupt(what)
+    }
+}
+
 /// `(id, webhook_id)` rows of due deliveries, as a claim reads them.
 fn due_rows(rows: &[PgRow]) -> Result<Vec<(String, String)>, StoreError> {
     rows.iter().map(|row| Ok((get(row, 0)?, get(row, 1)?))).collect()
 }
 
-const ORG_COLUMNS: &str = "id, name, created_at";
-
 fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
-    Ok(Org {
-        id: OrgId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("org id"))?,
-        name: get(row, 1)?,
-        created_at: get(row, 2)?,
-    })
+    rows::org(row)
 }
-
-const WEBHOOK_COLUMNS: &str = "id, org_id, name, description, url, status, disabled_reason, \
-     event_types, secret_last4, last_triggered_at, created_at, updated_at";
 
 fn webhook_from_row(row: &PgRow) -> Result<Webhook, StoreError> {
-    let event_types: Option<String> = get(row, 7)?;
-    Ok(Webhook {
-        id: WebhookId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("webhook id"))?,
-        org_id: OrgId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("org id"))?,
-        name: get(row, 2)?,
-        description: get(row, 3)?,
-        url: get(row, 4)?,
-        status: WebhookStatus::parse(&get::<String>(row, 5)?).ok_or_else(|| corrupt("status"))?,
-        disabled_reason: get(row, 6)?,
-        event_types: event_types
-            .map(|json| serde_json::from_str(&json).map_err(|_| corrupt("event types")))
-            .transpose()?,
-        secret_last4: get(row, 8)?,
-        last_triggered_at: get(row, 9)?,
-        created_at: get(row, 10)?,
-        updated_at: get(row, 11)?,
-    })
+    rows::webhook(row)
 }
-
-const EVENT_COLUMNS: &str = "id, org_id, event_type, payload, source_id, delivery_count, created_at";
 
 fn event_from_row(row: &PgRow) -> Result<Event, StoreError> {
-    Ok(Event {
-        id: EventId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("event id"))?,
-        org_id: OrgId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("org id"))?,
-        event_type: get(row, 2)?,
-        payload: get(row, 3)?,
-        source_id: get(row, 4)?,
-        delivery_count: get(row, 5)?,
-        created_at: get(row, 6)?,
-    })
+    rows::event(row)
 }
 
-const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, d.status, d.attempt_count, \
-     d.next_attempt_at, d.last_attempt_at, d.last_response_status, d.last_error, d.last_error_message, \
-     d.delivered_at, e.payload, d.created_at, d.updated_at";
-
 fn delivery_from_row(row: &PgRow) -> Result<Delivery, StoreError> {
-    let status = DeliveryStatus::parse(&get::<String>(row, 5)?).ok_or_else(|| corrupt("delivery status"))?;
-    let next_attempt_at: Option<Millis> = get(row, 7)?;
-    Ok(Delivery {
-        id: DeliveryId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("delivery id"))?,
-        event_id: EventId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("event id"))?,
-        webhook_id: WebhookId::parse(&get::<String>(row, 2)?).ok_or_else(|| corrupt("webhook id"))?,
-        org_id: OrgId::parse(&get::<String>(row, 3)?).ok_or_else(|| corrupt("org id"))?,
-        event_type: get(row, 4)?,
-        status,
-        attempt_count: get(row, 6)?,
-        next_attempt_at: next_attempt_at.filter(|_| status == DeliveryStatus::Pending),
-        last_attempt_at: get(row, 8)?,
-        last_response_status: get(row, 9)?,
-        last_error: get(row, 10)?,
-        last_error_message: get(row, 11)?,
-        delivered_at: get(row, 12)?,
-        payload: get(row, 13)?,
-        created_at: get(row, 14)?,
-        updated_at: get(row, 15)?,
-    })
+    rows::delivery(row)
 }
 
 fn attempt_from_row(row: &PgRow) -> Result<Attempt, StoreError> {
-    Ok(Attempt {
-        id: AttemptId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("attempt id"))?,
-        delivery_id: DeliveryId::parse(&get::<String>(row, 1)?).ok_or_else(|| corrupt("delivery id"))?,
-        attempt_number: get(row, 2)?,
-        started_at: get(row, 3)?,
-        duration_ms: get(row, 4)?,
-        response_status: get(row, 5)?,
-        response_body: get(row, 6)?,
-        response_body_truncated: get(row, 7)?,
-        error: get(row, 8)?,
-        error_message: get(row, 9)?,
-        signature: get(row, 10)?,
-    })
+    rows::attempt(row)
 }
 
 /// `AND org_id = $n` for a scope that names an org.
@@ -577,20 +543,13 @@ impl Store for PostgresStore {
 
     fn get_api_key(&self, id: KeyId) -> StoreFuture<'_, Option<ApiKey>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT org_id, role, secret_hash, created_at FROM api_keys WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-            row.map(|row| {
-                Ok(ApiKey {
-                    id: id.clone(),
-                    org_id: OrgId::parse(&get::<String>(&row, 0)?).ok_or_else(|| corrupt("org id"))?,
-                    role: Role::parse(&get::<String>(&row, 1)?).ok_or_else(|| corrupt("role"))?,
-                    secret_hash: get(&row, 2)?,
-                    created_at: get(&row, 3)?,
-                })
-            })
-            .transpose()
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
+            )))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|row| rows::api_key(id.clone(), &row)).transpose()
         })
     }
 
@@ -1072,11 +1031,9 @@ impl Store for PostgresStore {
 
     fn list_attempts(&self, delivery: DeliveryId) -> StoreFuture<'_, Vec<Attempt>> {
         Box::pin(async move {
-            sqlx::query(
-                "SELECT id, delivery_id, attempt_number, started_at, duration_ms, response_status, response_body, \
-                 response_body_truncated, error, error_message, signature FROM attempts WHERE delivery_id = $1 \
-                 ORDER BY attempt_number, started_at",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = $1 ORDER BY attempt_number, started_at"
+            )))
             .bind(delivery.as_str())
             .fetch_all(&self.pool)
             .await?
@@ -1269,24 +1226,14 @@ impl Store for PostgresStore {
 
     fn get_session(&self, token_hash: Vec<u8>, now: Millis) -> StoreFuture<'_, Option<Session>> {
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT key_id, org_id, created_at, expires_at FROM dashboard_sessions \
-                 WHERE token_hash = $1 AND expires_at > $2",
-            )
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SESSION_COLUMNS} FROM dashboard_sessions WHERE token_hash = $1 AND expires_at > $2"
+            )))
             .bind(&token_hash)
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-            row.map(|row| {
-                Ok(Session {
-                    token_hash: token_hash.clone(),
-                    key_id: KeyId::parse(&get::<String>(&row, 0)?).ok_or_else(|| corrupt("key id"))?,
-                    org_id: OrgId::parse(&get::<String>(&row, 1)?).ok_or_else(|| corrupt("org id"))?,
-                    created_at: get(&row, 2)?,
-                    expires_at: get(&row, 3)?,
-                })
-            })
-            .transpose()
+            row.map(|row| rows::session(token_hash.clone(), &row)).transpose()
         })
     }
 

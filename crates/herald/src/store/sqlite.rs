@@ -35,6 +35,10 @@ use rusqlite::{
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::rows::{
+    self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, ORG_COLUMNS, SESSION_COLUMNS,
+    WEBHOOK_COLUMNS,
+};
 use super::*;
 use crate::domain::event_types::subscribed;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
@@ -145,6 +149,38 @@ fn corrupt(column: usize, what: &str) -> rusqlite::Error {
 /// The webhook id in `column`, which must be well formed.
 fn webhook_id_at(row: &Row<'_>, column: usize) -> rusqlite::Result<WebhookId> {
     WebhookId::parse(&row.get::<_, String>(column)?).ok_or_else(|| corrupt(column, "webhook id"))
+}
+
+impl rows::Columns for Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn text(&self, column: usize) -> rusqlite::Result<String> {
+        self.get(column)
+    }
+
+    fn text_opt(&self, column: usize) -> rusqlite::Result<Option<String>> {
+        self.get(column)
+    }
+
+    fn int(&self, column: usize) -> rusqlite::Result<i64> {
+        self.get(column)
+    }
+
+    fn int_opt(&self, column: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(column)
+    }
+
+    fn bytes(&self, column: usize) -> rusqlite::Result<Vec<u8>> {
+        self.get(column)
+    }
+
+    fn flag(&self, column: usize) -> rusqlite::Result<bool> {
+        Ok(self.get::<_, i64>(column)? != 0)
+    }
+
+    fn corrupt(&self, column: usize, what: &str) -> rusqlite::Error {
+        corrupt(column, what)
+    }
 }
 
 pub struct SqliteStore {
@@ -561,41 +597,12 @@ impl SqliteStore {
     }
 }
 
-const ORG_COLUMNS: &str = "id, name, created_at";
-
 fn org_from_row(row: &Row<'_>) -> rusqlite::Result<Org> {
-    let id: String = row.get(0)?;
-    Ok(Org {
-        id: OrgId::parse(&id).ok_or_else(|| corrupt(0, "org id"))?,
-        name: row.get(1)?,
-        created_at: row.get(2)?,
-    })
+    rows::org(row)
 }
 
-const WEBHOOK_COLUMNS: &str = "id, org_id, name, description, url, status, disabled_reason, \
-     event_types, secret_last4, last_triggered_at, created_at, updated_at";
-
 fn webhook_from_row(row: &Row<'_>) -> rusqlite::Result<Webhook> {
-    let id: String = row.get(0)?;
-    let org_id: String = row.get(1)?;
-    let status: String = row.get(5)?;
-    let event_types: Option<String> = row.get(7)?;
-    Ok(Webhook {
-        id: WebhookId::parse(&id).ok_or_else(|| corrupt(0, "webhook id"))?,
-        org_id: OrgId::parse(&org_id).ok_or_else(|| corrupt(1, "org id"))?,
-        name: row.get(2)?,
-        description: row.get(3)?,
-        url: row.get(4)?,
-        status: WebhookStatus::parse(&status).ok_or_else(|| corrupt(5, "status"))?,
-        disabled_reason: row.get(6)?,
-        event_types: event_types
-            .map(|json| serde_json::from_str(&json).map_err(|_| corrupt(7, "event types")))
-            .transpose()?,
-        secret_last4: row.get(8)?,
-        last_triggered_at: row.get(9)?,
-        created_at: row.get(10)?,
-        updated_at: row.get(11)?,
-    })
+    rows::webhook(row)
 }
 
 fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, StoreError> {
@@ -721,71 +728,18 @@ fn unpark(conn: &Connection, webhook: &WebhookId, now: Millis) -> Result<(), Sto
     Ok(())
 }
 
-const EVENT_COLUMNS: &str = "id, org_id, event_type, payload, source_id, delivery_count, created_at";
-
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
-    let id: String = row.get(0)?;
-    let org_id: String = row.get(1)?;
-    Ok(Event {
-        id: EventId::parse(&id).ok_or_else(|| corrupt(0, "event id"))?,
-        org_id: OrgId::parse(&org_id).ok_or_else(|| corrupt(1, "org id"))?,
-        event_type: row.get(2)?,
-        payload: row.get(3)?,
-        source_id: row.get(4)?,
-        delivery_count: row.get(5)?,
-        created_at: row.get(6)?,
-    })
+    rows::event(row)
 }
 
-const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, d.status, d.attempt_count, \
-     d.next_attempt_at, d.last_attempt_at, d.last_response_status, d.last_error, d.last_error_message, \
-     d.delivered_at, e.payload, d.created_at, d.updated_at";
 const DELIVERY_FROM: &str = "FROM deliveries d JOIN events e ON e.id = d.event_id";
 
 fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
-    let id: String = row.get(0)?;
-    let event_id: String = row.get(1)?;
-    let webhook_id: String = row.get(2)?;
-    let org_id: String = row.get(3)?;
-    let status: String = row.get(5)?;
-    let status = DeliveryStatus::parse(&status).ok_or_else(|| corrupt(5, "delivery status"))?;
-    let next_attempt_at: Option<Millis> = row.get(7)?;
-    Ok(Delivery {
-        id: DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
-        event_id: EventId::parse(&event_id).ok_or_else(|| corrupt(1, "event id"))?,
-        webhook_id: WebhookId::parse(&webhook_id).ok_or_else(|| corrupt(2, "webhook id"))?,
-        org_id: OrgId::parse(&org_id).ok_or_else(|| corrupt(3, "org id"))?,
-        event_type: row.get(4)?,
-        status,
-        attempt_count: row.get(6)?,
-        next_attempt_at: next_attempt_at.filter(|_| status == DeliveryStatus::Pending),
-        last_attempt_at: row.get(8)?,
-        last_response_status: row.get(9)?,
-        last_error: row.get(10)?,
-        last_error_message: row.get(11)?,
-        delivered_at: row.get(12)?,
-        payload: row.get(13)?,
-        created_at: row.get(14)?,
-        updated_at: row.get(15)?,
-    })
+    rows::delivery(row)
 }
 
 fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
-    let id: String = row.get(0)?;
-    let delivery_id: String = row.get(1)?;
-    Ok(Attempt {
-        id: AttemptId::parse(&id).ok_or_else(|| corrupt(0, "attempt id"))?,
-        delivery_id: DeliveryId::parse(&delivery_id).ok_or_else(|| corrupt(1, "delivery id"))?,
-        attempt_number: row.get(2)?,
-        started_at: row.get(3)?,
-        duration_ms: row.get(4)?,
-        response_status: row.get(5)?,
-        response_body: row.get(6)?,
-        response_body_truncated: row.get::<_, i64>(7)? != 0,
-        error: row.get(8)?,
-        error_message: row.get(9)?,
-        signature: row.get(10)?,
-    })
+    rows::attempt(row)
 }
 
 /// Sealed secrets that sign at `now`, the current one first.
@@ -1256,18 +1210,8 @@ impl Store for SqliteStore {
     fn get_api_key(&self, id: KeyId) -> StoreFuture<'_, Option<ApiKey>> {
         Box::pin(self.read(move |conn| {
             let row = conn
-                .prepare_cached("SELECT org_id, role, secret_hash, created_at FROM api_keys WHERE id = ?")?
-                .query_row([id.as_str()], |row| {
-                    let org_id: String = row.get(0)?;
-                    let role: String = row.get(1)?;
-                    Ok(ApiKey {
-                        id: id.clone(),
-                        org_id: OrgId::parse(&org_id).ok_or_else(|| corrupt(0, "org id"))?,
-                        role: Role::parse(&role).ok_or_else(|| corrupt(1, "role"))?,
-                        secret_hash: row.get(2)?,
-                        created_at: row.get(3)?,
-                    })
-                })
+                .prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?"))?
+                .query_row([id.as_str()], |row| rows::api_key(id.clone(), row))
                 .optional()?;
             Ok(row)
         }))
@@ -1584,9 +1528,7 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |conn| {
             let attempts = conn
                 .prepare_cached(
-                    "SELECT id, delivery_id, attempt_number, started_at, duration_ms, response_status, response_body, \
-                     response_body_truncated, error, error_message, signature FROM attempts WHERE delivery_id = ? \
-                     ORDER BY attempt_number, started_at",
+                    &format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ? ORDER BY attempt_number, started_at"),
                 )?
                 .query_map([delivery.as_str()], attempt_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -1745,20 +1687,11 @@ impl Store for SqliteStore {
     fn get_session(&self, token_hash: Vec<u8>, now: Millis) -> StoreFuture<'_, Option<Session>> {
         Box::pin(self.read(move |conn| {
             Ok(conn
-                .prepare_cached(
-                    "SELECT key_id, org_id, created_at, expires_at FROM dashboard_sessions \
-                     WHERE token_hash = ? AND expires_at > ?",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM dashboard_sessions WHERE token_hash = ? AND expires_at > ?"
+                ))?
                 .query_row(params![token_hash, now], |row| {
-                    let key_id: String = row.get(0)?;
-                    let org_id: String = row.get(1)?;
-                    Ok(Session {
-                        token_hash: token_hash.clone(),
-                        key_id: KeyId::parse(&key_id).ok_or_else(|| corrupt(0, "key id"))?,
-                        org_id: OrgId::parse(&org_id).ok_or_else(|| corrupt(1, "org id"))?,
-                        created_at: row.get(2)?,
-                        expires_at: row.get(3)?,
-                    })
+                    rows::session(token_hash.clone(), row)
                 })
                 .optional()?)
         }))

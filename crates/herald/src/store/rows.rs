@@ -1,0 +1,280 @@
+//! Rows to domain types, written once for both backends. A backend reads a column through
+//! [`Columns`] (rusqlite's row, sqlx's row); the column lists both dialects select, and the
+//! rules of turning them into values (an id must parse, a status must be known, a delivery
+//! shows `next_attempt_at` only while pending), live here.
+
+use super::{ApiKey, Attempt, Delivery, DeliveryStatus, Event, Org, Role, Session, Webhook, WebhookStatus};
+use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
+
+/// One result row, column by column, in a backend's own error type.
+pub trait Columns {
+    type Error;
+
+    fn text(&self, column: usize) -> Result<String, Self::Error>;
+    fn text_opt(&self, column: usize) -> Result<Option<String>, Self::Error>;
+    fn int(&self, column: usize) -> Result<i64, Self::Error>;
+    fn int_opt(&self, column: usize) -> Result<Option<i64>, Self::Error>;
+    fn bytes(&self, column: usize) -> Result<Vec<u8>, Self::Error>;
+    /// A boolean: `BOOLEAN` on PostgreSQL, an integer on SQLite.
+    fn flag(&self, column: usize) -> Result<bool, Self::Error>;
+    /// The error for a stored value that does not parse.
+    fn corrupt(&self, column: usize, what: &str) -> Self::Error;
+}
+
+/// The text in `column`, parsed by `parse`, or the row is corrupt.
+fn parsed<R: Columns + ?Sized, T>(
+    row: &R,
+    column: usize,
+    what: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, R::Error> {
+    parse(&row.text(column)?).ok_or_else(|| row.corrupt(column, what))
+}
+
+pub const ORG_COLUMNS: &str = "id, name, created_at";
+
+pub fn org<R: Columns + ?Sized>(row: &R) -> Result<Org, R::Error> {
+    Ok(Org {
+        id: parsed(row, 0, "org id", OrgId::parse)?,
+        name: row.text(1)?,
+        created_at: row.int(2)?,
+    })
+}
+
+pub const WEBHOOK_COLUMNS: &str = "id, org_id, name, description, url, status, disabled_reason, \
+     event_types, secret_last4, last_triggered_at, created_at, updated_at";
+
+pub fn webhook<R: Columns + ?Sized>(row: &R) -> Result<Webhook, R::Error> {
+    let event_types = row
+        .text_opt(7)?
+        .map(|json| serde_json::from_str(&json).map_err(|_| row.corrupt(7, "event types")))
+        .transpose()?;
+    Ok(Webhook {
+        id: parsed(row, 0, "webhook id", WebhookId::parse)?,
+        org_id: parsed(row, 1, "org id", OrgId::parse)?,
+        name: row.text_opt(2)?,
+        description: row.text_opt(3)?,
+        url: row.text(4)?,
+        status: parsed(row, 5, "status", WebhookStatus::parse)?,
+        disabled_reason: row.text_opt(6)?,
+        event_types,
+        secret_last4: row.text(8)?,
+        last_triggered_at: row.int_opt(9)?,
+        created_at: row.int(10)?,
+        updated_at: row.int(11)?,
+    })
+}
+
+pub const EVENT_COLUMNS: &str = "id, org_id, event_type, payload, source_id, delivery_count, created_at";
+
+pub fn event<R: Columns + ?Sized>(row: &R) -> Result<Event, R::Error> {
+    Ok(Event {
+        id: parsed(row, 0, "event id", EventId::parse)?,
+        org_id: parsed(row, 1, "org id", OrgId::parse)?,
+        event_type: row.text(2)?,
+        payload: row.text(3)?,
+        source_id: row.text_opt(4)?,
+        delivery_count: row.int(5)?,
+        created_at: row.int(6)?,
+    })
+}
+
+/// A delivery with its event's payload: `d` is `deliveries`, `e` its event.
+pub const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, d.status, d.attempt_count, \
+     d.next_attempt_at, d.last_attempt_at, d.last_response_status, d.last_error, d.last_error_message, \
+     d.delivered_at, e.payload, d.created_at, d.updated_at";
+
+/// A delivery. Its stored `next_attempt_at` is also a lease's end while an attempt is in
+/// flight, and means nothing once it has ended: shown only while pending.
+pub fn delivery<R: Columns + ?Sized>(row: &R) -> Result<Delivery, R::Error> {
+    let status = parsed(row, 5, "delivery status", DeliveryStatus::parse)?;
+    Ok(Delivery {
+        id: parsed(row, 0, "delivery id", DeliveryId::parse)?,
+        event_id: parsed(row, 1, "event id", EventId::parse)?,
+        webhook_id: parsed(row, 2, "webhook id", WebhookId::parse)?,
+        org_id: parsed(row, 3, "org id", OrgId::parse)?,
+        event_type: row.text(4)?,
+        status,
+        attempt_count: row.int(6)?,
+        next_attempt_at: row.int_opt(7)?.filter(|_| status == DeliveryStatus::Pending),
+        last_attempt_at: row.int_opt(8)?,
+        last_response_status: row.int_opt(9)?,
+        last_error: row.text_opt(10)?,
+        last_error_message: row.text_opt(11)?,
+        delivered_at: row.int_opt(12)?,
+        payload: row.text(13)?,
+        created_at: row.int(14)?,
+        updated_at: row.int(15)?,
+    })
+}
+
+pub const ATTEMPT_COLUMNS: &str = "id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
+     response_body, response_body_truncated, error, error_message, signature";
+
+pub fn attempt<R: Columns + ?Sized>(row: &R) -> Result<Attempt, R::Error> {
+    Ok(Attempt {
+        id: parsed(row, 0, "attempt id", AttemptId::parse)?,
+        delivery_id: parsed(row, 1, "delivery id", DeliveryId::parse)?,
+        attempt_number: row.int(2)?,
+        started_at: row.int(3)?,
+        duration_ms: row.int(4)?,
+        response_status: row.int_opt(5)?,
+        response_body: row.text_opt(6)?,
+        response_body_truncated: row.flag(7)?,
+        error: row.text_opt(8)?,
+        error_message: row.text_opt(9)?,
+        signature: row.text_opt(10)?,
+    })
+}
+
+pub const API_KEY_COLUMNS: &str = "org_id, role, secret_hash, created_at";
+
+/// The key `id`, from a row of [`API_KEY_COLUMNS`].
+pub fn api_key<R: Columns + ?Sized>(id: KeyId, row: &R) -> Result<ApiKey, R::Error> {
+    Ok(ApiKey {
+        id,
+        org_id: parsed(row, 0, "org id", OrgId::parse)?,
+        role: parsed(row, 1, "role", Role::parse)?,
+        secret_hash: row.bytes(2)?,
+        created_at: row.int(3)?,
+    })
+}
+
+pub const SESSION_COLUMNS: &str = "key_id, org_id, created_at, expires_at";
+
+/// The session whose token hashes to `token_hash`, from a row of [`SESSION_COLUMNS`].
+pub fn session<R: Columns + ?Sized>(token_hash: Vec<u8>, row: &R) -> Result<Session, R::Error> {
+    Ok(Session {
+        token_hash,
+        key_id: parsed(row, 0, "key id", KeyId::parse)?,
+        org_id: parsed(row, 1, "org id", OrgId::parse)?,
+        created_at: row.int(2)?,
+        expires_at: row.int(3)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row of text and integer cells, as either driver would read it.
+    enum Cell {
+        Text(&'static str),
+        Int(i64),
+        Null,
+    }
+
+    struct Cells(Vec<Cell>);
+
+    impl Columns for Cells {
+        type Error = String;
+
+        fn text(&self, column: usize) -> Result<String, String> {
+            self.text_opt(column)?.ok_or_else(|| format!("{column} is null"))
+        }
+
+        fn text_opt(&self, column: usize) -> Result<Option<String>, String> {
+            match &self.0[column] {
+                Cell::Text(text) => Ok(Some((*text).to_owned())),
+                Cell::Null => Ok(None),
+                Cell::Int(_) => Err(format!("{column} is not text")),
+            }
+        }
+
+        fn int(&self, column: usize) -> Result<i64, String> {
+            self.int_opt(column)?.ok_or_else(|| format!("{column} is null"))
+        }
+
+        fn int_opt(&self, column: usize) -> Result<Option<i64>, String> {
+            match &self.0[column] {
+                Cell::Int(n) => Ok(Some(*n)),
+                Cell::Null => Ok(None),
+                Cell::Text(_) => Err(format!("{column} is not an integer")),
+            }
+        }
+
+        fn bytes(&self, column: usize) -> Result<Vec<u8>, String> {
+            self.text(column).map(String::into_bytes)
+        }
+
+        fn flag(&self, column: usize) -> Result<bool, String> {
+            self.int(column).map(|n| n != 0)
+        }
+
+        fn corrupt(&self, column: usize, what: &str) -> String {
+            format!("column {column}: stored {what} is malformed")
+        }
+    }
+
+    fn delivery_row(status: &'static str, id: &'static str) -> Cells {
+        use Cell::{Int, Null, Text};
+        Cells(vec![
+            Text(id),
+            Text("evt_01jd5k3m6x7y8z9a0b1c2d3e4f"),
+            Text("wh_01jd5k3m6x7y8z9a0b1c2d3e4f"),
+            Text("org_01jd5k3m6x7y8z9a0b1c2d3e4f"),
+            Text("order.filled"),
+            Text(status),
+            Int(1),
+            Int(5_000),
+            Int(1_000),
+            Int(500),
+            Text("http_status"),
+            Null,
+            Null,
+            Text("{}"),
+            Int(1),
+            Int(2),
+        ])
+    }
+
+    #[test]
+    fn a_delivery_shows_its_next_attempt_only_while_pending() {
+        let pending = delivery(&delivery_row("pending", "dlv_01jd5k3m6x7y8z9a0b1c2d3e4f")).expect("row");
+        assert_eq!(pending.next_attempt_at, Some(5_000));
+        let failed = delivery(&delivery_row("failed", "dlv_01jd5k3m6x7y8z9a0b1c2d3e4f")).expect("row");
+        assert_eq!(failed.status, DeliveryStatus::Failed);
+        assert_eq!(
+            failed.next_attempt_at, None,
+            "a lease's end means nothing once ended"
+        );
+    }
+
+    #[test]
+    fn a_malformed_stored_value_is_an_error_naming_its_column() {
+        let bad_id = delivery(&delivery_row("pending", "wh_not_a_delivery")).expect_err("bad id");
+        assert_eq!(bad_id, "column 0: stored delivery id is malformed");
+        let bad_status =
+            delivery(&delivery_row("lost", "dlv_01jd5k3m6x7y8z9a0b1c2d3e4f")).expect_err("status");
+        assert_eq!(bad_status, "column 5: stored delivery status is malformed");
+    }
+
+    #[test]
+    fn a_webhooks_event_types_are_read_back_from_json() {
+        use Cell::{Int, Null, Text};
+        let row = |types: Cell| {
+            Cells(vec![
+                Text("wh_01jd5k3m6x7y8z9a0b1c2d3e4f"),
+                Text("org_01jd5k3m6x7y8z9a0b1c2d3e4f"),
+                Null,
+                Null,
+                Text("https://example.com/hook"),
+                Text("active"),
+                Null,
+                types,
+                Text("abcd"),
+                Null,
+                Int(1),
+                Int(2),
+            ])
+        };
+        let subscribed = webhook(&row(Text(r#"["order.*"]"#))).expect("row");
+        assert_eq!(subscribed.event_types, Some(vec!["order.*".to_owned()]));
+        assert_eq!(
+            webhook(&row(Null)).expect("row").event_types,
+            None,
+            "null: every type"
+        );
+        assert!(webhook(&row(Text("not json"))).is_err());
+    }
+}

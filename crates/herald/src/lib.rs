@@ -4,7 +4,9 @@
 //! - [`cli`] parses commands; [`config`] turns flags, environment and an optional TOML file
 //!   into one checked [`config::Config`].
 //! - [`api`] is the HTTP surface: thin handlers over the [`store::Store`] trait, one error type
-//!   ([`api::error::ApiError`]) mapped once to the contract's error body.
+//!   ([`api::error::ApiError`]) mapped once to the contract's error body; [`dashboard`] is the
+//!   browser's view of the same operations; [`app`] puts both behind the shared layers, and
+//!   [`connections`] accepts the connections they are served on.
 //! - [`domain`] holds the types parsed at the edge (ids, event types and patterns, URLs,
 //!   address rules), so nothing below re-validates them.
 //! - [`store`] is the only place that knows SQL; [`secrets`] seals signing secrets at rest
@@ -21,6 +23,7 @@ use tokio::net::TcpListener;
 
 pub mod accounts;
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod connections;
@@ -92,7 +95,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(Arc::new(dispatcher).run(handed, stop_rx.clone()));
     let maintenance = tokio::spawn(maintain(Arc::clone(&store)));
-    let served = connections::serve(listener, api::router(state), limits, stop_rx);
+    let served = connections::serve(listener, app::router(state), limits, stop_rx);
     let signal = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

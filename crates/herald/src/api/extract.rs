@@ -194,3 +194,12 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
             .map_err(|_| ApiError::not_found("object"))
     }
 }
+
+/// `?org_id=` on a route that looks one object up by id.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrgQuery {
+    /// Admin keys only: restrict the lookup to this org.
+    pub org_id: Option<String>,
+}

@@ -1,16 +1,11 @@
 //! The HTTP surface: one module per resource, each with its own router; this module merges
-//! them, adds the layers every request passes through, and holds the shared state.
+//! them, generates the OpenAPI document from them, and holds the shared state. The layers
+//! every request passes through are added in `app`, above the API and the dashboard.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -188,40 +183,9 @@ pub fn openapi_json() -> String {
     doc.to_pretty_json().unwrap_or_else(|_| String::from("{}"))
 }
 
-async fn route_not_found() -> Response {
-    error::ApiError::for_status(StatusCode::NOT_FOUND).into_response()
-}
-
-async fn method_not_allowed() -> Response {
-    error::ApiError::for_status(StatusCode::METHOD_NOT_ALLOWED).into_response()
-}
-
-/// The whole application.
-pub fn router(state: AppState) -> Router {
+/// The API's routes (resources and operational routes), without the layers every request
+/// of the whole application passes through (see `app`).
+pub fn routes() -> Router<AppState> {
     let (api, _) = api();
-    let openapi = Arc::new(openapi_json());
-    let panic_body = |_: Box<dyn std::any::Any + Send>| {
-        tracing::error!("a request handler panicked");
-        error::ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
-    };
-    api.merge(ops::router(openapi))
-        .merge(crate::dashboard::router())
-        .fallback(route_not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::layer,
-        ))
-        // Inside `json_errors`, so a handler that overruns answers in the contract's shape.
-        // A slow body is answered 408 where it is read, well before this.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            state.config().body_timeout + Duration::from_secs(60),
-        ))
-        .layer(axum::middleware::from_fn(ops::json_errors))
-        .layer(axum::middleware::from_fn(ops::no_store))
-        .layer(axum::middleware::from_fn(ops::track))
-        .layer(CatchPanicLayer::custom(panic_body))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+    api.merge(ops::router(Arc::new(openapi_json())))
 }

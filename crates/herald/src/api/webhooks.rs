@@ -13,7 +13,7 @@ use super::auth::{Caller, TenantCaller};
 use super::deliveries::{DeliveryOut, time_param};
 use super::error::{ApiError, ErrorBody, Result};
 use super::events;
-use super::extract::{ApiJson, ApiQuery, NoFields, OptionalJson, PathId};
+use super::extract::{ApiJson, ApiQuery, NoFields, OptionalJson, OrgQuery, PathId};
 use super::pagination::{ListOut, page_request};
 use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
 use crate::domain::ids::WebhookId;
@@ -163,14 +163,6 @@ pub struct ListQuery {
     /// A `prev_cursor`: newer items.
     pub before: Option<String>,
     /// Admin keys only.
-    pub org_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OrgQuery {
-    /// Admin keys only: restrict the lookup to this org.
     pub org_id: Option<String>,
 }
 

@@ -10,7 +10,6 @@ use maud::{Markup, html};
 
 use super::session::{CheckedForm, Fields, Viewer};
 use super::views::{self, Nav};
-use super::webhooks;
 use super::{DashError, Result};
 use crate::api::AppState;
 use crate::api::deliveries::{self as api, parse_id};
@@ -70,10 +69,11 @@ pub fn table(items: &[Delivery], names: Option<&HashMap<WebhookId, String>>) -> 
 
 /// Labels for the org's webhooks, for tables and the filter.
 async fn webhook_names(state: &AppState, viewer: &Viewer) -> Result<Vec<(WebhookId, String)>> {
-    Ok(webhooks::newest(state, viewer)
+    Ok(viewer
+        .newest_webhooks(state)
         .await?
         .iter()
-        .map(|w| (w.id.clone(), webhooks::label(w).to_owned()))
+        .map(|w| (w.id.clone(), views::label(w).to_owned()))
         .collect())
 }
 

@@ -105,7 +105,7 @@ pub async fn page(
     fields: Fields,
 ) -> Result<Markup> {
     let range = Range::parse(fields.get("range"));
-    let webhooks = super::webhooks::newest(&state, &viewer).await?;
+    let webhooks = viewer.newest_webhooks(&state).await?;
     let chosen = fields
         .get("webhook")
         .and_then(WebhookId::parse)
@@ -136,7 +136,7 @@ pub async fn page(
                         option value="" { "Every webhook of " (viewer.org.name) }
                         @for w in &webhooks {
                             option value=(w.id) selected[chosen.as_ref() == Some(&w.id)] {
-                                (super::webhooks::label(w))
+                                (views::label(w))
                             }
                         }
                     }

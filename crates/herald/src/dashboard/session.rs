@@ -339,6 +339,23 @@ impl FromRequest<AppState> for CheckedForm {
     }
 }
 
+impl Viewer {
+    /// The org's newest 100 webhooks: enough for pickers and labels on one screen.
+    pub async fn newest_webhooks(&self, state: &AppState) -> Result<Vec<crate::store::Webhook>, DashError> {
+        let page = state
+            .store()
+            .list_webhooks(
+                self.org.id.clone(),
+                crate::store::PageRequest {
+                    limit: 100,
+                    position: crate::store::Position::First,
+                },
+            )
+            .await?;
+        Ok(page.items)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -267,6 +267,11 @@ pub fn pretty_json(text: &str) -> String {
     out
 }
 
+/// What a webhook is called on screen: its name, or its URL when it has none.
+pub fn label(w: &crate::store::Webhook) -> &str {
+    w.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&w.url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::pretty_json;

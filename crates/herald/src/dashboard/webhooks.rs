@@ -13,7 +13,7 @@ use super::charts::{self, Range};
 use super::deliveries;
 use super::overview;
 use super::session::{CheckedForm, Fields, Viewer};
-use super::views::{self, Nav};
+use super::views::{self, Nav, label};
 use super::{DashError, Result};
 use crate::api::AppState;
 use crate::api::error::ApiError;
@@ -26,25 +26,6 @@ use crate::store::{DeliveryFilter, PageRequest, Position, Webhook, WebhookHealth
 const DAY_MS: i64 = 24 * 3600 * 1000;
 /// The `disabled_reason` of a webhook paused here.
 const DISABLED_HERE: &str = "disabled in the dashboard";
-
-/// The org's newest 100 webhooks: enough for pickers and labels on one screen.
-pub async fn newest(state: &AppState, viewer: &Viewer) -> Result<Vec<Webhook>> {
-    let page = state
-        .store()
-        .list_webhooks(
-            viewer.org.id.clone(),
-            PageRequest {
-                limit: 100,
-                position: Position::First,
-            },
-        )
-        .await?;
-    Ok(page.items)
-}
-
-pub fn label(w: &Webhook) -> &str {
-    w.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&w.url)
-}
 
 fn event_types_text(types: &Option<Vec<String>>) -> String {
     match types {

@@ -1,0 +1,125 @@
+//! Publishing: an event and its deliveries in the writer's transaction, fresh deliveries
+//! leased to this process's engine where it grants them.
+
+use super::*;
+
+pub(super) const SQL_INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, \
+     status, next_attempt_at, claim_token, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)";
+
+/// Stores one event and its deliveries in the writer's transaction. Deliveries leased under
+/// the event's offer join `leased`, handed to the engine once the whole transaction commits.
+pub(super) fn publish_in(
+    conn: &Connection,
+    event: &NewEvent,
+    leased: &mut Vec<Claimed>,
+) -> Result<Published, StoreError> {
+    if let Some(source) = &event.source_id {
+        let existing = conn
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE org_id = ? AND source_id = ?"
+            ))?
+            .query_row(params![event.org_id.as_str(), source], event_from_row)
+            .optional()?;
+        if let Some(existing) = existing {
+            if existing.created_at >= event.dedup_after {
+                return Ok(Published::Duplicate(existing));
+            }
+            conn.prepare_cached("UPDATE events SET source_id = NULL WHERE id = ?")?
+                .execute([existing.id.as_str()])?;
+        }
+    }
+    let targets: Vec<(WebhookId, bool, String)> = match &event.only_webhook {
+        Some(id) => conn
+            .prepare_cached(
+                "SELECT id, status, url FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+            )?
+            .query_map(params![id.as_str(), event.org_id.as_str()], |row| {
+                Ok((webhook_id_at(row, 0)?, row.get::<_, String>(1)? == "active", row.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?,
+        None => conn
+            .prepare_cached(
+                "SELECT id, event_types, url FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
+            )?
+            .query_map([event.org_id.as_str()], |row| {
+                Ok((webhook_id_at(row, 0)?, row.get::<_, Option<String>>(1)?, row.get(2)?))
+            })?
+            .filter_map(|row| match row {
+                Ok((id, patterns, url)) => {
+                    let patterns: Option<Vec<String>> =
+                        patterns.and_then(|json| serde_json::from_str(&json).ok());
+                    subscribed(patterns.as_deref(), &event.event_type).then_some(Ok((id, true, url)))
+                }
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let count = i64::try_from(targets.len()).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "INSERT INTO events (id, org_id, event_type, payload, source_id, delivery_count, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        event.id.as_str(),
+        event.org_id.as_str(),
+        event.event_type,
+        event.payload,
+        event.source_id,
+        count,
+        event.now
+    ])?;
+    let mut insert = conn.prepare_cached(SQL_INSERT_DELIVERY)?;
+    let before = leased.len();
+    for (webhook, active, url) in targets {
+        let id = DeliveryId::new();
+        let lease = match &event.lease {
+            Some(offer) if active && !due_waiting(conn, webhook.as_str(), event.now)? => offer
+                .engine
+                .try_fresh(&webhook)
+                .map(|held| (offer.lease_until, claim_token(), held)),
+            _ => None,
+        };
+        let due = lease
+            .as_ref()
+            .map(|(until, _, _)| *until)
+            .or(active.then_some(event.now));
+        insert.execute(params![
+            id.as_str(),
+            event.id.as_str(),
+            webhook.as_str(),
+            event.org_id.as_str(),
+            event.event_type,
+            due,
+            lease.as_ref().map(|(_, token, _)| *token),
+            event.now,
+            event.now
+        ])?;
+        if let Some((_, token, hold)) = lease {
+            leased.push(Claimed {
+                delivery_id: id,
+                claim_token: token,
+                event_id: event.id.clone(),
+                secrets: signing_secrets(conn, webhook.as_str(), event.now)?,
+                lease: hold,
+                webhook_id: webhook,
+                url,
+                payload: event.payload.clone(),
+                attempt_count: 0,
+                cycle_start: 0,
+            });
+        }
+    }
+    let handed_over = leased.len() - before;
+    Ok(Published::Created(event.clone().into_event(count), handed_over))
+}
+
+/// Hands what a publish leased to the engine when its transaction commits.
+pub(super) fn hand_over(offer: Option<&LeaseOffer>, leased: Vec<Claimed>) -> Option<OnCommit> {
+    match offer {
+        Some(offer) if !leased.is_empty() => {
+            let engine = Arc::clone(&offer.engine);
+            Some(Box::new(move || engine.hand_over(leased)))
+        }
+        _ => None,
+    }
+}

@@ -236,6 +236,40 @@ pub struct IdempotencyRequest {
     pub abandoned_before: Millis,
 }
 
+/// An idempotency key's stored record, as both backends read it.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub fingerprint: Vec<u8>,
+    /// `None` while the first request is still running.
+    pub status: Option<i64>,
+    pub body: Option<Vec<u8>>,
+    pub created_at: Millis,
+}
+
+pub const IDEMPOTENCY_COLUMNS: &str = "fingerprint, status, body, created_at";
+
+impl IdempotencyRequest {
+    /// Whether `record` may be taken over by this request: it expired, or its request never
+    /// finished and its process is presumed dead.
+    pub fn may_take(&self, record: &IdempotencyRecord) -> bool {
+        record.created_at < self.expired_before
+            || (record.status.is_none() && record.created_at < self.abandoned_before)
+    }
+}
+
+impl From<IdempotencyRecord> for IdempotencyClaim {
+    /// A record not taken over: its fingerprint, and its answer once there is one.
+    fn from(record: IdempotencyRecord) -> Self {
+        Self::Existing {
+            fingerprint: record.fingerprint,
+            response: record.status.map(|status| StoredResponse {
+                status: u16::try_from(status).unwrap_or(500),
+                body: record.body.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
 /// An event to store together with its deliveries, in one transaction.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -959,5 +993,43 @@ mod tests {
         assert_eq!(budget.take(due(&[("d4", "w2"), ("d5", "w2")])), vec!["d4"]);
         assert_eq!(budget.remaining(), 0);
         assert_eq!(budget.room("w3"), 0);
+    }
+
+    #[test]
+    fn an_idempotency_record_is_taken_over_once_expired_or_abandoned() {
+        let request = IdempotencyRequest {
+            key_id: KeyId::new(),
+            key: "k".into(),
+            fingerprint: vec![1],
+            now: 100_000,
+            expired_before: 10_000,
+            abandoned_before: 40_000,
+        };
+        let record = |status: Option<i64>, created_at: Millis| IdempotencyRecord {
+            fingerprint: vec![2],
+            status,
+            body: Some(b"{}".to_vec()),
+            created_at,
+        };
+        assert!(request.may_take(&record(Some(201), 9_999)), "expired");
+        assert!(
+            !request.may_take(&record(Some(201), 10_000)),
+            "answered, still kept"
+        );
+        assert!(
+            request.may_take(&record(None, 39_999)),
+            "unfinished, its process gone"
+        );
+        assert!(
+            !request.may_take(&record(None, 40_000)),
+            "unfinished, maybe still running"
+        );
+        match IdempotencyClaim::from(record(Some(201), 50_000)) {
+            IdempotencyClaim::Existing {
+                fingerprint,
+                response: Some(stored),
+            } => assert_eq!((fingerprint, stored.status), (vec![2], 201)),
+            other => panic!("{other:?}"),
+        }
     }
 }

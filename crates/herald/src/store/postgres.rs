@@ -1129,42 +1129,35 @@ impl Store for PostgresStore {
                 tx.commit().await?;
                 return Ok(IdempotencyClaim::Claimed);
             }
-            let row = sqlx::query(
-                "SELECT fingerprint, status, body, created_at FROM idempotency_keys \
-                 WHERE key_id = $1 AND key = $2 FOR UPDATE",
-            )
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE key_id = $1 AND key = $2 FOR UPDATE"
+            )))
             .bind(request.key_id.as_str())
             .bind(&request.key)
             .fetch_one(&mut *tx)
             .await?;
-            let fingerprint: Vec<u8> = get(&row, 0)?;
-            let status: Option<i64> = get(&row, 1)?;
-            let body: Option<Vec<u8>> = get(&row, 2)?;
-            let created_at: Millis = get(&row, 3)?;
-            let reusable = created_at < request.expired_before
-                || (status.is_none() && created_at < request.abandoned_before);
-            if reusable {
-                sqlx::query(
-                    "UPDATE idempotency_keys SET fingerprint = $1, status = NULL, body = NULL, created_at = $2 \
-                     WHERE key_id = $3 AND key = $4",
-                )
-                .bind(&request.fingerprint)
-                .bind(request.now)
-                .bind(request.key_id.as_str())
-                .bind(&request.key)
-                .execute(&mut *tx)
-                .await?;
+            let record = IdempotencyRecord {
+                fingerprint: get(&row, 0)?,
+                status: get(&row, 1)?,
+                body: get(&row, 2)?,
+                created_at: get(&row, 3)?,
+            };
+            if !request.may_take(&record) {
                 tx.commit().await?;
-                return Ok(IdempotencyClaim::Claimed);
+                return Ok(record.into());
             }
+            sqlx::query(
+                "UPDATE idempotency_keys SET fingerprint = $1, status = NULL, body = NULL, created_at = $2 \
+                 WHERE key_id = $3 AND key = $4",
+            )
+            .bind(&request.fingerprint)
+            .bind(request.now)
+            .bind(request.key_id.as_str())
+            .bind(&request.key)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
-            Ok(IdempotencyClaim::Existing {
-                fingerprint,
-                response: status.map(|status| StoredResponse {
-                    status: u16::try_from(status).unwrap_or(500),
-                    body: body.unwrap_or_default(),
-                }),
-            })
+            Ok(IdempotencyClaim::Claimed)
         })
     }
 

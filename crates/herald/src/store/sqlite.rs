@@ -869,40 +869,30 @@ impl Store for SqliteStore {
     fn claim_idempotency_key(&self, request: IdempotencyRequest) -> StoreFuture<'_, IdempotencyClaim> {
         Box::pin(self.write(move |conn| {
             let existing = conn
-                .prepare_cached(
-                    "SELECT fingerprint, status, body, created_at FROM idempotency_keys WHERE key_id = ? AND key = ?",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE key_id = ? AND key = ?"
+                ))?
                 .query_row(params![request.key_id.as_str(), request.key], |row| {
-                    let status: Option<i64> = row.get(1)?;
-                    let body: Option<Vec<u8>> = row.get(2)?;
-                    let created_at: Millis = row.get(3)?;
-                    Ok((row.get::<_, Vec<u8>>(0)?, status, body, created_at))
+                    Ok(IdempotencyRecord {
+                        fingerprint: row.get(0)?,
+                        status: row.get(1)?,
+                        body: row.get(2)?,
+                        created_at: row.get(3)?,
+                    })
                 })
                 .optional()?;
-            let reusable = match &existing {
-                None => true,
-                Some((_, status, _, created_at)) => {
-                    *created_at < request.expired_before
-                        || (status.is_none() && *created_at < request.abandoned_before)
+            match existing {
+                Some(record) if !request.may_take(&record) => Ok(record.into()),
+                _ => {
+                    conn.prepare_cached(
+                        "INSERT INTO idempotency_keys (key_id, key, fingerprint, status, body, created_at) \
+                         VALUES (?, ?, ?, NULL, NULL, ?) ON CONFLICT (key_id, key) DO UPDATE SET \
+                         fingerprint = excluded.fingerprint, status = NULL, body = NULL, created_at = excluded.created_at",
+                    )?
+                    .execute(params![request.key_id.as_str(), request.key, request.fingerprint, request.now])?;
+                    Ok(IdempotencyClaim::Claimed)
                 }
-            };
-            if reusable {
-                conn.prepare_cached(
-                    "INSERT INTO idempotency_keys (key_id, key, fingerprint, status, body, created_at) \
-                     VALUES (?, ?, ?, NULL, NULL, ?) ON CONFLICT (key_id, key) DO UPDATE SET \
-                     fingerprint = excluded.fingerprint, status = NULL, body = NULL, created_at = excluded.created_at",
-                )?
-                .execute(params![request.key_id.as_str(), request.key, request.fingerprint, request.now])?;
-                return Ok(IdempotencyClaim::Claimed);
             }
-            let (fingerprint, status, body, _) = existing.ok_or(StoreError::Conflict("idempotency key"))?;
-            Ok(IdempotencyClaim::Existing {
-                fingerprint,
-                response: status.map(|status| StoredResponse {
-                    status: u16::try_from(status).unwrap_or(500),
-                    body: body.unwrap_or_default(),
-                }),
-            })
         }))
     }
 

@@ -271,6 +271,18 @@ impl EventPattern {
         }
     }
 
+    /// A stored text form, checked when it was stored (so not against the catalog again: a
+    /// type since removed from it still matches nothing new).
+    pub fn from_stored(text: &str) -> Option<Self> {
+        if text == "*" {
+            Some(Self::All)
+        } else if let Some(prefix) = text.strip_suffix(".*") {
+            is_valid_type_name(prefix).then(|| Self::Prefix(format!("{prefix}.")))
+        } else {
+            is_valid_type_name(text).then(|| Self::Exact(text.to_owned()))
+        }
+    }
+
     /// The text form, as the webhook object shows it.
     pub fn as_text(&self) -> String {
         match self {
@@ -281,19 +293,32 @@ impl EventPattern {
     }
 }
 
-/// Does any of `patterns` (the stored text forms; `None` = all) select `event_type`?
-pub fn subscribed(patterns: Option<&[String]>, event_type: &str) -> bool {
-    match patterns {
-        None => true,
-        Some(list) => list.iter().any(|p| {
-            if p == "*" {
-                true
-            } else if let Some(prefix) = p.strip_suffix('*') {
-                event_type.starts_with(prefix)
-            } else {
-                p == event_type
-            }
-        }),
+/// What a webhook subscribes to, parsed once from the stored text forms (which were checked
+/// against the catalog when stored): `None` is every type, now and future.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription(Option<Vec<EventPattern>>);
+
+impl Subscription {
+    /// From the stored JSON array of text forms (`None`: every type); `None` when the
+    /// stored value is not such an array.
+    pub fn from_stored(json: Option<&str>) -> Option<Self> {
+        let Some(json) = json else {
+            return Some(Self(None));
+        };
+        let texts: Vec<String> = serde_json::from_str(json).ok()?;
+        let patterns = texts
+            .iter()
+            .map(|t| EventPattern::from_stored(t))
+            .collect::<Option<_>>()?;
+        Some(Self(Some(patterns)))
+    }
+
+    /// Does it select `event_type`?
+    pub fn matches(&self, event_type: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(patterns) => patterns.iter().any(|p| p.matches(event_type)),
+        }
     }
 }
 
@@ -349,10 +374,15 @@ mod tests {
     #[test]
     fn stored_text_forms_select_the_same_types() {
         let list = vec!["order.*".to_owned(), "kyc.verification.approved".to_owned()];
-        assert!(subscribed(Some(&list), "order.filled"));
-        assert!(subscribed(Some(&list), "kyc.verification.approved"));
-        assert!(!subscribed(Some(&list), "kyc.verification.rejected"));
-        assert!(subscribed(None, "anything.at.all"));
+        let json = serde_json::to_string(&list).expect("json");
+        let subscription = Subscription::from_stored(Some(&json)).expect("stored forms parse");
+        assert!(subscription.matches("order.filled"));
+        assert!(subscription.matches("kyc.verification.approved"));
+        assert!(!subscription.matches("kyc.verification.rejected"));
+        let every = Subscription::from_stored(None).expect("null is every type");
+        assert!(every.matches("anything.at.all"));
+        assert_eq!(Subscription::from_stored(Some("not json")), None);
+        assert_eq!(Subscription::from_stored(Some(r#"["bad pattern!"]"#)), None);
     }
 
     #[test]

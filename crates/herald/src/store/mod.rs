@@ -270,6 +270,29 @@ impl From<IdempotencyRecord> for IdempotencyClaim {
     }
 }
 
+/// A webhook an event may go to, as a publish reads it (`rows::CANDIDATE_COLUMNS`).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: WebhookId,
+    pub org_id: OrgId,
+    pub active: bool,
+    pub subscription: crate::domain::event_types::Subscription,
+    pub url: String,
+}
+
+/// Which of `candidates` `event` goes to, for both backends. A test send goes to its one
+/// webhook in the event's org, active or not (a disabled one's delivery waits, parked, until
+/// it is enabled); any other event to every active webhook of its org subscribed to its type.
+pub fn targets<'a>(event: &'a NewEvent, candidates: &'a [Candidate]) -> impl Iterator<Item = &'a Candidate> {
+    candidates.iter().filter(move |c| {
+        c.org_id == event.org_id
+            && match &event.only_webhook {
+                Some(only) => c.id == *only,
+                None => c.active && c.subscription.matches(&event.event_type),
+            }
+    })
+}
+
 /// An event to store together with its deliveries, in one transaction.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -1031,5 +1054,53 @@ mod tests {
             } => assert_eq!((fingerprint, stored.status), (vec![2], 201)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_event_goes_to_its_orgs_active_subscribers_and_a_test_send_to_its_one_webhook() {
+        use crate::domain::event_types::Subscription;
+        let org = OrgId::new();
+        let other_org = OrgId::new();
+        let candidate = |org: &OrgId, active: bool, types: Option<&str>| Candidate {
+            id: WebhookId::new(),
+            org_id: org.clone(),
+            active,
+            subscription: Subscription::from_stored(types).expect("stored forms"),
+            url: "https://example.com/hook".into(),
+        };
+        let candidates = [
+            candidate(&org, true, None),
+            candidate(&org, true, Some(r#"["order.*"]"#)),
+            candidate(&org, true, Some(r#"["kyc.verification.approved"]"#)),
+            candidate(&org, false, None),
+            candidate(&other_org, true, None),
+        ];
+        let event = |only: Option<&WebhookId>| NewEvent {
+            id: EventId::new(),
+            org_id: org.clone(),
+            event_type: "order.filled".into(),
+            payload: "{}".into(),
+            source_id: None,
+            dedup_after: 0,
+            only_webhook: only.cloned(),
+            now: 0,
+            lease: None,
+        };
+        let published = event(None);
+        let chosen: Vec<&WebhookId> = targets(&published, &candidates).map(|c| &c.id).collect();
+        assert_eq!(chosen, [&candidates[0].id, &candidates[1].id]);
+        let test_send = event(Some(&candidates[3].id));
+        let chosen: Vec<&WebhookId> = targets(&test_send, &candidates).map(|c| &c.id).collect();
+        assert_eq!(
+            chosen,
+            [&candidates[3].id],
+            "a disabled webhook still gets its test send"
+        );
+        let elsewhere = event(Some(&candidates[4].id));
+        assert_eq!(
+            targets(&elsewhere, &candidates).count(),
+            0,
+            "never another org's webhook"
+        );
     }
 }

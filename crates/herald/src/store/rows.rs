@@ -3,7 +3,10 @@
 //! rules of turning them into values (an id must parse, a status must be known, a delivery
 //! shows `next_attempt_at` only while pending), live here.
 
-use super::{ApiKey, Attempt, Delivery, DeliveryStatus, Event, Org, Role, Session, Webhook, WebhookStatus};
+use super::{
+    ApiKey, Attempt, Candidate, Delivery, DeliveryStatus, Event, Org, Role, Session, Webhook, WebhookStatus,
+};
+use crate::domain::event_types::Subscription;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 
 /// One result row, column by column, in a backend's own error type.
@@ -150,6 +153,21 @@ pub fn session<R: Columns + ?Sized>(token_hash: Vec<u8>, row: &R) -> Result<Sess
         org_id: parsed(row, 1, "org id", OrgId::parse)?,
         created_at: row.int(2)?,
         expires_at: row.int(3)?,
+    })
+}
+
+pub const CANDIDATE_COLUMNS: &str = "id, org_id, status, event_types, url";
+
+/// A webhook as a publish weighs it: its subscription parsed once, here.
+pub fn candidate<R: Columns + ?Sized>(row: &R) -> Result<Candidate, R::Error> {
+    let subscription = Subscription::from_stored(row.text_opt(3)?.as_deref())
+        .ok_or_else(|| row.corrupt(3, "event types"))?;
+    Ok(Candidate {
+        id: parsed(row, 0, "webhook id", WebhookId::parse)?,
+        org_id: parsed(row, 1, "org id", OrgId::parse)?,
+        active: parsed(row, 2, "status", WebhookStatus::parse)? == WebhookStatus::Active,
+        subscription,
+        url: row.text(4)?,
     })
 }
 

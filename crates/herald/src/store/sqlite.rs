@@ -36,11 +36,10 @@ use rusqlite::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::rows::{
-    self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, ORG_COLUMNS, SESSION_COLUMNS,
-    WEBHOOK_COLUMNS,
+    self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, CANDIDATE_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, ORG_COLUMNS,
+    SESSION_COLUMNS, WEBHOOK_COLUMNS,
 };
 use super::*;
-use crate::domain::event_types::subscribed;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
@@ -396,6 +395,10 @@ fn unpark(conn: &Connection, webhook: &WebhookId, now: Millis) -> Result<(), Sto
     )?
     .execute(params![now, webhook.as_str()])?;
     Ok(())
+}
+
+fn candidate_from_row(row: &Row<'_>) -> rusqlite::Result<Candidate> {
+    rows::candidate(row)
 }
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {

@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Announcer, EVENT_COLUMNS, event_from_row, get};
-use crate::domain::event_types::subscribed;
+use super::{Announcer, EVENT_COLUMNS, event_from_row};
 use crate::domain::ids::DeliveryId;
-use crate::store::{Event, NewEvent, Published, StoreError};
+use sqlx::AssertSqlSafe;
+
+use crate::store::rows::{self, CANDIDATE_COLUMNS};
+use crate::store::{Candidate, Event, NewEvent, Published, StoreError};
 
 /// Publishes in one transaction, at most: bounded so one batch's statements stay small.
 const MAX_BATCH: usize = 128;
@@ -217,47 +219,39 @@ async fn targets(tx: &mut sqlx::PgConnection, events: &[NewEvent]) -> Result<Vec
         .filter_map(|e| e.only_webhook.as_ref())
         .map(|w| w.as_str())
         .collect();
-    // (id, org, active, patterns) of every webhook any event of the batch may go to.
-    let mut webhooks: Vec<(String, String, bool, Option<Vec<String>>)> = Vec::new();
+    // Every webhook any event of the batch may go to, once each.
+    let mut candidates: Vec<Candidate> = Vec::new();
     if !orgs.is_empty() {
-        let rows = sqlx::query(
-            "SELECT id, org_id, event_types FROM webhooks WHERE org_id = ANY($1) AND status = 'active' AND deleted_at IS NULL",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM webhooks WHERE org_id = ANY($1) AND status = 'active' AND deleted_at IS NULL"
+        )))
         .bind(&orgs)
         .fetch_all(&mut *tx)
         .await?;
         for row in &rows {
-            let patterns: Option<String> = get(row, 2)?;
-            let patterns = patterns.and_then(|json| serde_json::from_str(&json).ok());
-            webhooks.push((get(row, 0)?, get(row, 1)?, true, patterns));
+            candidates.push(rows::candidate(row)?);
         }
     }
-    let mut tested: Vec<(String, String, bool)> = Vec::new();
     if !only.is_empty() {
-        let rows =
-            sqlx::query("SELECT id, org_id, status FROM webhooks WHERE id = ANY($1) AND deleted_at IS NULL")
-                .bind(&only)
-                .fetch_all(&mut *tx)
-                .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM webhooks WHERE id = ANY($1) AND deleted_at IS NULL"
+        )))
+        .bind(&only)
+        .fetch_all(&mut *tx)
+        .await?;
         for row in &rows {
-            tested.push((get(row, 0)?, get(row, 1)?, get::<String>(row, 2)? == "active"));
+            let tested = rows::candidate(row)?;
+            if !candidates.iter().any(|c| c.id == tested.id) {
+                candidates.push(tested);
+            }
         }
     }
     Ok(events
         .iter()
-        .map(|event| match &event.only_webhook {
-            Some(id) => tested
-                .iter()
-                .filter(|(w, org, _)| w == id.as_str() && org == event.org_id.as_str())
-                .map(|(w, _, active)| (w.clone(), *active))
-                .collect(),
-            None => webhooks
-                .iter()
-                .filter(|(_, org, _, patterns)| {
-                    org == event.org_id.as_str() && subscribed(patterns.as_deref(), &event.event_type)
-                })
-                .map(|(w, _, active, _)| (w.clone(), *active))
-                .collect(),
+        .map(|event| {
+            crate::store::targets(event, &candidates)
+                .map(|c| (c.id.as_str().to_owned(), c.active))
+                .collect()
         })
         .collect())
 }

@@ -28,32 +28,21 @@ pub(super) fn publish_in(
                 .execute([existing.id.as_str()])?;
         }
     }
-    let targets: Vec<(WebhookId, bool, String)> = match &event.only_webhook {
+    let candidates: Vec<Candidate> = match &event.only_webhook {
         Some(id) => conn
-            .prepare_cached(
-                "SELECT id, status, url FROM webhooks WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
-            )?
-            .query_map(params![id.as_str(), event.org_id.as_str()], |row| {
-                Ok((webhook_id_at(row, 0)?, row.get::<_, String>(1)? == "active", row.get(2)?))
-            })?
+            .prepare_cached(&format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM webhooks WHERE id = ? AND deleted_at IS NULL"
+            ))?
+            .query_map([id.as_str()], candidate_from_row)?
             .collect::<Result<_, _>>()?,
         None => conn
-            .prepare_cached(
-                "SELECT id, event_types, url FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL",
-            )?
-            .query_map([event.org_id.as_str()], |row| {
-                Ok((webhook_id_at(row, 0)?, row.get::<_, Option<String>>(1)?, row.get(2)?))
-            })?
-            .filter_map(|row| match row {
-                Ok((id, patterns, url)) => {
-                    let patterns: Option<Vec<String>> =
-                        patterns.and_then(|json| serde_json::from_str(&json).ok());
-                    subscribed(patterns.as_deref(), &event.event_type).then_some(Ok((id, true, url)))
-                }
-                Err(e) => Some(Err(e)),
-            })
+            .prepare_cached(&format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL"
+            ))?
+            .query_map([event.org_id.as_str()], candidate_from_row)?
             .collect::<Result<_, _>>()?,
     };
+    let targets: Vec<&Candidate> = targets(event, &candidates).collect();
     let count = i64::try_from(targets.len()).unwrap_or(i64::MAX);
     conn.prepare_cached(
         "INSERT INTO events (id, org_id, event_type, payload, source_id, delivery_count, created_at) \
@@ -70,12 +59,19 @@ pub(super) fn publish_in(
     ])?;
     let mut insert = conn.prepare_cached(SQL_INSERT_DELIVERY)?;
     let before = leased.len();
-    for (webhook, active, url) in targets {
+    for Candidate {
+        id: webhook,
+        active,
+        url,
+        ..
+    } in targets
+    {
+        let active = *active;
         let id = DeliveryId::new();
         let lease = match &event.lease {
             Some(offer) if active && !due_waiting(conn, webhook.as_str(), event.now)? => offer
                 .engine
-                .try_fresh(&webhook)
+                .try_fresh(webhook)
                 .map(|held| (offer.lease_until, claim_token(), held)),
             _ => None,
         };
@@ -101,8 +97,8 @@ pub(super) fn publish_in(
                 event_id: event.id.clone(),
                 secrets: signing_secrets(conn, webhook.as_str(), event.now)?,
                 lease: hold,
-                webhook_id: webhook,
-                url,
+                webhook_id: webhook.clone(),
+                url: url.clone(),
                 payload: event.payload.clone(),
                 attempt_count: 0,
                 cycle_start: 0,

@@ -190,6 +190,88 @@ pub struct PageRequest {
     pub position: Position,
 }
 
+/// How to read one page, the same on both backends: rows on the far side of the boundary
+/// id (`{id} {op} ?`), in `order` of the id, `fetch` of them (one more than the page, to
+/// see whether more exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRead<'a> {
+    pub boundary: Option<(&'static str, &'a str)>,
+    pub order: &'static str,
+    pub fetch: i64,
+}
+
+impl PageRequest {
+    pub fn read(&self) -> PageRead<'_> {
+        let (boundary, order) = match &self.position {
+            Position::First => (None, "DESC"),
+            Position::After(id) => (Some(("<", id.as_str())), "DESC"),
+            Position::Before(id) => (Some((">", id.as_str())), "ASC"),
+        };
+        PageRead {
+            boundary,
+            order,
+            fetch: i64::from(self.limit).saturating_add(1),
+        }
+    }
+
+    /// The page from the rows [`Self::read`] asked for, newest first, and the one question
+    /// left for the backend: does a row exist beyond this id, on this side (`("<", id)`)?
+    /// Then [`PageDraft::finish`] with the answer.
+    pub fn draft<T>(&self, mut rows: Vec<T>, id_of: impl Fn(&T) -> &str) -> PageDraft<T> {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        if matches!(self.position, Position::Before(_)) {
+            rows.reverse();
+        }
+        let newest = rows.first().map(|t| id_of(t).to_owned());
+        let oldest = rows.last().map(|t| id_of(t).to_owned());
+        // Forward, more rows past the page means older ones exist, and newer ones may exist
+        // before the cursor; backward, the other way round.
+        let (older, newer, probe) = match &self.position {
+            Position::First => (Some(has_more), Some(false), None),
+            Position::After(_) => (Some(has_more), None, newest.clone().map(|id| (">", id))),
+            Position::Before(_) => (None, Some(has_more), oldest.clone().map(|id| ("<", id))),
+        };
+        PageDraft {
+            items: rows,
+            has_more,
+            newest,
+            oldest,
+            older,
+            newer,
+            probe,
+        }
+    }
+}
+
+/// A page waiting for the answer to its probe (see [`PageRequest::draft`]).
+#[derive(Debug)]
+pub struct PageDraft<T> {
+    items: Vec<T>,
+    has_more: bool,
+    newest: Option<String>,
+    oldest: Option<String>,
+    older: Option<bool>,
+    newer: Option<bool>,
+    /// Whether a row exists beyond this id on this side, when that is still unknown.
+    pub probe: Option<(&'static str, String)>,
+}
+
+impl<T> PageDraft<T> {
+    /// `found`: the answer to [`Self::probe`] (ignored when there was none).
+    pub fn finish(self, found: bool) -> Page<T> {
+        let older = self.older.unwrap_or(found && self.probe.is_some());
+        let newer = self.newer.unwrap_or(found && self.probe.is_some());
+        Page {
+            next_after: self.oldest.filter(|_| older),
+            prev_before: self.newest.filter(|_| newer),
+            has_more: self.has_more,
+            items: self.items,
+        }
+    }
+}
+
 /// A page, newest first, with the ids to continue from in each direction.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -1102,5 +1184,47 @@ mod tests {
             0,
             "never another org's webhook"
         );
+    }
+
+    #[test]
+    fn a_page_says_where_to_continue_and_asks_only_what_its_rows_cannot_tell() {
+        let ids = |page: &Page<String>| page.items.clone();
+        let request = |position: Position| PageRequest { limit: 2, position };
+        // First page of ["5", "4", "3", …] newest first: the extra row says older ones exist.
+        let first = request(Position::First);
+        assert_eq!(
+            first.read(),
+            PageRead {
+                boundary: None,
+                order: "DESC",
+                fetch: 3
+            }
+        );
+        let draft = first.draft(vec!["5".to_owned(), "4".into(), "3".into()], |s| s.as_str());
+        assert!(draft.probe.is_none());
+        let page = draft.finish(false);
+        assert_eq!(
+            (
+                ids(&page),
+                page.next_after.as_deref(),
+                page.prev_before.as_deref()
+            ),
+            (vec!["5".to_owned(), "4".into()], Some("4"), None)
+        );
+        // Onward: whether newer rows exist is asked of the store.
+        let after = request(Position::After("4".into()));
+        assert_eq!(after.read().boundary, Some(("<", "4")));
+        let draft = after.draft(vec!["3".to_owned()], |s| s.as_str());
+        assert_eq!(draft.probe, Some((">", "3".to_owned())));
+        let page = draft.finish(true);
+        assert_eq!((page.next_after, page.prev_before.as_deref()), (None, Some("3")));
+        // Back: rows come oldest first and are turned round.
+        let before = request(Position::Before("3".into()));
+        assert_eq!(before.read().order, "ASC");
+        let draft = before.draft(vec!["4".to_owned(), "5".into()], |s| s.as_str());
+        assert_eq!(draft.probe, Some(("<", "4".to_owned())));
+        let page = draft.finish(true);
+        assert_eq!(ids(&page), ["5", "4"]);
+        assert_eq!((page.next_after.as_deref(), page.prev_before), (Some("4"), None));
     }
 }

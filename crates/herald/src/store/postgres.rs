@@ -253,7 +253,7 @@ impl Listing {
     }
 }
 
-/// One page, newest first, with cursors in both directions (the same rules as SQLite's).
+/// One page, newest first, with cursors in both directions (the rules are `PageRequest`'s).
 async fn page<T>(
     pool: &PgPool,
     id_column: &str,
@@ -263,60 +263,29 @@ async fn page<T>(
     map: impl Fn(&PgRow) -> Result<T, StoreError>,
     id_of: impl Fn(&T) -> &str,
 ) -> Result<Page<T>, StoreError> {
-    let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
-    let (boundary, order) = match &request.position {
-        Position::First => (None, "DESC"),
-        Position::After(id) => (Some((format!(" AND {id_column} < "), id.as_str())), "DESC"),
-        Position::Before(id) => (Some((format!(" AND {id_column} > "), id.as_str())), "ASC"),
-    };
+    let read = request.read();
+    let condition = read
+        .boundary
+        .map(|(op, id)| (format!(" AND {id_column} {op} "), id));
     let mut b = listing.builder(
         &format!("SELECT {columns}"),
-        boundary.as_ref().map(|(c, id)| (c.as_str(), *id)),
+        condition.as_ref().map(|(c, id)| (c.as_str(), *id)),
     );
-    b.push(format!(" ORDER BY {id_column} {order} LIMIT "));
-    b.push_bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
+    b.push(format!(" ORDER BY {id_column} {} LIMIT ", read.order));
+    b.push_bind(read.fetch);
     let rows = b.build().fetch_all(pool).await?;
-    let mut items = rows.iter().map(&map).collect::<Result<Vec<T>, _>>()?;
-    let has_more = items.len() > limit;
-    items.truncate(limit);
-    if matches!(request.position, Position::Before(_)) {
-        items.reverse();
-    }
-    let exists = |op: &'static str, id: String| {
-        let condition = format!(" AND {id_column} {op} ");
-        let listing = &listing;
-        async move {
+    let items = rows.iter().map(&map).collect::<Result<Vec<T>, _>>()?;
+    let draft = request.draft(items, id_of);
+    let found = match &draft.probe {
+        Some((op, id)) => {
+            let condition = format!(" AND {id_column} {op} ");
             let mut b = listing.builder("SELECT EXISTS(SELECT 1", Some((condition.as_str(), id.as_str())));
             b.push(")");
-            let found: bool = b.build_query_scalar().fetch_one(pool).await?;
-            Ok::<bool, StoreError>(found)
+            b.build_query_scalar().fetch_one(pool).await?
         }
+        None => false,
     };
-    let newest = items.first().map(|t| id_of(t).to_owned());
-    let oldest = items.last().map(|t| id_of(t).to_owned());
-    let (older_exist, newer_exist) = match &request.position {
-        Position::First => (has_more, false),
-        Position::After(_) => (
-            has_more,
-            match &newest {
-                Some(id) => exists(">", id.clone()).await?,
-                None => false,
-            },
-        ),
-        Position::Before(_) => (
-            match &oldest {
-                Some(id) => exists("<", id.clone()).await?,
-                None => false,
-            },
-            has_more,
-        ),
-    };
-    Ok(Page {
-        next_after: oldest.filter(|_| older_exist),
-        prev_before: newest.filter(|_| newer_exist),
-        has_more,
-        items,
-    })
+    Ok(draft.finish(found))
 }
 
 fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(

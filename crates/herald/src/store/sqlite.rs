@@ -323,61 +323,36 @@ fn page<T>(
     map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     id_of: impl Fn(&T) -> &str,
 ) -> Result<Page<T>, StoreError> {
-    let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
-    let (condition, order, boundary) = match &request.position {
-        Position::First => ("", "DESC", None),
-        Position::After(id) => ("<", "DESC", Some(id)),
-        Position::Before(id) => (">", "ASC", Some(id)),
-    };
-    let condition = if condition.is_empty() {
-        String::new()
-    } else {
-        format!(" AND {id_column} {condition} ?")
-    };
-    let sql = format!("SELECT {columns} {from_where}{condition} ORDER BY {id_column} {order} LIMIT ?");
+    let read = request.read();
     let mut bound = params.to_vec();
-    if let Some(id) = boundary {
-        bound.push(Value::Text(id.clone()));
-    }
-    bound.push(Value::Integer(
-        i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1),
-    ));
-    let mut items = conn
+    let condition = match read.boundary {
+        Some((op, id)) => {
+            bound.push(Value::Text(id.to_owned()));
+            format!(" AND {id_column} {op} ?")
+        }
+        None => String::new(),
+    };
+    bound.push(Value::Integer(read.fetch));
+    let sql = format!(
+        "SELECT {columns} {from_where}{condition} ORDER BY {id_column} {} LIMIT ?",
+        read.order
+    );
+    let rows = conn
         .prepare_cached(&sql)?
         .query_map(params_from_iter(bound), map)?
         .collect::<Result<Vec<T>, _>>()?;
-    let has_more = items.len() > limit;
-    items.truncate(limit);
-    if matches!(request.position, Position::Before(_)) {
-        items.reverse();
-    }
-    let exists = |op: &str, id: &str| -> Result<bool, StoreError> {
-        let sql = format!("SELECT EXISTS(SELECT 1 {from_where} AND {id_column} {op} ?)");
-        let mut bound = params.to_vec();
-        bound.push(Value::Text(id.to_owned()));
-        Ok(conn
-            .prepare_cached(&sql)?
-            .query_row(params_from_iter(bound), |r| r.get(0))?)
+    let draft = request.draft(rows, id_of);
+    let found = match &draft.probe {
+        Some((op, id)) => {
+            let sql = format!("SELECT EXISTS(SELECT 1 {from_where} AND {id_column} {op} ?)");
+            let mut bound = params.to_vec();
+            bound.push(Value::Text(id.clone()));
+            conn.prepare_cached(&sql)?
+                .query_row(params_from_iter(bound), |r| r.get(0))?
+        }
+        None => false,
     };
-    let newest = items.first().map(&id_of);
-    let oldest = items.last().map(&id_of);
-    let (older_exist, newer_exist) = match &request.position {
-        Position::First => (has_more, false),
-        Position::After(_) => (
-            has_more,
-            newest.map(|id| exists(">", id)).transpose()?.unwrap_or(false),
-        ),
-        Position::Before(_) => (
-            oldest.map(|id| exists("<", id)).transpose()?.unwrap_or(false),
-            has_more,
-        ),
-    };
-    Ok(Page {
-        next_after: oldest.filter(|_| older_exist).map(str::to_owned),
-        prev_before: newest.filter(|_| newer_exist).map(str::to_owned),
-        has_more,
-        items,
-    })
+    Ok(draft.finish(found))
 }
 
 /// Holds a disabled webhook's pending deliveries until it is enabled again.

@@ -14,6 +14,7 @@ use crate::domain::time::Millis;
 pub mod lock;
 pub mod postgres;
 pub mod rows;
+pub mod sql;
 pub mod sqlite;
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -803,6 +804,41 @@ impl WebhookChanges {
 pub const FAILING_TOO_LONG: &str =
     "every delivery failed for longer than HERALD_DISABLE_AFTER; fix the endpoint and set status to active";
 
+/// What a recorded attempt does to its webhook's failure clock, decided once for both
+/// backends (`HERALD_DISABLE_AFTER` of nothing but failures disables a webhook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClockChange {
+    /// Nothing to write.
+    None,
+    /// A success: the clock stops ([`sql::CLEAR_FAILING`]).
+    Clear,
+    /// A failure: the clock starts at this attempt unless it runs already
+    /// ([`sql::START_FAILING`]); then [`AttemptRecord::failing_too_long`] says whether
+    /// it has run too long.
+    Start(Millis),
+    /// The webhook is disabled at once, for this reason (a `410 Gone`).
+    Disable(String),
+}
+
+impl AttemptRecord {
+    pub fn clock_change(&self, writes: WebhookWrites) -> ClockChange {
+        match &self.next {
+            Next::Delivered if writes.clear_failing => ClockChange::Clear,
+            Next::Delivered => ClockChange::None,
+            Next::DisableWebhook(reason) => ClockChange::Disable(reason.clone()),
+            Next::RetryAt(_) | Next::Failed => ClockChange::Start(self.attempt.started_at),
+        }
+    }
+
+    /// Whether a clock running since `since` (what [`sql::START_FAILING`] returned)
+    /// disables the webhook, and why.
+    pub fn failing_too_long(&self, since: Option<Millis>) -> Option<String> {
+        since
+            .filter(|s| *s <= self.disable_if_failing_since)
+            .map(|_| FAILING_TOO_LONG.to_owned())
+    }
+}
+
 impl Next {
     /// The delivery row after an attempt: status, next attempt, delivered time.
     pub fn row_state(&self, attempt: &Attempt) -> (&'static str, Option<Millis>, Option<Millis>) {
@@ -1226,5 +1262,43 @@ mod tests {
         let page = draft.finish(true);
         assert_eq!(ids(&page), ["5", "4"]);
         assert_eq!((page.next_after.as_deref(), page.prev_before), (Some("4"), None));
+    }
+
+    #[test]
+    fn the_failure_clock_starts_on_a_failure_stops_on_a_success_and_disables_when_it_ran_too_long() {
+        let webhook = WebhookId::new();
+        let both = WebhookWrites {
+            last_triggered: true,
+            clear_failing: true,
+        };
+        let neither = WebhookWrites {
+            last_triggered: false,
+            clear_failing: false,
+        };
+        assert_eq!(
+            record(&webhook, Next::Delivered).clock_change(both),
+            ClockChange::Clear
+        );
+        assert_eq!(
+            record(&webhook, Next::Delivered).clock_change(neither),
+            ClockChange::None
+        );
+        let mut failed = record(&webhook, Next::RetryAt(5));
+        failed.attempt.started_at = 1_000;
+        assert_eq!(failed.clock_change(neither), ClockChange::Start(1_000));
+        let gone = record(&webhook, Next::DisableWebhook("410".into()));
+        assert_eq!(gone.clock_change(neither), ClockChange::Disable("410".into()));
+
+        failed.disable_if_failing_since = 500;
+        assert_eq!(
+            failed.failing_too_long(Some(1_000)),
+            None,
+            "failing for less than the limit"
+        );
+        assert_eq!(failed.failing_too_long(None), None);
+        assert_eq!(
+            failed.failing_too_long(Some(500)).as_deref(),
+            Some(FAILING_TOO_LONG)
+        );
     }
 }

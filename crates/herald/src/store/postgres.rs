@@ -382,24 +382,30 @@ async fn live_webhook(
         .transpose()
 }
 
+/// A statement of `store::sql`, numbered for PostgreSQL once per process.
+macro_rules! shared_sql {
+    ($name:ident) => {{
+        static NUMBERED: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| crate::store::sql::numbered(crate::store::sql::$name));
+        AssertSqlSafe(NUMBERED.as_str())
+    }};
+}
+pub(crate) use shared_sql;
+
 async fn park(conn: &mut PgConnection, webhook: &WebhookId) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE deliveries SET next_attempt_at = NULL, claim_token = NULL WHERE webhook_id = $1 AND status = 'pending'",
-    )
-    .bind(webhook.as_str())
-    .execute(conn)
-    .await?;
+    sqlx::query(shared_sql!(PARK))
+        .bind(webhook.as_str())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 async fn unpark(conn: &mut PgConnection, webhook: &WebhookId, now: Millis) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE deliveries SET next_attempt_at = $1 WHERE webhook_id = $2 AND status = 'pending' AND next_attempt_at IS NULL",
-    )
-    .bind(now)
-    .bind(webhook.as_str())
-    .execute(conn)
-    .await?;
+    sqlx::query(shared_sql!(UNPARK))
+        .bind(now)
+        .bind(webhook.as_str())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -357,18 +357,13 @@ fn page<T>(
 
 /// Holds a disabled webhook's pending deliveries until it is enabled again.
 fn park(conn: &Connection, webhook: &WebhookId) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE deliveries SET next_attempt_at = NULL, claim_token = NULL WHERE webhook_id = ? AND status = 'pending'",
-    )?
-    .execute([webhook.as_str()])?;
+    conn.prepare_cached(sql::PARK)?.execute([webhook.as_str()])?;
     Ok(())
 }
 
 fn unpark(conn: &Connection, webhook: &WebhookId, now: Millis) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE deliveries SET next_attempt_at = ? WHERE webhook_id = ? AND status = 'pending' AND next_attempt_at IS NULL",
-    )?
-    .execute(params![now, webhook.as_str()])?;
+    conn.prepare_cached(sql::UNPARK)?
+        .execute(params![now, webhook.as_str()])?;
     Ok(())
 }
 

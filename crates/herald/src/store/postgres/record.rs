@@ -10,11 +10,11 @@ use std::collections::HashSet;
 
 use sqlx::PgConnection;
 
-use super::park;
+use sqlx::AssertSqlSafe;
+
+use super::{park, shared_sql};
 use crate::domain::time::Millis;
-use crate::store::{
-    AttemptRecord, BatchWebhooks, FAILING_TOO_LONG, Next, StoreError, WebhookEffect, WebhookWrites,
-};
+use crate::store::{AttemptRecord, BatchWebhooks, ClockChange, StoreError, WebhookEffect, WebhookWrites};
 
 /// Writes `records` in the caller's transaction; one effect per record, in order.
 pub(super) async fn write(
@@ -131,59 +131,45 @@ async fn webhook(
     record: &AttemptRecord,
     writes: WebhookWrites,
 ) -> Result<WebhookEffect, StoreError> {
-    let a = &record.attempt;
     let now = record.now;
     let webhook = record.webhook_id.as_str();
     if writes.last_triggered {
-        sqlx::query(
-            "UPDATE webhooks SET last_triggered_at = $1 WHERE id = $2 \
-             AND (last_triggered_at IS NULL OR last_triggered_at < $3)",
-        )
-        .bind(now)
-        .bind(webhook)
-        .bind(now - 1000)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let disable = match &record.next {
-        Next::Delivered if !writes.clear_failing => None,
-        Next::Delivered => {
-            sqlx::query(
-                "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
-            )
+        sqlx::query(shared_sql!(LAST_TRIGGERED))
+            .bind(now)
             .bind(webhook)
+            .bind(now - 1000)
             .execute(&mut *tx)
             .await?;
+    }
+    let disable = match record.clock_change(writes) {
+        ClockChange::None => None,
+        ClockChange::Clear => {
+            sqlx::query(shared_sql!(CLEAR_FAILING))
+                .bind(webhook)
+                .execute(&mut *tx)
+                .await?;
             None
         }
-        Next::DisableWebhook(reason) => Some(reason.clone()),
-        Next::RetryAt(_) | Next::Failed => {
-            let since: Option<Option<Millis>> = sqlx::query_scalar(
-                "UPDATE webhooks SET failing_since = COALESCE(failing_since, $1) WHERE id = $2 RETURNING failing_since",
-            )
-            .bind(a.started_at)
-            .bind(webhook)
-            .fetch_optional(&mut *tx)
-            .await?;
-            since
-                .flatten()
-                .filter(|s| *s <= record.disable_if_failing_since)
-                .map(|_| FAILING_TOO_LONG.to_owned())
+        ClockChange::Disable(reason) => Some(reason),
+        ClockChange::Start(at) => {
+            let since: Option<Option<Millis>> = sqlx::query_scalar(shared_sql!(START_FAILING))
+                .bind(at)
+                .bind(webhook)
+                .fetch_optional(&mut *tx)
+                .await?;
+            record.failing_too_long(since.flatten())
         }
     };
     let Some(reason) = disable else {
         return Ok(WebhookEffect::None);
     };
-    let changed = sqlx::query(
-        "UPDATE webhooks SET status = 'disabled', disabled_reason = $1, updated_at = $2 \
-         WHERE id = $3 AND status = 'active'",
-    )
-    .bind(&reason)
-    .bind(now)
-    .bind(webhook)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let changed = sqlx::query(shared_sql!(DISABLE_WEBHOOK))
+        .bind(&reason)
+        .bind(now)
+        .bind(webhook)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     park(tx, &record.webhook_id).await?;
     Ok(if changed > 0 {
         WebhookEffect::Disabled(reason)

@@ -83,43 +83,30 @@ pub(super) fn record_one(
 
     let webhook = record.webhook_id.as_str();
     if writes.last_triggered {
-        conn.prepare_cached(
-            "UPDATE webhooks SET last_triggered_at = ? WHERE id = ? AND (last_triggered_at IS NULL OR last_triggered_at < ?)",
-        )?
-        .execute(params![now, webhook, now - 1000])?;
+        conn.prepare_cached(sql::LAST_TRIGGERED)?
+            .execute(params![now, webhook, now - 1000])?;
     }
-    let disable = match &record.next {
-        Next::Delivered => {
-            if writes.clear_failing {
-                conn.prepare_cached(
-                    "UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
-                )?
-                .execute([webhook])?;
-            }
+    let disable = match record.clock_change(writes) {
+        ClockChange::None => None,
+        ClockChange::Clear => {
+            conn.prepare_cached(sql::CLEAR_FAILING)?.execute([webhook])?;
             None
         }
-        Next::DisableWebhook(reason) => Some(reason.clone()),
-        Next::RetryAt(_) | Next::Failed => {
+        ClockChange::Disable(reason) => Some(reason),
+        ClockChange::Start(at) => {
             let since: Option<Millis> = conn
-                .prepare_cached(
-                    "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ? RETURNING failing_since",
-                )?
-                .query_row(params![a.started_at, webhook], |row| row.get(0))
+                .prepare_cached(sql::START_FAILING)?
+                .query_row(params![at, webhook], |row| row.get(0))
                 .optional()?
                 .flatten();
-            since
-                .filter(|s| *s <= record.disable_if_failing_since)
-                .map(|_| FAILING_TOO_LONG.to_owned())
+            record.failing_too_long(since)
         }
     };
     let Some(reason) = disable else {
         return Ok(WebhookEffect::None);
     };
     let changed = conn
-        .prepare_cached(
-            "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? \
-             WHERE id = ? AND status = 'active'",
-        )?
+        .prepare_cached(sql::DISABLE_WEBHOOK)?
         .execute(params![reason, now, webhook])?;
     park(conn, &record.webhook_id)?;
     Ok(if changed > 0 {

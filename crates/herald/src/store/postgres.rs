@@ -18,7 +18,7 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use super::rows::{
     self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, ORG_COLUMNS, SESSION_COLUMNS,
-    WEBHOOK_COLUMNS,
+    WEBHOOK_COLUMNS, event_types_json,
 };
 use super::*;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
@@ -410,7 +410,7 @@ async fn unpark(conn: &mut PgConnection, webhook: &WebhookId, now: Millis) -> Re
 }
 
 async fn insert_org(conn: &mut PgConnection, org: &Org) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
+    sqlx::query(shared_sql!(INSERT_ORG))
         .bind(org.id.as_str())
         .bind(&org.name)
         .bind(org.created_at)
@@ -420,31 +420,21 @@ async fn insert_org(conn: &mut PgConnection, org: &Org) -> Result<(), StoreError
 }
 
 async fn insert_key(conn: &mut PgConnection, key: &ApiKey) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO api_keys (id, org_id, role, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(key.id.as_str())
-    .bind(key.org_id.as_str())
-    .bind(key.role.as_str())
-    .bind(&key.secret_hash)
-    .bind(key.created_at)
-    .execute(conn)
-    .await?;
+    sqlx::query(shared_sql!(INSERT_API_KEY))
+        .bind(key.id.as_str())
+        .bind(key.org_id.as_str())
+        .bind(key.role.as_str())
+        .bind(&key.secret_hash)
+        .bind(key.created_at)
+        .execute(conn)
+        .await?;
     Ok(())
-}
-
-fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, StoreError> {
-    types
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Backend(e.to_string()))
 }
 
 impl Store for PostgresStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            sqlx::query(shared_sql!(PING)).execute(&self.pool).await?;
             Ok(())
         })
     }
@@ -496,7 +486,7 @@ impl Store for PostgresStore {
                 .bind(LOCK_BOOTSTRAP)
                 .execute(&mut *tx)
                 .await?;
-            let any: bool = sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM orgs)")
+            let any: bool = sqlx::query_scalar(shared_sql!(ANY_ORG))
                 .fetch_one(&mut *tx)
                 .await?;
             if any {
@@ -531,28 +521,24 @@ impl Store for PostgresStore {
     fn create_webhook(&self, new: NewWebhook) -> StoreFuture<'_, Webhook> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, secret_last4, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $8)",
-            )
-            .bind(new.id.as_str())
-            .bind(new.org_id.as_str())
-            .bind(&new.name)
-            .bind(&new.description)
-            .bind(&new.url)
-            .bind(event_types_json(&new.event_types)?)
-            .bind(&new.secret_last4)
-            .bind(new.now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(new.id.as_str())
-            .bind(&new.secret_ciphertext)
-            .bind(new.now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(shared_sql!(INSERT_WEBHOOK))
+                .bind(new.id.as_str())
+                .bind(new.org_id.as_str())
+                .bind(&new.name)
+                .bind(&new.description)
+                .bind(&new.url)
+                .bind(event_types_json(&new.event_types)?)
+                .bind(&new.secret_last4)
+                .bind(new.now)
+                .bind(new.now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(shared_sql!(INSERT_SECRET))
+                .bind(new.id.as_str())
+                .bind(&new.secret_ciphertext)
+                .bind(new.now)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(new.into_webhook())
         })
@@ -644,14 +630,11 @@ impl Store for PostgresStore {
             push_scope(&mut b, &scope, "org_id");
             let changed = b.build().execute(&mut *tx).await?.rows_affected();
             if changed > 0 {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, claim_token = NULL, \
-                     updated_at = $1 WHERE webhook_id = $2 AND status = 'pending'",
-                )
-                .bind(now)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(shared_sql!(CANCEL_PENDING))
+                    .bind(now)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(changed > 0)
@@ -672,37 +655,33 @@ impl Store for PostgresStore {
             let now = rotation.now;
             match rotation.previous_expires_at {
                 None => {
-                    sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1")
+                    sqlx::query(shared_sql!(DELETE_SECRETS))
                         .bind(id.as_str())
                         .execute(&mut *tx)
                         .await?;
                 }
                 Some(until) => {
-                    sqlx::query(
-                        "UPDATE webhook_secrets SET expires_at = $1 WHERE webhook_id = $2 AND expires_at IS NULL",
-                    )
-                    .bind(until)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at <= $2")
+                    sqlx::query(shared_sql!(EXPIRE_CURRENT_SECRET))
+                        .bind(until)
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(shared_sql!(DELETE_EXPIRED_SECRETS))
                         .bind(id.as_str())
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
                 }
             }
-            sqlx::query(
-                "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(id.as_str())
-            .bind(&rotation.ciphertext)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(shared_sql!(INSERT_SECRET))
+                .bind(id.as_str())
+                .bind(&rotation.ciphertext)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             webhook.secret_last4 = rotation.last4;
             webhook.updated_at = now.max(webhook.updated_at);
-            sqlx::query("UPDATE webhooks SET secret_last4 = $1, updated_at = $2 WHERE id = $3")
+            sqlx::query(shared_sql!(SET_SECRET_LAST4))
                 .bind(&webhook.secret_last4)
                 .bind(webhook.updated_at)
                 .bind(id.as_str())
@@ -715,14 +694,11 @@ impl Store for PostgresStore {
 
     fn webhook_secrets(&self, id: WebhookId, now: Millis) -> StoreFuture<'_, Vec<StoredSecret>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT ciphertext, expires_at FROM webhook_secrets WHERE webhook_id = $1 \
-                 AND (expires_at IS NULL OR expires_at > $2) ORDER BY expires_at IS NOT NULL, seq DESC",
-            )
-            .bind(id.as_str())
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?;
+            let rows = sqlx::query(shared_sql!(LIVE_SECRETS))
+                .bind(id.as_str())
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
             rows.iter()
                 .map(|row| {
                     Ok(StoredSecret {
@@ -876,11 +852,9 @@ impl Store for PostgresStore {
 
     fn next_due_at(&self) -> StoreFuture<'_, Option<Millis>> {
         Box::pin(async move {
-            Ok(
-                sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")
-                    .fetch_one(&self.pool)
-                    .await?,
-            )
+            Ok(sqlx::query_scalar(shared_sql!(NEXT_DUE_AT))
+                .fetch_one(&self.pool)
+                .await?)
         })
     }
 
@@ -897,10 +871,9 @@ impl Store for PostgresStore {
 
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats> {
         Box::pin(async move {
-            let row =
-                sqlx::query("SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'pending'")
-                    .fetch_one(&self.pool)
-                    .await?;
+            let row = sqlx::query(shared_sql!(QUEUE_STATS))
+                .fetch_one(&self.pool)
+                .await?;
             let pending: i64 = get(&row, 0)?;
             Ok(QueueStats {
                 pending: u64::try_from(pending).unwrap_or(0),
@@ -1036,15 +1009,12 @@ impl Store for PostgresStore {
                 return Ok(Requeue::Canceled);
             }
             let due = (webhook_status == "active").then_some(now);
-            sqlx::query(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, claim_token = NULL, \
-                 cycle_start = attempt_count, updated_at = $2 WHERE id = $3",
-            )
-            .bind(due)
-            .bind(now)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(shared_sql!(REQUEUE_DELIVERY))
+                .bind(due)
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             self.announcer.due();
             Ok(Requeue::Queued)
@@ -1065,19 +1035,15 @@ impl Store for PostgresStore {
                 return Ok(None);
             };
             let due = (found.status == WebhookStatus::Active).then_some(now);
-            let n = sqlx::query(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, claim_token = NULL, \
-                 cycle_start = attempt_count, updated_at = $2 \
-                 WHERE webhook_id = $3 AND status = 'failed' AND created_at >= $4 AND created_at < $5",
-            )
-            .bind(due)
-            .bind(now)
-            .bind(webhook.as_str())
-            .bind(since)
-            .bind(until)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let n = sqlx::query(shared_sql!(REPLAY_FAILED))
+                .bind(due)
+                .bind(now)
+                .bind(webhook.as_str())
+                .bind(since)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             tx.commit().await?;
             if n > 0 {
                 self.announcer.due();
@@ -1143,7 +1109,7 @@ impl Store for PostgresStore {
         response: StoredResponse,
     ) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query("UPDATE idempotency_keys SET status = $1, body = $2 WHERE key_id = $3 AND key = $4")
+            sqlx::query(shared_sql!(COMPLETE_IDEMPOTENCY_KEY))
                 .bind(i64::from(response.status))
                 .bind(&response.body)
                 .bind(caller.as_str())
@@ -1156,7 +1122,7 @@ impl Store for PostgresStore {
 
     fn release_idempotency_key(&self, caller: KeyId, key: String) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query("DELETE FROM idempotency_keys WHERE key_id = $1 AND key = $2 AND status IS NULL")
+            sqlx::query(shared_sql!(RELEASE_IDEMPOTENCY_KEY))
                 .bind(caller.as_str())
                 .bind(&key)
                 .execute(&self.pool)
@@ -1167,7 +1133,7 @@ impl Store for PostgresStore {
 
     fn purge_idempotency_keys(&self, before: Millis) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            Ok(sqlx::query(shared_sql!(PURGE_IDEMPOTENCY_KEYS))
                 .bind(before)
                 .execute(&self.pool)
                 .await?
@@ -1177,17 +1143,14 @@ impl Store for PostgresStore {
 
     fn create_session(&self, session: Session) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO dashboard_sessions (token_hash, key_id, org_id, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&session.token_hash)
-            .bind(session.key_id.as_str())
-            .bind(session.org_id.as_str())
-            .bind(session.created_at)
-            .bind(session.expires_at)
-            .execute(&self.pool)
-            .await?;
+            sqlx::query(shared_sql!(INSERT_SESSION))
+                .bind(&session.token_hash)
+                .bind(session.key_id.as_str())
+                .bind(session.org_id.as_str())
+                .bind(session.created_at)
+                .bind(session.expires_at)
+                .execute(&self.pool)
+                .await?;
             Ok(())
         })
     }
@@ -1207,7 +1170,7 @@ impl Store for PostgresStore {
 
     fn set_session_org(&self, token_hash: Vec<u8>, org: OrgId) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query("UPDATE dashboard_sessions SET org_id = $1 WHERE token_hash = $2")
+            sqlx::query(shared_sql!(SET_SESSION_ORG))
                 .bind(org.as_str())
                 .bind(&token_hash)
                 .execute(&self.pool)
@@ -1218,7 +1181,7 @@ impl Store for PostgresStore {
 
     fn delete_session(&self, token_hash: Vec<u8>) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            sqlx::query("DELETE FROM dashboard_sessions WHERE token_hash = $1")
+            sqlx::query(shared_sql!(DELETE_SESSION))
                 .bind(&token_hash)
                 .execute(&self.pool)
                 .await?;
@@ -1228,13 +1191,11 @@ impl Store for PostgresStore {
 
     fn purge_sessions(&self, before: Millis) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            Ok(
-                sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at < $1")
-                    .bind(before)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected(),
-            )
+            Ok(sqlx::query(shared_sql!(PURGE_SESSIONS))
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
         })
     }
 

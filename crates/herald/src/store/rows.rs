@@ -156,6 +156,16 @@ pub fn session<R: Columns + ?Sized>(token_hash: Vec<u8>, row: &R) -> Result<Sess
     })
 }
 
+/// A webhook's subscription in its stored form, the JSON array [`webhook`] and [`candidate`]
+/// read back (`None`: every type).
+pub fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, super::StoreError> {
+    types
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| super::StoreError::Backend(e.to_string()))
+}
+
 pub const CANDIDATE_COLUMNS: &str = "id, org_id, status, event_types, url";
 
 /// A webhook as a publish weighs it: its subscription parsed once, here.

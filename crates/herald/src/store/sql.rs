@@ -18,6 +18,59 @@ pub const START_FAILING: &str =
 /// `reason`, `now`, `webhook_id`; changes nothing on a webhook already disabled.
 pub const DISABLE_WEBHOOK: &str = "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'active'";
 
+/// Whether the database has been set up (the first start makes an org).
+pub const ANY_ORG: &str = "SELECT EXISTS(SELECT 1 FROM orgs)";
+/// A deleted webhook's pending deliveries end `canceled`: `now`, `webhook_id`.
+pub const CANCEL_PENDING: &str = "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, claim_token = NULL, updated_at = ? WHERE webhook_id = ? AND status = 'pending'";
+/// `status`, sealed `body`, `key_id`, `key`.
+pub const COMPLETE_IDEMPOTENCY_KEY: &str =
+    "UPDATE idempotency_keys SET status = ?, body = ? WHERE key_id = ? AND key = ?";
+/// `webhook_id`, `now`.
+pub const DELETE_EXPIRED_SECRETS: &str =
+    "DELETE FROM webhook_secrets WHERE webhook_id = ? AND expires_at <= ?";
+/// Every secret of a webhook (a rotation that keeps no old one): `webhook_id`.
+pub const DELETE_SECRETS: &str = "DELETE FROM webhook_secrets WHERE webhook_id = ?";
+/// `token_hash`.
+pub const DELETE_SESSION: &str = "DELETE FROM dashboard_sessions WHERE token_hash = ?";
+/// A rotation sets the current secret to expire: `expires_at`, `webhook_id`.
+pub const EXPIRE_CURRENT_SECRET: &str =
+    "UPDATE webhook_secrets SET expires_at = ? WHERE webhook_id = ? AND expires_at IS NULL";
+/// `id`, `org_id`, `role`, `secret_hash`, `created_at`.
+pub const INSERT_API_KEY: &str =
+    "INSERT INTO api_keys (id, org_id, role, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)";
+/// `id`, `name`, `created_at`.
+pub const INSERT_ORG: &str = "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)";
+/// `webhook_id`, `ciphertext`, `created_at`.
+pub const INSERT_SECRET: &str =
+    "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES (?, ?, ?)";
+/// `token_hash`, `key_id`, `org_id`, `created_at`, `expires_at`.
+pub const INSERT_SESSION: &str = "INSERT INTO dashboard_sessions (token_hash, key_id, org_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)";
+/// `id`, `org_id`, `name`, `description`, `url`, `event_types`, `secret_last4`, `created_at`, `updated_at`.
+pub const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, secret_last4, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)";
+/// A webhook's sealed secrets that sign at `now`, the current one first: `webhook_id`, `now`.
+pub const LIVE_SECRETS: &str = "SELECT ciphertext, expires_at FROM webhook_secrets WHERE webhook_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY expires_at IS NOT NULL, seq DESC";
+/// When the next pending delivery is due (a lease's end included).
+pub const NEXT_DUE_AT: &str = "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'";
+/// Readiness: the database answers.
+pub const PING: &str = "SELECT 1";
+/// Records older than the 24 h window: `before`.
+pub const PURGE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at < ?";
+/// Dashboard sessions expired before `now`.
+pub const PURGE_SESSIONS: &str = "DELETE FROM dashboard_sessions WHERE expires_at < ?";
+/// Pending deliveries and the oldest one's creation.
+pub const QUEUE_STATS: &str = "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'pending'";
+/// Frees an unfinished claim for a retry: `key_id`, `key`.
+pub const RELEASE_IDEMPOTENCY_KEY: &str =
+    "DELETE FROM idempotency_keys WHERE key_id = ? AND key = ? AND status IS NULL";
+/// A replay of a webhook's failed deliveries created in `[since, until)`: `due`, `now`, `webhook_id`, `since`, `until`.
+pub const REPLAY_FAILED: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, claim_token = NULL, cycle_start = attempt_count, updated_at = ? WHERE webhook_id = ? AND status = 'failed' AND created_at >= ? AND created_at < ?";
+/// A manual retry, with a fresh retry cycle: `due`, `now`, `delivery_id`.
+pub const REQUEUE_DELIVERY: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, claim_token = NULL, cycle_start = attempt_count, updated_at = ? WHERE id = ?";
+/// `secret_last4`, `now`, `webhook_id`.
+pub const SET_SECRET_LAST4: &str = "UPDATE webhooks SET secret_last4 = ?, updated_at = ? WHERE id = ?";
+/// An admin's session switches org: `org_id`, `token_hash`.
+pub const SET_SESSION_ORG: &str = "UPDATE dashboard_sessions SET org_id = ? WHERE token_hash = ?";
+
 /// `sql` with each `?` outside quotes numbered for PostgreSQL (`$1`, `$2`, …).
 pub fn numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);

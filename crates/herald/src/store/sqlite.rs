@@ -37,7 +37,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::rows::{
     self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, CANDIDATE_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, ORG_COLUMNS,
-    SESSION_COLUMNS, WEBHOOK_COLUMNS,
+    SESSION_COLUMNS, WEBHOOK_COLUMNS, event_types_json,
 };
 use super::*;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
@@ -274,14 +274,6 @@ fn webhook_from_row(row: &Row<'_>) -> rusqlite::Result<Webhook> {
     rows::webhook(row)
 }
 
-fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, StoreError> {
-    types
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Backend(e.to_string()))
-}
-
 /// `AND org_id = ?` when the scope names an org, with its parameter.
 fn scope_clause(scope: &OrgScope, params: &mut Vec<Value>) -> &'static str {
     match scope {
@@ -386,16 +378,13 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
 }
 
 fn insert_org(conn: &Connection, org: &Org) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)")?
+    conn.prepare_cached(sql::INSERT_ORG)?
         .execute(params![org.id.as_str(), org.name, org.created_at])?;
     Ok(())
 }
 
 fn insert_key(conn: &Connection, key: &ApiKey) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO api_keys (id, org_id, role, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-    )?
-    .execute(params![
+    conn.prepare_cached(sql::INSERT_API_KEY)?.execute(params![
         key.id.as_str(),
         key.org_id.as_str(),
         key.role.as_str(),
@@ -408,7 +397,7 @@ fn insert_key(conn: &Connection, key: &ApiKey) -> Result<(), StoreError> {
 impl Store for SqliteStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(self.read(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            conn.query_row(sql::PING, [], |_| Ok(()))?;
             Ok(())
         }))
     }
@@ -444,7 +433,7 @@ impl Store for SqliteStore {
 
     fn bootstrap(&self, org: Org, key: ApiKey) -> StoreFuture<'_, bool> {
         Box::pin(self.write(move |conn| {
-            let any: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM orgs)", [], |r| r.get(0))?;
+            let any: bool = conn.query_row(sql::ANY_ORG, [], |r| r.get(0))?;
             if any {
                 return Ok(false);
             }
@@ -470,11 +459,7 @@ impl Store for SqliteStore {
 
     fn create_webhook(&self, new: NewWebhook) -> StoreFuture<'_, Webhook> {
         Box::pin(self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, \
-                 secret_last4, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)",
-            )?
-            .execute(params![
+            conn.prepare_cached(sql::INSERT_WEBHOOK)?.execute(params![
                 new.id.as_str(),
                 new.org_id.as_str(),
                 new.name,
@@ -485,10 +470,11 @@ impl Store for SqliteStore {
                 new.now,
                 new.now
             ])?;
-            conn.prepare_cached(
-                "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES (?, ?, ?)",
-            )?
-            .execute(params![new.id.as_str(), new.secret_ciphertext, new.now])?;
+            conn.prepare_cached(sql::INSERT_SECRET)?.execute(params![
+                new.id.as_str(),
+                new.secret_ciphertext,
+                new.now
+            ])?;
             Ok(new.clone().into_webhook())
         }))
     }
@@ -559,8 +545,7 @@ impl Store for SqliteStore {
             let changed = conn.prepare_cached(&sql)?.execute(params_from_iter(params))?;
             if changed > 0 {
                 conn.prepare_cached(
-                    "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, claim_token = NULL, \
-                     updated_at = ? WHERE webhook_id = ? AND status = 'pending'",
+                    sql::CANCEL_PENDING,
                 )?
                 .execute(params![now, id.as_str()])?;
             }
@@ -582,28 +567,27 @@ impl Store for SqliteStore {
             match rotation.previous_expires_at {
                 // No overlap: every older secret stops now (the "it leaked" case).
                 None => {
-                    conn.prepare_cached("DELETE FROM webhook_secrets WHERE webhook_id = ?")?
-                        .execute([id.as_str()])?;
+                    conn.prepare_cached(sql::DELETE_SECRETS)?.execute([id.as_str()])?;
                 }
                 Some(until) => {
-                    conn.prepare_cached(
-                        "UPDATE webhook_secrets SET expires_at = ? WHERE webhook_id = ? AND expires_at IS NULL",
-                    )?
-                    .execute(params![until, id.as_str()])?;
-                    conn.prepare_cached(
-                        "DELETE FROM webhook_secrets WHERE webhook_id = ? AND expires_at <= ?",
-                    )?
-                    .execute(params![id.as_str(), now])?;
+                    conn.prepare_cached(sql::EXPIRE_CURRENT_SECRET)?
+                        .execute(params![until, id.as_str()])?;
+                    conn.prepare_cached(sql::DELETE_EXPIRED_SECRETS)?
+                        .execute(params![id.as_str(), now])?;
                 }
             }
-            conn.prepare_cached(
-                "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES (?, ?, ?)",
-            )?
-            .execute(params![id.as_str(), rotation.ciphertext, now])?;
+            conn.prepare_cached(sql::INSERT_SECRET)?.execute(params![
+                id.as_str(),
+                rotation.ciphertext,
+                now
+            ])?;
             webhook.secret_last4 = rotation.last4.clone();
             webhook.updated_at = now.max(webhook.updated_at);
-            conn.prepare_cached("UPDATE webhooks SET secret_last4 = ?, updated_at = ? WHERE id = ?")?
-                .execute(params![webhook.secret_last4, webhook.updated_at, id.as_str()])?;
+            conn.prepare_cached(sql::SET_SECRET_LAST4)?.execute(params![
+                webhook.secret_last4,
+                webhook.updated_at,
+                id.as_str()
+            ])?;
             Ok(Some(webhook))
         }))
     }
@@ -611,11 +595,7 @@ impl Store for SqliteStore {
     fn webhook_secrets(&self, id: WebhookId, now: Millis) -> StoreFuture<'_, Vec<StoredSecret>> {
         Box::pin(self.read(move |conn| {
             let secrets = conn
-                .prepare_cached(
-                    "SELECT ciphertext, expires_at FROM webhook_secrets \
-                     WHERE webhook_id = ? AND (expires_at IS NULL OR expires_at > ?) \
-                     ORDER BY expires_at IS NOT NULL, seq DESC",
-                )?
+                .prepare_cached(sql::LIVE_SECRETS)?
                 .query_map(params![id.as_str(), now], |row| {
                     Ok(StoredSecret {
                         ciphertext: row.get(0)?,
@@ -681,7 +661,7 @@ impl Store for SqliteStore {
     fn next_due_at(&self) -> StoreFuture<'_, Option<Millis>> {
         Box::pin(self.read(|conn| {
             Ok(conn
-                .prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")?
+                .prepare_cached(sql::NEXT_DUE_AT)?
                 .query_row([], |row| row.get(0))?)
         }))
     }
@@ -699,7 +679,7 @@ impl Store for SqliteStore {
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats> {
         Box::pin(self.read(|conn| {
             let (pending, oldest): (i64, Option<Millis>) = conn
-                .prepare_cached("SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'pending'")?
+                .prepare_cached(sql::QUEUE_STATS)?
                 .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
             Ok(QueueStats {
                 pending: u64::try_from(pending).unwrap_or(0),
@@ -807,8 +787,7 @@ impl Store for SqliteStore {
             }
             let due = (webhook_status == "active").then_some(now);
             conn.prepare_cached(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, claim_token = NULL, \
-                 cycle_start = attempt_count, updated_at = ? WHERE id = ?",
+                sql::REQUEUE_DELIVERY,
             )?
             .execute(params![due, now, id.as_str()])?;
             Ok(Requeue::Queued)
@@ -828,13 +807,13 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             let due = (found.status == WebhookStatus::Active).then_some(now);
-            let n = conn
-                .prepare_cached(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, claim_token = NULL, \
-                     cycle_start = attempt_count, updated_at = ? \
-                     WHERE webhook_id = ? AND status = 'failed' AND created_at >= ? AND created_at < ?",
-                )?
-                .execute(params![due, now, webhook.as_str(), since, until])?;
+            let n = conn.prepare_cached(sql::REPLAY_FAILED)?.execute(params![
+                due,
+                now,
+                webhook.as_str(),
+                since,
+                until
+            ])?;
             Ok(Some(u64::try_from(n).unwrap_or(0)))
         }))
     }
@@ -876,25 +855,21 @@ impl Store for SqliteStore {
         response: StoredResponse,
     ) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE idempotency_keys SET status = ?, body = ? WHERE key_id = ? AND key = ?",
-            )?
-            .execute(params![
-                i64::from(response.status),
-                response.body,
-                caller.as_str(),
-                key
-            ])?;
+            conn.prepare_cached(sql::COMPLETE_IDEMPOTENCY_KEY)?
+                .execute(params![
+                    i64::from(response.status),
+                    response.body,
+                    caller.as_str(),
+                    key
+                ])?;
             Ok(())
         }))
     }
 
     fn release_idempotency_key(&self, caller: KeyId, key: String) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |conn| {
-            conn.prepare_cached(
-                "DELETE FROM idempotency_keys WHERE key_id = ? AND key = ? AND status IS NULL",
-            )?
-            .execute(params![caller.as_str(), key])?;
+            conn.prepare_cached(sql::RELEASE_IDEMPOTENCY_KEY)?
+                .execute(params![caller.as_str(), key])?;
             Ok(())
         }))
     }
@@ -902,7 +877,7 @@ impl Store for SqliteStore {
     fn purge_idempotency_keys(&self, before: Millis) -> StoreFuture<'_, u64> {
         Box::pin(self.write(move |conn| {
             let n = conn
-                .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?")?
+                .prepare_cached(sql::PURGE_IDEMPOTENCY_KEYS)?
                 .execute([before])?;
             Ok(u64::try_from(n).unwrap_or(0))
         }))
@@ -910,11 +885,7 @@ impl Store for SqliteStore {
 
     fn create_session(&self, session: Session) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO dashboard_sessions (token_hash, key_id, org_id, created_at, expires_at) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )?
-            .execute(params![
+            conn.prepare_cached(sql::INSERT_SESSION)?.execute(params![
                 session.token_hash,
                 session.key_id.as_str(),
                 session.org_id.as_str(),
@@ -940,7 +911,7 @@ impl Store for SqliteStore {
 
     fn set_session_org(&self, token_hash: Vec<u8>, org: OrgId) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |conn| {
-            conn.prepare_cached("UPDATE dashboard_sessions SET org_id = ? WHERE token_hash = ?")?
+            conn.prepare_cached(sql::SET_SESSION_ORG)?
                 .execute(params![org.as_str(), token_hash])?;
             Ok(())
         }))
@@ -948,7 +919,7 @@ impl Store for SqliteStore {
 
     fn delete_session(&self, token_hash: Vec<u8>) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |conn| {
-            conn.prepare_cached("DELETE FROM dashboard_sessions WHERE token_hash = ?")?
+            conn.prepare_cached(sql::DELETE_SESSION)?
                 .execute([token_hash.as_slice()])?;
             Ok(())
         }))
@@ -956,9 +927,7 @@ impl Store for SqliteStore {
 
     fn purge_sessions(&self, before: Millis) -> StoreFuture<'_, u64> {
         Box::pin(self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM dashboard_sessions WHERE expires_at < ?")?
-                .execute([before])?;
+            let n = conn.prepare_cached(sql::PURGE_SESSIONS)?.execute([before])?;
             Ok(u64::try_from(n).unwrap_or(0))
         }))
     }

@@ -58,6 +58,7 @@ mod sqlite {
     mod pagination;
     mod secrets;
     mod ssrf;
+    mod upgrade;
     mod webhooks;
 }
 
@@ -87,5 +88,6 @@ mod postgres {
     mod pagination;
     mod secrets;
     mod ssrf;
+    mod upgrade;
     mod webhooks;
 }

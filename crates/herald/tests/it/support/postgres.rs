@@ -118,6 +118,30 @@ pub fn psql(database: &str, sql: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Loads a plain `pg_dump` into `database`. Its `\restrict` lines (psql meta-commands that
+/// newer dumps carry) are left out, so any psql of the major version loads it.
+pub fn restore(database: &str, dump: &str) {
+    let cleaned: String = dump
+        .lines()
+        .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), cleaned).expect("write dump");
+    let cluster = cluster();
+    let output = cluster
+        .client("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", database, "-f"])
+        .arg(file.path())
+        .output()
+        .expect("run psql");
+    assert!(
+        output.status.success(),
+        "restoring the dump failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Every row of `database` as `pg_dump --data-only` prints it (bytea as `\x` + hex).
 pub fn dump(database: &str) -> Vec<u8> {
     let cluster = cluster();

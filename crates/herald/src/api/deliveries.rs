@@ -68,7 +68,7 @@ impl DeliveryOut {
             next_attempt_at: d.next_attempt_at.map(format_ms),
             last_attempt_at: d.last_attempt_at.map(format_ms),
             last_response_status: d.last_response_status,
-            last_error: d.last_error,
+            last_error: d.last_error.map(|class| class.as_str().to_owned()),
             last_error_message: d.last_error_message,
             delivered_at: d.delivered_at.map(format_ms),
             payload,
@@ -108,7 +108,7 @@ impl From<Attempt> for AttemptOut {
             response_status: a.response_status,
             response_body: a.response_body,
             response_body_truncated: a.response_body_truncated,
-            error: a.error,
+            error: a.error.map(|class| class.as_str().to_owned()),
             error_message: a.error_message,
         }
     }

@@ -18,34 +18,7 @@ const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static(herald_verify::HEA
 /// Response bodies are kept up to this size, for the audit trail.
 pub const MAX_RESPONSE_BODY: usize = 16 * 1024;
 
-/// Why an attempt failed, as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    Timeout,
-    Connect,
-    Dns,
-    Tls,
-    BlockedAddress,
-    Redirect,
-    HttpStatus,
-    /// No signing secret could be decrypted (a wrong `HERALD_MASTER_KEY`): nothing was sent.
-    Signing,
-}
-
-impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Connect => "connect",
-            Self::Dns => "dns",
-            Self::Tls => "tls",
-            Self::BlockedAddress => "blocked_address",
-            Self::Redirect => "redirect",
-            Self::HttpStatus => "http_status",
-            Self::Signing => "signing",
-        }
-    }
-}
+pub use crate::domain::error_class::ErrorClass;
 
 /// What one attempt did.
 #[derive(Debug, Clone)]

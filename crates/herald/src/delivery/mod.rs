@@ -414,7 +414,7 @@ impl Dispatcher {
             .record(outcome.duration.as_secs_f64());
         metrics::counter!("herald_deliveries_total", "outcome" => result).increment(1);
         let (error, error_message) = match &outcome.error {
-            Some((class, message)) => (Some(class.as_str().to_owned()), Some(message.clone())),
+            Some((class, message)) => (Some(*class), Some(message.clone())),
             None => (None, None),
         };
         if let Some(class) = &error {

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::domain::error_class::ErrorClass;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
@@ -531,7 +532,7 @@ pub struct Delivery {
     pub next_attempt_at: Option<Millis>,
     pub last_attempt_at: Option<Millis>,
     pub last_response_status: Option<i64>,
-    pub last_error: Option<String>,
+    pub last_error: Option<ErrorClass>,
     pub last_error_message: Option<String>,
     pub delivered_at: Option<Millis>,
     pub payload: String,
@@ -560,9 +561,8 @@ pub struct Attempt {
     pub response_status: Option<i64>,
     pub response_body: Option<String>,
     pub response_body_truncated: bool,
-    /// The error class (`timeout`, `connect`, `dns`, `tls`, `blocked_address`, `redirect`,
-    /// `http_status`); `None` when delivered.
-    pub error: Option<String>,
+    /// Why it failed; `None` when delivered.
+    pub error: Option<ErrorClass>,
     pub error_message: Option<String>,
     /// The `webhook-signature` header sent (`None` when nothing was sent). The other
     /// signature headers follow from the delivery: `webhook-id` is the event id and
@@ -736,7 +736,7 @@ pub struct WebhookHealth {
     /// The most recent attempt in the window.
     pub last_attempt_at: Option<Millis>,
     pub last_response_status: Option<i64>,
-    pub last_error: Option<String>,
+    pub last_error: Option<ErrorClass>,
 }
 
 impl NewWebhook {

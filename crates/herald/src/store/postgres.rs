@@ -1280,7 +1280,7 @@ impl Store for PostgresStore {
                 if let Some(entry) = health.get_mut(&id) {
                     entry.last_attempt_at = get(row, 1)?;
                     entry.last_response_status = get(row, 2)?;
-                    entry.last_error = get(row, 3)?;
+                    entry.last_error = rows::error_class(row, 3)?;
                 }
             }
             Ok(health)

@@ -6,6 +6,7 @@
 use super::{
     ApiKey, Attempt, Candidate, Delivery, DeliveryStatus, Event, Org, Role, Session, Webhook, WebhookStatus,
 };
+use crate::domain::error_class::ErrorClass;
 use crate::domain::event_types::Subscription;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 
@@ -22,6 +23,13 @@ pub trait Columns {
     fn flag(&self, column: usize) -> Result<bool, Self::Error>;
     /// The error for a stored value that does not parse.
     fn corrupt(&self, column: usize, what: &str) -> Self::Error;
+}
+
+/// An attempt's error class in `column`, if any.
+pub fn error_class<R: Columns + ?Sized>(row: &R, column: usize) -> Result<Option<ErrorClass>, R::Error> {
+    row.text_opt(column)?
+        .map(|name| ErrorClass::parse(&name).ok_or_else(|| row.corrupt(column, "error class")))
+        .transpose()
 }
 
 /// The text in `column`, parsed by `parse`, or the row is corrupt.
@@ -102,7 +110,7 @@ pub fn delivery<R: Columns + ?Sized>(row: &R) -> Result<Delivery, R::Error> {
         next_attempt_at: row.int_opt(7)?.filter(|_| status == DeliveryStatus::Pending),
         last_attempt_at: row.int_opt(8)?,
         last_response_status: row.int_opt(9)?,
-        last_error: row.text_opt(10)?,
+        last_error: error_class(row, 10)?,
         last_error_message: row.text_opt(11)?,
         delivered_at: row.int_opt(12)?,
         payload: row.text(13)?,
@@ -124,7 +132,7 @@ pub fn attempt<R: Columns + ?Sized>(row: &R) -> Result<Attempt, R::Error> {
         response_status: row.int_opt(5)?,
         response_body: row.text_opt(6)?,
         response_body_truncated: row.flag(7)?,
-        error: row.text_opt(8)?,
+        error: error_class(row, 8)?,
         error_message: row.text_opt(9)?,
         signature: row.text_opt(10)?,
     })

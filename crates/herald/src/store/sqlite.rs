@@ -995,7 +995,7 @@ impl Store for SqliteStore {
                             failed: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
                             last_attempt_at,
                             last_response_status: last_attempt_at.and(row.get(5)?),
-                            last_error: last_attempt_at.and(row.get(6)?),
+                            last_error: last_attempt_at.and(rows::error_class(row, 6)?),
                         },
                     ))
                 })?

@@ -13,6 +13,7 @@ use sqlx::PgConnection;
 use sqlx::AssertSqlSafe;
 
 use super::{park, shared_sql};
+use crate::domain::error_class::ErrorClass;
 use crate::domain::time::Millis;
 use crate::store::{AttemptRecord, BatchWebhooks, ClockChange, StoreError, WebhookEffect, WebhookWrites};
 
@@ -71,7 +72,7 @@ async fn insert_attempts(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result
     .bind(number(|r| r.attempt.response_status))
     .bind(column(|r| r.attempt.response_body.as_deref()))
     .bind(run.iter().map(|r| r.attempt.response_body_truncated).collect::<Vec<_>>())
-    .bind(column(|r| r.attempt.error.as_deref()))
+    .bind(column(|r| r.attempt.error.map(ErrorClass::as_str)))
     .bind(column(|r| r.attempt.error_message.as_deref()))
     .bind(column(|r| r.attempt.signature.as_deref()))
     .execute(tx)
@@ -99,7 +100,7 @@ async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Resu
     .bind(run.iter().map(|r| r.attempt.delivery_id.as_str()).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.attempt.started_at).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.attempt.response_status).collect::<Vec<_>>())
-    .bind(run.iter().map(|r| r.attempt.error.as_deref()).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.error.map(ErrorClass::as_str)).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.attempt.error_message.as_deref()).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.now).collect::<Vec<_>>())
     .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())

@@ -2,6 +2,7 @@
 //! webhook (the failure clock, a 410).
 
 use super::*;
+use crate::domain::error_class::ErrorClass;
 
 /// The start of the update of a recorded delivery's state (a macro, so that `concat!` can
 /// build both statements as constants: the record runs one per attempt).
@@ -48,7 +49,7 @@ pub(super) fn record_one(
         a.response_status,
         a.response_body,
         i64::from(a.response_body_truncated),
-        a.error,
+        a.error.map(ErrorClass::as_str),
         a.error_message,
         a.signature
     ])?;
@@ -60,7 +61,7 @@ pub(super) fn record_one(
     let state = params![
         a.started_at,
         a.response_status,
-        a.error,
+        a.error.map(ErrorClass::as_str),
         a.error_message,
         now,
         status,

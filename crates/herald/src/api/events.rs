@@ -126,22 +126,17 @@ fn new_event(
     })
 }
 
-/// Counts what was stored and wakes the delivery engine for deliveries it was not handed.
-fn published(state: &AppState, published: &[Published]) {
-    let mut wake = false;
-    for one in published {
-        if let Published::Created(event, handed_over) = one {
-            metrics::counter!("herald_events_published_total").increment(1);
-            wake |= event.delivery_count > i64::try_from(*handed_over).unwrap_or(i64::MAX);
-        }
-    }
-    if wake {
-        state.wake_dispatcher();
-    }
+/// Counts what was stored. (The store told the delivery engine at the commit.)
+fn published(published: &[Published]) {
+    let created = published
+        .iter()
+        .filter(|one| matches!(one, Published::Created(_)))
+        .count();
+    metrics::counter!("herald_events_published_total").increment(created as u64);
 }
 
-/// Stores an event with its deliveries and wakes the delivery engine. Shared by publishing
-/// and the webhook test route.
+/// Stores an event with its deliveries (the store hands them to the delivery engine). Shared
+/// by publishing and the webhook test route.
 pub async fn publish(
     state: &AppState,
     org_id: OrgId,
@@ -152,7 +147,7 @@ pub async fn publish(
 ) -> Result<Published> {
     let event = new_event(state, org_id, event_type, data, source_id, only_webhook)?;
     let stored = state.store().publish(event).await?;
-    published(state, std::slice::from_ref(&stored));
+    published(std::slice::from_ref(&stored));
     Ok(stored)
 }
 
@@ -218,7 +213,7 @@ async fn publish_event(
     let org_id = caller.org_for(&state, input.org_id.as_deref()).await?;
     check(&state, &input, "")?;
     match publish(&state, org_id, &input.event_type, &input.data, input.id, None).await? {
-        Published::Created(event, _) => {
+        Published::Created(event) => {
             tracing::debug!(event.id = %event.id, event.type = %event.event_type, deliveries = event.delivery_count, "event published");
             Ok((StatusCode::ACCEPTED, Json(EventOut::new(event, false))))
         }
@@ -299,12 +294,12 @@ async fn publish_batch(
         )?);
     }
     let answers = state.store().publish_batch(stored).await?;
-    published(&state, &answers);
+    published(&answers);
     tracing::debug!(events = answers.len(), "event batch published");
     let data = answers
         .into_iter()
         .map(|answer| match answer {
-            Published::Created(event, _) | Published::Duplicate(event) => EventOut::new(event, false),
+            Published::Created(event) | Published::Duplicate(event) => EventOut::new(event, false),
         })
         .collect();
     Ok((StatusCode::ACCEPTED, Json(BatchOut { object: "list", data })))

@@ -553,7 +553,7 @@ pub async fn send_test(state: &AppState, scope: OrgScope, raw: &str) -> Result<D
     )
     .await?;
     let event = match published {
-        Published::Created(event, _) | Published::Duplicate(event) => event,
+        Published::Created(event) | Published::Duplicate(event) => event,
     };
     let filter = DeliveryFilter {
         org_id: Some(webhook.org_id),

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::domain::ids::WebhookId;
 use crate::store::{Claimed, Lease, Leasing};
@@ -26,20 +26,24 @@ pub struct EngineLeasing {
     leases: Arc<Leases>,
     window: Arc<Semaphore>,
     fresh: mpsc::UnboundedSender<Vec<Claimed>>,
+    /// Wakes the engine to claim what a publish left due.
+    wake: Arc<Notify>,
 }
 
 impl EngineLeasing {
-    /// Leasing for an engine with `window`, each webhook capped at `per_webhook`; the
-    /// receiver gets what publishes leased.
+    /// Leasing for an engine with `window`, each webhook capped at `per_webhook`, woken
+    /// through `wake`; the receiver gets what publishes leased.
     pub fn new(
         per_webhook: u32,
         window: Arc<Semaphore>,
+        wake: Arc<Notify>,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Vec<Claimed>>) {
         let (fresh, handed) = mpsc::unbounded_channel();
         let leasing = Arc::new(Self {
             leases: Leases::new(per_webhook),
             window,
             fresh,
+            wake,
         });
         (leasing, handed)
     }
@@ -66,8 +70,13 @@ impl Leasing for EngineLeasing {
     }
 
     /// If the engine has stopped, these leases run out and the deliveries are claimed again.
-    fn hand_over(&self, jobs: Vec<Claimed>) {
-        let _ = self.fresh.send(jobs);
+    fn committed(&self, leased: Vec<Claimed>, due_left: bool) {
+        if !leased.is_empty() {
+            let _ = self.fresh.send(leased);
+        }
+        if due_left {
+            self.wake.notify_one();
+        }
     }
 }
 

@@ -164,7 +164,8 @@ impl Dispatcher {
         let (records, queue) = mpsc::channel(WINDOW as usize);
         tokio::spawn(record_batches(Arc::clone(&store), queue, settings.lease() / 2));
         let window = Arc::new(Semaphore::new(WINDOW as usize));
-        let (leasing, handed) = EngineLeasing::new(LEASED_PER_WEBHOOK, Arc::clone(&window));
+        let (leasing, handed) =
+            EngineLeasing::new(LEASED_PER_WEBHOOK, Arc::clone(&window), Arc::clone(&wake));
         let handle = EngineHandle {
             wake: Arc::clone(&wake),
             lease: settings.lease(),

@@ -402,7 +402,9 @@ pub struct NewEvent {
 /// before the attempt starts (as a claim could already lease a committed, not yet synced
 /// delivery). A delivery is only leased this way when its webhook has no older due delivery
 /// waiting (no queue jumping) and the engine grants it ([`Leasing::try_fresh`]); otherwise it
-/// is stored due and claimed as usual. A backend may ignore the offer.
+/// is stored due and claimed as usual. Either way the backend tells the engine what it
+/// committed ([`Leasing::committed`]); one that does not lease at publish only says that
+/// deliveries are due.
 #[derive(Clone)]
 pub struct LeaseOffer {
     pub lease_until: Millis,
@@ -431,8 +433,10 @@ pub trait Leasing: Send + Sync + std::fmt::Debug {
     /// A lease on a fresh delivery at publish: granted only with room in the engine's window
     /// and under the webhook's cap.
     fn try_fresh(&self, webhook: &WebhookId) -> Option<Lease>;
-    /// Takes the deliveries a publish leased, once their transaction has committed.
-    fn hand_over(&self, jobs: Vec<Claimed>);
+    /// Called once a publish's transaction has committed: the deliveries it leased, and
+    /// whether it also stored deliveries due now that it did not lease (a claim picks those
+    /// up). The publish path ends here, on both backends: nothing goes back to the API.
+    fn committed(&self, leased: Vec<Claimed>, due_left: bool);
 }
 
 /// Creates `dir` (and its parents) readable by Herald's user alone (`0700`), for the embedded
@@ -483,9 +487,8 @@ pub struct Event {
 
 #[derive(Debug)]
 pub enum Published {
-    /// Stored, and this many of its deliveries were leased and handed to the engine under
-    /// the publish's [`LeaseOffer`].
-    Created(Event, usize),
+    /// Stored, with its deliveries.
+    Created(Event),
     /// The caller's `id` was seen within 24 h: the original event, nothing created.
     Duplicate(Event),
 }

@@ -609,21 +609,21 @@ impl Store for SqliteStore {
 
     fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published> {
         Box::pin(self.write_then(move |conn| {
-            let mut leased = Vec::new();
-            let published = publish_in(conn, &event, &mut leased)?;
-            Ok((published, hand_over(event.lease.as_ref(), leased)))
+            let mut committed = Committed::default();
+            let published = publish_in(conn, &event, &mut committed)?;
+            Ok((published, hand_over(event.lease.as_ref(), committed)))
         }))
     }
 
     fn publish_batch(&self, events: Vec<NewEvent>) -> StoreFuture<'_, Vec<Published>> {
         Box::pin(self.write_then(move |conn| {
-            let mut leased = Vec::new();
+            let mut committed = Committed::default();
             let published = events
                 .iter()
-                .map(|event| publish_in(conn, event, &mut leased))
+                .map(|event| publish_in(conn, event, &mut committed))
                 .collect::<Result<Vec<_>, _>>()?;
             let offer = events.iter().find_map(|event| event.lease.as_ref());
-            Ok((published, hand_over(offer, leased)))
+            Ok((published, hand_over(offer, committed)))
         }))
     }
 
@@ -1017,7 +1017,8 @@ mod tests {
 
     /// The engine's leasing, with a window of 1,024, each webhook capped at `per_webhook`.
     fn leasing(per_webhook: u32) -> Arc<dyn Leasing> {
-        EngineLeasing::new(per_webhook, Arc::new(tokio::sync::Semaphore::new(1024))).0
+        let wake = Arc::new(tokio::sync::Notify::new());
+        EngineLeasing::new(per_webhook, Arc::new(tokio::sync::Semaphore::new(1024)), wake).0
     }
 
     /// Two webhooks (one mid-rotation, so it has an expiring secret) with due deliveries.
@@ -1388,36 +1389,43 @@ mod tests {
     async fn a_publish_leases_no_more_than_each_webhooks_cap() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (store, org, webhooks) = store_with_webhooks(&dir.path().join("herald.db")).await;
-        let (engine, mut handed) = EngineLeasing::new(2, Arc::new(tokio::sync::Semaphore::new(64)));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (engine, mut handed) =
+            EngineLeasing::new(2, Arc::new(tokio::sync::Semaphore::new(64)), Arc::clone(&wake));
         let offer = LeaseOffer {
             lease_until: now_ms() + 60_000,
             engine,
         };
+        let mut jobs = Vec::new();
         let mut leased = Vec::new();
         for _ in 0..3 {
-            match store
+            let published = store
                 .publish(event(&org, now_ms(), Some(offer.clone())))
                 .await
-                .expect("publish")
-            {
-                Published::Created(_, n) => leased.push(n),
-                Published::Duplicate(_) => panic!("no caller id was given"),
+                .expect("publish");
+            assert!(matches!(published, Published::Created(_)));
+            // Handed over at the commit, before the publish is answered.
+            let mut now = Vec::new();
+            while let Ok(more) = handed.try_recv() {
+                now.extend(more);
             }
+            leased.push(now.len());
+            jobs.extend(now);
         }
         assert_eq!(
             leased,
             [2, 2, 0],
             "each of the two webhooks leases two, then is full"
         );
+        // The third publish's deliveries were stored due: the engine was woken to claim them.
+        tokio::time::timeout(std::time::Duration::from_secs(10), wake.notified())
+            .await
+            .expect("the engine is woken for what was left due");
         let mut held = offer.engine.held();
         held.sort();
         let mut expected: Vec<(String, u32)> = webhooks.iter().map(|w| (w.as_str().to_owned(), 2)).collect();
         expected.sort();
         assert_eq!(held, expected);
-        let mut jobs = Vec::new();
-        while let Ok(more) = handed.try_recv() {
-            jobs.extend(more);
-        }
         assert_eq!(jobs.len(), 4, "what was leased was handed to the engine");
         drop(jobs);
         assert!(offer.engine.held().is_empty(), "done jobs give their leases back");

@@ -17,7 +17,7 @@ use crate::domain::ids::DeliveryId;
 use sqlx::AssertSqlSafe;
 
 use crate::store::rows::{self, CANDIDATE_COLUMNS};
-use crate::store::{Candidate, Event, NewEvent, Published, StoreError};
+use crate::store::{Candidate, Event, LeaseOffer, NewEvent, Published, StoreError};
 
 /// Publishes in one transaction, at most: bounded so one batch's statements stay small.
 const MAX_BATCH: usize = 128;
@@ -50,12 +50,10 @@ impl Publisher {
     /// is stored whole or not at all.
     pub(super) async fn publish_all(&self, events: Vec<NewEvent>) -> Result<Vec<Published>, StoreError> {
         let stored = insert(&self.pool, &events).await?;
+        let offer = events.iter().find_map(|event| event.lease.clone());
         let published: Vec<Published> = events.into_iter().zip(stored).map(answer).collect();
-        if published
-            .iter()
-            .any(|p| matches!(p, Published::Created(event, _) if event.delivery_count > 0))
-        {
-            self.announcer.due();
+        if published.iter().any(made_deliveries) {
+            committed(&self.announcer, offer.as_ref());
         }
         Ok(published)
     }
@@ -91,21 +89,33 @@ async fn write(pool: sqlx::PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>, ann
                 each
             }
         };
+        let offer = events.iter().find_map(|event| event.lease.clone());
         let results: Vec<Result<Published, StoreError>> = events
             .into_iter()
             .zip(stored)
             .map(|(event, stored)| stored.map(|stored| answer((event, stored))))
             .collect();
-        if results
-            .iter()
-            .any(|r| matches!(r, Ok(Published::Created(event, _)) if event.delivery_count > 0))
-        {
-            announcer.due();
+        if results.iter().flatten().any(made_deliveries) {
+            committed(&announcer, offer.as_ref());
         }
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
     }
+}
+
+fn made_deliveries(published: &Published) -> bool {
+    matches!(published, Published::Created(event) if event.delivery_count > 0)
+}
+
+/// After a commit that made deliveries due: this node's engine is told at once, the other
+/// nodes through `NOTIFY`. Fresh deliveries are not leased at publish here (see [`answer`]),
+/// so the engine only learns that a claim will find work.
+fn committed(announcer: &Announcer, offer: Option<&LeaseOffer>) {
+    if let Some(offer) = offer {
+        offer.engine.committed(Vec::new(), true);
+    }
+    announcer.due();
 }
 
 /// The answer for one stored event. Fresh deliveries are claimed like any other here. Leased
@@ -114,7 +124,7 @@ async fn write(pool: sqlx::PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>, ann
 /// docs/PERFORMANCE.md, sixth round.
 fn answer((event, stored): (NewEvent, Stored)) -> Published {
     match stored {
-        Stored::Created(count) => Published::Created(event.into_event(count), 0),
+        Stored::Created(count) => Published::Created(event.into_event(count)),
         Stored::Duplicate(original) => Published::Duplicate(original),
     }
 }

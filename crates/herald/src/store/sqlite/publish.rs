@@ -6,12 +6,21 @@ use super::*;
 pub(super) const SQL_INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, \
      status, next_attempt_at, claim_token, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)";
 
+/// What a transaction of publishes tells the engine once it commits.
+#[derive(Debug, Default)]
+pub(super) struct Committed {
+    pub(super) leased: Vec<Claimed>,
+    /// Deliveries stored due now that were not leased.
+    pub(super) due_left: bool,
+}
+
 /// Stores one event and its deliveries in the writer's transaction. Deliveries leased under
-/// the event's offer join `leased`, handed to the engine once the whole transaction commits.
+/// the event's offer join `committed`, handed to the engine once the whole transaction
+/// commits.
 pub(super) fn publish_in(
     conn: &Connection,
     event: &NewEvent,
-    leased: &mut Vec<Claimed>,
+    committed: &mut Committed,
 ) -> Result<Published, StoreError> {
     if let Some(source) = &event.source_id {
         let existing = conn
@@ -58,7 +67,6 @@ pub(super) fn publish_in(
         event.now
     ])?;
     let mut insert = conn.prepare_cached(SQL_INSERT_DELIVERY)?;
-    let before = leased.len();
     for Candidate {
         id: webhook,
         active,
@@ -75,6 +83,7 @@ pub(super) fn publish_in(
                 .map(|held| (offer.lease_until, claim_token(), held)),
             _ => None,
         };
+        committed.due_left |= active && lease.is_none();
         let due = lease
             .as_ref()
             .map(|(until, _, _)| *until)
@@ -91,7 +100,7 @@ pub(super) fn publish_in(
             event.now
         ])?;
         if let Some((_, token, hold)) = lease {
-            leased.push(Claimed {
+            committed.leased.push(Claimed {
                 delivery_id: id,
                 claim_token: token,
                 event_id: event.id.clone(),
@@ -105,16 +114,17 @@ pub(super) fn publish_in(
             });
         }
     }
-    let handed_over = leased.len() - before;
-    Ok(Published::Created(event.clone().into_event(count), handed_over))
+    Ok(Published::Created(event.clone().into_event(count)))
 }
 
-/// Hands what a publish leased to the engine when its transaction commits.
-pub(super) fn hand_over(offer: Option<&LeaseOffer>, leased: Vec<Claimed>) -> Option<OnCommit> {
+/// Tells the engine what a transaction of publishes stored, the moment it commits.
+pub(super) fn hand_over(offer: Option<&LeaseOffer>, committed: Committed) -> Option<OnCommit> {
     match offer {
-        Some(offer) if !leased.is_empty() => {
+        Some(offer) if !committed.leased.is_empty() || committed.due_left => {
             let engine = Arc::clone(&offer.engine);
-            Some(Box::new(move || engine.hand_over(leased)))
+            Some(Box::new(move || {
+                engine.committed(committed.leased, committed.due_left)
+            }))
         }
         _ => None,
     }

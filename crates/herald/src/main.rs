@@ -4,7 +4,7 @@ use clap::Parser as _;
 /// `unprefixed_malloc_on_supported_platforms` feature replaces `malloc` itself). glibc's
 /// `malloc` and `free` were a fifth of the tokio workers' instructions; with jemalloc Herald
 /// ran 8 % fewer instructions (callgrind, `herald-bench throughput`), used 19–28 % less CPU
-/// in fan-out and held less memory there (docs/PERFORMANCE.md, eighth round).
+/// in fan-out and held less memory there (docs/PERFORMANCE.md, changelog, round 8; the measurements are in `git show ba57ba0:docs/PERFORMANCE.md`).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

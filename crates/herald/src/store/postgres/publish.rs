@@ -121,7 +121,7 @@ fn committed(announcer: &Announcer, offer: Option<&LeaseOffer>) {
 /// The answer for one stored event. Fresh deliveries are claimed like any other here. Leased
 /// at publish, as on SQLite, they were not handed over in the closed-loop benchmark (the
 /// webhook nearly always had due work waiting), which only added a query per batch: see
-/// docs/PERFORMANCE.md, sixth round.
+/// docs/PERFORMANCE.md, changelog, round 6 (the notes: `git show ba57ba0:docs/PERFORMANCE.md`).
 fn answer((event, stored): (NewEvent, Stored)) -> Published {
     match stored {
         Stored::Created(count) => Published::Created(event.into_event(count)),

@@ -214,8 +214,8 @@ pub(super) const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::fr
 /// Copies the WAL back into the database file whenever the writer says it has grown, on a
 /// connection and a thread of its own. SQLite's automatic checkpoint ran on the writer, and
 /// its two fsyncs (the WAL before copying, the database after) stalled every write queued
-/// behind it: at 1,000 events/s they set the delivery latency's p99 (see PERFORMANCE.md,
-/// "Seventh round"). A passive checkpoint never blocks the writer; the writer still syncs
+/// behind it: at 1,000 events/s they set the delivery latency's p99 (docs/PERFORMANCE.md,
+/// changelog, round 7). A passive checkpoint never blocks the writer; the writer still syncs
 /// the WAL's header once when it starts the WAL over, as SQLite requires.
 pub(super) fn checkpointer_loop(conn: &Connection, grown: &std::sync::mpsc::Receiver<()>) {
     while grown.recv().is_ok() {

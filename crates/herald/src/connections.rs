@@ -14,8 +14,8 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
 use crate::api::error::ApiError;
+use crate::telemetry::Throttle;
 
 /// How the server treats connections; from the config.
 #[derive(Debug, Clone, Copy)]
@@ -215,23 +216,15 @@ async fn refuse(stream: TcpStream) {
 
 /// Counts a refused connection and warns about refusals at most once per [`WARN_EVERY`].
 fn refused(max_connections: usize) {
-    static SINCE_WARNED: AtomicU64 = AtomicU64::new(0);
-    static LAST_WARNED: OnceLock<Mutex<Option<Instant>>> = OnceLock::new();
+    static WARNINGS: Throttle = Throttle::new(WARN_EVERY);
     metrics::counter!("herald_http_connections_refused_total").increment(1);
-    let count = SINCE_WARNED.fetch_add(1, Ordering::Relaxed) + 1;
-    let Ok(mut last) = LAST_WARNED.get_or_init(|| Mutex::new(None)).lock() else {
-        return;
-    };
-    if last.is_some_and(|at| at.elapsed() < WARN_EVERY) {
-        return;
+    if let Some(count) = WARNINGS.due() {
+        tracing::warn!(
+            connections.refused = count,
+            connections.max = max_connections,
+            "connection limit reached: new connections are answered 503 (HERALD_MAX_CONNECTIONS)"
+        );
     }
-    *last = Some(Instant::now());
-    SINCE_WARNED.store(0, Ordering::Relaxed);
-    tracing::warn!(
-        connections.refused = count,
-        connections.max = max_connections,
-        "connection limit reached: new connections are answered 503 (HERALD_MAX_CONNECTIONS)"
-    );
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

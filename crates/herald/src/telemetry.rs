@@ -2,6 +2,8 @@
 //! Fields are dotted (`webhook.id`); secrets, keys and payloads are never logged.
 
 use std::io::IsTerminal as _;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::EnvFilter;
 
@@ -30,4 +32,50 @@ pub fn init(config: &Config) -> Result<(), LogError> {
     // Already initialised (a second call in one process) is fine.
     let _ = result;
     Ok(())
+}
+
+/// A warning said at most once per `every`, however often its cause repeats (refused
+/// connections, failed sign-ins): a flood must not flood the log too.
+pub struct Throttle {
+    every: Duration,
+    /// When it last said yes, and how many times it was asked since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    pub const fn new(every: Duration) -> Self {
+        Self {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts one occurrence; when it is time to warn again, how many occurred since the
+    /// last warning (this one included).
+    pub fn due(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, count) = &mut *state;
+        *count += 1;
+        if last.is_some_and(|at| at.elapsed() < self.every) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(std::mem::take(count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_warning_is_due_once_per_interval_with_the_count_since() {
+        let throttle = Throttle::new(Duration::from_secs(3600));
+        assert_eq!(throttle.due(), Some(1));
+        assert_eq!(throttle.due(), None);
+        assert_eq!(throttle.due(), None);
+        let now = Throttle::new(Duration::ZERO);
+        assert_eq!(now.due(), Some(1));
+        assert_eq!(now.due(), Some(1));
+    }
 }

@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::telemetry::Throttle;
+
 /// The window failures are counted over.
 const WINDOW: Duration = Duration::from_secs(60);
 /// Addresses tracked at once; a flood from many addresses cannot grow the table past this.
@@ -21,13 +23,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 pub struct FailureBrake {
     /// Failures per address per minute before the brake; 0: no brake.
     limit: u32,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    windows: HashMap<IpAddr, Window>,
-    last_warned: Option<Instant>,
+    windows: Mutex<HashMap<IpAddr, Window>>,
+    warnings: Throttle,
 }
 
 struct Window {
@@ -39,7 +36,8 @@ impl FailureBrake {
     pub fn new(limit: u32) -> Self {
         Self {
             limit,
-            state: Mutex::new(State::default()),
+            windows: Mutex::new(HashMap::new()),
+            warnings: Throttle::new(WARN_EVERY),
         }
     }
 
@@ -51,16 +49,14 @@ impl FailureBrake {
             return None;
         }
         let now = Instant::now();
-        let mut state = self.state.lock().ok()?;
-        if state.windows.len() >= MAX_ADDRESSES && !state.windows.contains_key(&address) {
-            state
-                .windows
-                .retain(|_, window| now.duration_since(window.started) < WINDOW);
-            if state.windows.len() >= MAX_ADDRESSES {
+        let mut windows = self.windows.lock().ok()?;
+        if windows.len() >= MAX_ADDRESSES && !windows.contains_key(&address) {
+            windows.retain(|_, window| now.duration_since(window.started) < WINDOW);
+            if windows.len() >= MAX_ADDRESSES {
                 return None;
             }
         }
-        let window = state.windows.entry(address).or_insert(Window {
+        let window = windows.entry(address).or_insert(Window {
             started: now,
             failures: 0,
         });
@@ -76,12 +72,9 @@ impl FailureBrake {
         }
         let wait = WINDOW.saturating_sub(now.duration_since(window.started));
         let failures = window.failures;
+        drop(windows);
         metrics::counter!("herald_auth_throttled_total").increment(1);
-        if state
-            .last_warned
-            .is_none_or(|at| now.duration_since(at) >= WARN_EVERY)
-        {
-            state.last_warned = Some(now);
+        if self.warnings.due().is_some() {
             tracing::warn!(
                 client.address = %address,
                 auth.failures = failures,

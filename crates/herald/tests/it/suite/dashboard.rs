@@ -439,9 +439,9 @@ async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
     );
 }
 
-#[tokio::test]
-async fn the_delivery_log_filters_pages_and_replays_failed_deliveries() {
-    skip_if_backend_unavailable!();
+/// A development app with a fast retry schedule, a tenant's key, and a receiver whose
+/// `/hook` answers 500 to everything.
+async fn tenant_with_a_failing_receiver() -> (TestApp, String, TestReceiver) {
     let app = TestApp::spawn_with(Settings {
         dev: true,
         retry_schedule: Some("10ms".into()),
@@ -451,6 +451,13 @@ async fn the_delivery_log_filters_pages_and_replays_failed_deliveries() {
     let (_, key) = app.tenant("tenant").await;
     let receiver = TestReceiver::start().await;
     receiver.always("/hook", Reply::status(500));
+    (app, key, receiver)
+}
+
+#[tokio::test]
+async fn the_delivery_log_filters_pages_and_replays_failed_deliveries() {
+    skip_if_backend_unavailable!();
+    let (app, key, receiver) = tenant_with_a_failing_receiver().await;
     let webhook = app
         .create_webhook(
             &key,
@@ -552,15 +559,7 @@ fn time_in_row(page: &str, needle: &str) -> Option<String> {
 #[tokio::test]
 async fn a_time_copied_from_the_delivery_log_finds_that_delivery_in_the_filter_and_the_replay() {
     skip_if_backend_unavailable!();
-    let app = TestApp::spawn_with(Settings {
-        dev: true,
-        retry_schedule: Some("10ms".into()),
-        ..Settings::default()
-    })
-    .await;
-    let (_, key) = app.tenant("tenant").await;
-    let receiver = TestReceiver::start().await;
-    receiver.always("/hook", Reply::status(500));
+    let (app, key, receiver) = tenant_with_a_failing_receiver().await;
     let webhook = app
         .create_webhook(&key, json!({"url": receiver.url("/hook")}))
         .await;
@@ -629,15 +628,7 @@ async fn a_time_copied_from_the_delivery_log_finds_that_delivery_in_the_filter_a
 #[tokio::test]
 async fn success_rates_read_as_numbers_or_words_and_the_webhook_page_labels_its_rotation_choice() {
     skip_if_backend_unavailable!();
-    let app = TestApp::spawn_with(Settings {
-        dev: true,
-        retry_schedule: Some("10ms".into()),
-        ..Settings::default()
-    })
-    .await;
-    let (_, key) = app.tenant("tenant").await;
-    let receiver = TestReceiver::start().await;
-    receiver.always("/hook", Reply::status(500));
+    let (app, key, receiver) = tenant_with_a_failing_receiver().await;
     let failing = app
         .create_webhook(&key, json!({"url": receiver.url("/hook"), "name": "failing"}))
         .await;

@@ -46,19 +46,22 @@ async fn metrics_count_requests_per_route_with_latency_histograms() {
     );
 }
 
+/// The OpenAPI document a freshly started Herald serves.
+async fn served_openapi() -> serde_json::Value {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .expect("get");
+    expect_json(response, StatusCode::OK).await
+}
+
 #[tokio::test]
 async fn the_openapi_document_matches_the_committed_snapshot() {
     skip_if_backend_unavailable!();
-    let app = TestApp::spawn().await;
-    let served = expect_json(
-        app.client
-            .get(app.url("/v1/openapi.json"))
-            .send()
-            .await
-            .expect("get"),
-        StatusCode::OK,
-    )
-    .await;
+    let served = served_openapi().await;
     assert!(served["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
     let operations: Vec<&str> = served["paths"]
         .as_object()
@@ -101,16 +104,7 @@ async fn the_openapi_document_matches_the_committed_snapshot() {
 #[tokio::test]
 async fn every_operation_in_the_openapi_document_is_documented_in_docs_api_md() {
     skip_if_backend_unavailable!();
-    let app = TestApp::spawn().await;
-    let served = expect_json(
-        app.client
-            .get(app.url("/v1/openapi.json"))
-            .send()
-            .await
-            .expect("get"),
-        StatusCode::OK,
-    )
-    .await;
+    let served = served_openapi().await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md");
     let docs = std::fs::read_to_string(&path).expect("read docs/API.md");
     let mut missing = Vec::new();

@@ -83,7 +83,15 @@ fn field_error(path: &str, raw: &str) -> ApiError {
     } else if message.starts_with("duplicate field") {
         ("duplicate_field", field(backticked), message)
     } else if message.contains("expected struct") || message.contains("expected a map") {
-        ("invalid_body", None, "the body must be a JSON object".to_owned())
+        // The body itself, or an object inside it (a batch's `events[3]`).
+        match prefix.strip_suffix('.') {
+            None => ("invalid_body", None, "the body must be a JSON object".to_owned()),
+            Some(at) => (
+                "invalid_value",
+                Some(at.to_owned()),
+                format!("{at} must be a JSON object"),
+            ),
+        }
     } else {
         let param = (!path.is_empty() && path != ".").then(|| path.to_owned());
         ("invalid_value", param, message)

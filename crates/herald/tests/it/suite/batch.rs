@@ -78,6 +78,7 @@ async fn one_invalid_item_refuses_the_whole_batch_naming_it() {
             "unknown_field",
         ),
         (json!({"data": {}}), "events[3].event_type", "missing_field"),
+        (json!(1), "events[3]", "invalid_value"),
     ];
     for (bad, param, code) in cases {
         let events = json!([good, good, good, bad]);

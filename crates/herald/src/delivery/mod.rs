@@ -423,6 +423,7 @@ impl Dispatcher {
                 attempt.status = ?outcome.response_status, attempt.duration_ms = outcome.duration.as_millis() as u64, "attempt failed");
         }
         let record = AttemptRecord {
+            seq: job.seq,
             claim_token: job.claim_token,
             webhook_id: job.webhook_id.clone(),
             attempt: Attempt {

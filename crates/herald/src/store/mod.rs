@@ -595,6 +595,8 @@ pub struct Claim {
 /// A leased delivery with everything one attempt needs.
 #[derive(Debug)]
 pub struct Claimed {
+    /// The delivery's internal key (`deliveries.seq`), which its record is written by.
+    pub seq: i64,
     pub delivery_id: DeliveryId,
     pub claim_token: i64,
     pub event_id: EventId,
@@ -624,6 +626,8 @@ pub enum Next {
 
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
+    /// The delivery's internal key, from its [`Claimed`].
+    pub seq: i64,
     pub claim_token: i64,
     pub webhook_id: WebhookId,
     pub attempt: Attempt,
@@ -844,14 +848,43 @@ impl AttemptRecord {
 
 impl Next {
     /// The delivery row after an attempt: status, next attempt, delivered time.
-    pub fn row_state(&self, attempt: &Attempt) -> (&'static str, Option<Millis>, Option<Millis>) {
+    /// The delivery's status after the attempt, and when it was delivered.
+    pub fn row_state(&self, attempt: &Attempt) -> (&'static str, Option<Millis>) {
         match self {
-            Self::Delivered => ("delivered", None, Some(attempt.started_at + attempt.duration_ms)),
-            Self::RetryAt(at) => ("pending", Some(*at), None),
-            Self::Failed => ("failed", None, None),
-            // Parked with its webhook until it is enabled again.
-            Self::DisableWebhook(_) => ("pending", None, None),
+            Self::Delivered => ("delivered", Some(attempt.started_at + attempt.duration_ms)),
+            Self::RetryAt(_) | Self::DisableWebhook(_) => ("pending", None),
+            Self::Failed => ("failed", None),
         }
+    }
+
+    /// What the attempt does to the delivery's row in the queue.
+    pub fn queue_step(&self) -> QueueStep {
+        match self {
+            Self::Delivered => QueueStep::Dequeue,
+            Self::Failed => QueueStep::DequeueLeased,
+            Self::RetryAt(at) => QueueStep::RequeueLeased(Some(*at)),
+            // Parked with its webhook until it is enabled again.
+            Self::DisableWebhook(_) => QueueStep::RequeueLeased(None),
+        }
+    }
+}
+
+/// What recording an attempt does to its delivery's queue row (a row exists while the
+/// delivery is pending). Only `Dequeue` ignores the lease: a delivery that got through is
+/// delivered whoever holds it now. The others change the row only under the recorder's own
+/// lease; when it has run out and another claim owns the delivery, the attempt is counted
+/// and nothing else changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStep {
+    Dequeue,
+    DequeueLeased,
+    /// Due again then; `None`: parked.
+    RequeueLeased(Option<Millis>),
+}
+
+impl QueueStep {
+    pub fn needs_lease(self) -> bool {
+        !matches!(self, Self::Dequeue)
     }
 }
 
@@ -1064,6 +1097,7 @@ mod tests {
 
     fn record(webhook: &WebhookId, next: Next) -> AttemptRecord {
         AttemptRecord {
+            seq: 1,
             claim_token: 1,
             webhook_id: webhook.clone(),
             attempt: Attempt {

@@ -17,8 +17,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use super::rows::{
-    self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, ORG_COLUMNS, SESSION_COLUMNS,
-    WEBHOOK_COLUMNS, event_types_json,
+    self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DELIVERY_FROM, EVENT_COLUMNS, ORG_COLUMNS,
+    SESSION_COLUMNS, WEBHOOK_COLUMNS, event_types_json,
 };
 use super::*;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_hot_path_without_foreign_keys.sql"),
     include_str!("../../migrations/postgres/0005_leases_counted_in_memory.sql"),
     include_str!("../../migrations/postgres/0006_idempotency_per_api_key.sql"),
+    include_str!("../../migrations/postgres/0007_lean_deliveries.sql"),
 ];
 /// Serialises migrations and the first-start bootstrap across nodes.
 const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;
@@ -328,7 +329,7 @@ impl rows::Columns for PgRow {
 }
 
 /// `(id, webhook_id)` rows of due deliveries, as a claim reads them.
-fn due_rows(rows: &[PgRow]) -> Result<Vec<(String, String)>, StoreError> {
+fn due_rows(rows: &[PgRow]) -> Result<Vec<(i64, String)>, StoreError> {
     rows.iter().map(|row| Ok((get(row, 0)?, get(row, 1)?))).collect()
 }
 
@@ -635,6 +636,10 @@ impl Store for PostgresStore {
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query(shared_sql!(DEQUEUE_WEBHOOK))
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(changed > 0)
@@ -738,8 +743,8 @@ impl Store for PostgresStore {
             let mut tx = begin_unflushed(&self.pool).await?;
             let mut budget = ClaimBudget::of(&request);
             let head = sqlx::query(
-                "SELECT id, webhook_id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
-                 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                "SELECT delivery, webhook_id FROM delivery_queue WHERE due_at <= $1 \
+                 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             )
             .bind(request.now)
             .bind(ClaimBudget::HEAD as i64)
@@ -755,10 +760,10 @@ impl Store for PostgresStore {
                 // each one's oldest due rows up to its room: a full webhook's backlog is not read.
                 let webhooks: Vec<String> = sqlx::query_scalar(
                     "WITH RECURSIVE hooks AS ( \
-                       (SELECT webhook_id FROM deliveries WHERE status = 'pending' ORDER BY webhook_id LIMIT 1) \
+                       (SELECT webhook_id FROM delivery_queue ORDER BY webhook_id LIMIT 1) \
                        UNION ALL \
-                       SELECT (SELECT d.webhook_id FROM deliveries d WHERE d.status = 'pending' \
-                               AND d.webhook_id > hooks.webhook_id ORDER BY d.webhook_id LIMIT 1) \
+                       SELECT (SELECT q.webhook_id FROM delivery_queue q \
+                               WHERE q.webhook_id > hooks.webhook_id ORDER BY q.webhook_id LIMIT 1) \
                        FROM hooks WHERE hooks.webhook_id IS NOT NULL) \
                      SELECT webhook_id FROM hooks WHERE webhook_id IS NOT NULL",
                 )
@@ -772,11 +777,11 @@ impl Store for PostgresStore {
                     })
                     .unzip();
                 let due = sqlx::query(
-                    "SELECT d.id, d.webhook_id FROM unnest($1::text[], $2::bigint[]) AS w(id, room) \
-                     CROSS JOIN LATERAL (SELECT id, webhook_id, next_attempt_at FROM deliveries \
-                       WHERE webhook_id = w.id AND status = 'pending' AND next_attempt_at <= $3 \
-                       AND NOT (id = ANY($4)) ORDER BY next_attempt_at LIMIT w.room FOR UPDATE SKIP LOCKED) d \
-                     ORDER BY d.next_attempt_at",
+                    "SELECT q.delivery, q.webhook_id FROM unnest($1::text[], $2::bigint[]) AS w(id, room) \
+                     CROSS JOIN LATERAL (SELECT delivery, webhook_id, due_at FROM delivery_queue \
+                       WHERE webhook_id = w.id AND due_at <= $3 \
+                       AND NOT (delivery = ANY($4)) ORDER BY due_at LIMIT w.room FOR UPDATE SKIP LOCKED) q \
+                     ORDER BY q.due_at",
                 )
                 .bind(&ids)
                 .bind(&rooms)
@@ -796,9 +801,9 @@ impl Store for PostgresStore {
             }
             let token = claim_token();
             let rows = sqlx::query(
-                "UPDATE deliveries d SET next_attempt_at = $1, claim_token = $2 FROM webhooks w, events e \
-                 WHERE d.id = ANY($3) AND w.id = d.webhook_id AND e.id = d.event_id \
-                 RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload",
+                "UPDATE delivery_queue q SET due_at = $1, claim_token = $2 FROM deliveries d, webhooks w, events e \
+                 WHERE q.delivery = ANY($3) AND d.seq = q.delivery AND w.id = d.webhook_id AND e.id = d.event_id \
+                 RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload, d.seq",
             )
             .bind(request.lease_until)
             .bind(token)
@@ -833,6 +838,7 @@ impl Store for PostgresStore {
                 let webhook: String = get(row, 2)?;
                 let webhook_id = WebhookId::parse(&webhook).ok_or_else(|| corrupt("webhook id"))?;
                 jobs.push(Claimed {
+                    seq: get(row, 7)?,
                     delivery_id: DeliveryId::parse(&get::<String>(row, 0)?)
                         .ok_or_else(|| corrupt("delivery id"))?,
                     claim_token: token,
@@ -945,7 +951,7 @@ impl Store for PostgresStore {
                 conditions.push((" AND d.created_at < ", Arg::Int(before)));
             }
             let listing = Listing {
-                from_where: "FROM deliveries d JOIN events e ON e.id = d.event_id WHERE TRUE",
+                from_where: concat!(rows::delivery_from!(), " WHERE TRUE"),
                 conditions,
             };
             page(
@@ -963,9 +969,7 @@ impl Store for PostgresStore {
 
     fn get_delivery(&self, scope: OrgScope, id: DeliveryId) -> StoreFuture<'_, Option<Delivery>> {
         Box::pin(async move {
-            let mut b = QueryBuilder::new(format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = "
-            ));
+            let mut b = QueryBuilder::new(format!("SELECT {DELIVERY_COLUMNS} {DELIVERY_FROM} WHERE d.id = "));
             b.push_bind(id.as_str().to_owned());
             push_scope(&mut b, &scope, "d.org_id");
             b.build()
@@ -995,7 +999,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             let mut b = QueryBuilder::new(
-                "SELECT d.status, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ",
+                "SELECT d.seq, d.status, w.id, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ",
             );
             b.push_bind(id.as_str().to_owned());
             push_scope(&mut b, &scope, "d.org_id");
@@ -1003,16 +1007,23 @@ impl Store for PostgresStore {
             let Some(row) = b.build().fetch_optional(&mut *tx).await? else {
                 return Ok(Requeue::NotFound);
             };
-            let status: String = get(&row, 0)?;
-            let webhook_status: String = get(&row, 1)?;
+            let seq: i64 = get(&row, 0)?;
+            let status: String = get(&row, 1)?;
+            let webhook: String = get(&row, 2)?;
+            let webhook_status: String = get(&row, 3)?;
             if status == "canceled" {
                 return Ok(Requeue::Canceled);
             }
             let due = (webhook_status == "active").then_some(now);
             sqlx::query(shared_sql!(REQUEUE_DELIVERY))
-                .bind(due)
                 .bind(now)
-                .bind(id.as_str())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(shared_sql!(QUEUE_DELIVERY))
+                .bind(seq)
+                .bind(webhook)
+                .bind(due)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -1035,8 +1046,14 @@ impl Store for PostgresStore {
                 return Ok(None);
             };
             let due = (found.status == WebhookStatus::Active).then_some(now);
-            let n = sqlx::query(shared_sql!(REPLAY_FAILED))
+            sqlx::query(shared_sql!(QUEUE_FAILED))
                 .bind(due)
+                .bind(webhook.as_str())
+                .bind(since)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?;
+            let n = sqlx::query(shared_sql!(REPLAY_FAILED))
                 .bind(now)
                 .bind(webhook.as_str())
                 .bind(since)

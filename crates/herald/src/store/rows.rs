@@ -90,13 +90,23 @@ pub fn event<R: Columns + ?Sized>(row: &R) -> Result<Event, R::Error> {
     })
 }
 
-/// A delivery with its event's payload: `d` is `deliveries`, `e` its event.
+/// A delivery with its event's payload and its queue row: see [`DELIVERY_FROM`].
 pub const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, d.status, d.attempt_count, \
-     d.next_attempt_at, d.last_attempt_at, d.last_response_status, d.last_error, d.last_error_message, \
+     q.due_at, d.last_attempt_at, d.last_response_status, d.last_error, d.last_error_message, \
      d.delivered_at, e.payload, d.created_at, d.updated_at";
 
-/// A delivery. Its stored `next_attempt_at` is also a lease's end while an attempt is in
-/// flight, and means nothing once it has ended: shown only while pending.
+/// `d` is `deliveries`, `e` its event, `q` its queue row (while pending); a macro, so that a
+/// backend can `concat!` its own clauses to it.
+macro_rules! delivery_from {
+    () => {
+        "FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN delivery_queue q ON q.delivery = d.seq"
+    };
+}
+pub(crate) use delivery_from;
+
+pub const DELIVERY_FROM: &str = delivery_from!();
+
+/// A delivery. Its queued `due_at` is also a lease's end while an attempt is in flight.
 pub fn delivery<R: Columns + ?Sized>(row: &R) -> Result<Delivery, R::Error> {
     let status = parsed(row, 5, "delivery status", DeliveryStatus::parse)?;
     Ok(Delivery {

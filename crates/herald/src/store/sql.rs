@@ -3,9 +3,9 @@
 //! (upserts, `unnest` batches, locking clauses) stay with their backend.
 
 /// Holds a disabled webhook's pending deliveries until it is enabled again: `webhook_id`.
-pub const PARK: &str = "UPDATE deliveries SET next_attempt_at = NULL, claim_token = NULL WHERE webhook_id = ? AND status = 'pending'";
+pub const PARK: &str = "UPDATE delivery_queue SET due_at = NULL, claim_token = NULL WHERE webhook_id = ?";
 /// Makes a re-enabled webhook's parked deliveries due: `now`, `webhook_id`.
-pub const UNPARK: &str = "UPDATE deliveries SET next_attempt_at = ? WHERE webhook_id = ? AND status = 'pending' AND next_attempt_at IS NULL";
+pub const UNPARK: &str = "UPDATE delivery_queue SET due_at = ? WHERE webhook_id = ? AND due_at IS NULL";
 /// `now`, `webhook_id`, `now` less a second: written at most once a second per webhook.
 pub const LAST_TRIGGERED: &str = "UPDATE webhooks SET last_triggered_at = ? WHERE id = ? AND (last_triggered_at IS NULL OR last_triggered_at < ?)";
 /// A success stops the failure clock: `webhook_id`.
@@ -18,10 +18,31 @@ pub const START_FAILING: &str =
 /// `reason`, `now`, `webhook_id`; changes nothing on a webhook already disabled.
 pub const DISABLE_WEBHOOK: &str = "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'active'";
 
+/// The steps of recording an attempt (see [`crate::store::QueueStep`]).
+///
+/// The delivery's new state, unless it was canceled meanwhile: `last_attempt_at`,
+/// `last_response_status`, `last_error`, `last_error_message`, `now`, `status`,
+/// `delivered_at`, `seq`.
+pub const RECORD_STATE: &str = "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = ?, last_response_status = ?, last_error = ?, last_error_message = ?, updated_at = ?, status = ?, delivered_at = COALESCE(?, delivered_at) WHERE seq = ? AND status <> 'canceled'";
+/// An attempt whose lease ran out before it was recorded is counted, nothing more: `seq`.
+pub const COUNT_ATTEMPT: &str = "UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE seq = ?";
+/// Delivered: out of the queue whoever holds the lease: `seq`.
+pub const DEQUEUE: &str = "DELETE FROM delivery_queue WHERE delivery = ?";
+/// Failed for good, under our lease: `seq`, `claim_token`.
+pub const DEQUEUE_LEASED: &str = "DELETE FROM delivery_queue WHERE delivery = ? AND claim_token = ?";
+/// Due again at `due_at` (NULL: parked), under our lease: `due_at`, `seq`, `claim_token`.
+pub const REQUEUE_LEASED: &str =
+    "UPDATE delivery_queue SET due_at = ?, claim_token = NULL WHERE delivery = ? AND claim_token = ?";
+/// A lease taken by a claim: `due_at` (the lease's end), `claim_token`, `seq`.
+pub const LEASE: &str = "UPDATE delivery_queue SET due_at = ?, claim_token = ? WHERE delivery = ?";
+
 /// Whether the database has been set up (the first start makes an org).
 pub const ANY_ORG: &str = "SELECT EXISTS(SELECT 1 FROM orgs)";
-/// A deleted webhook's pending deliveries end `canceled`: `now`, `webhook_id`.
-pub const CANCEL_PENDING: &str = "UPDATE deliveries SET status = 'canceled', next_attempt_at = NULL, claim_token = NULL, updated_at = ? WHERE webhook_id = ? AND status = 'pending'";
+/// A deleted webhook's pending deliveries end `canceled`: `now`, `webhook_id`; then
+/// [`DEQUEUE_WEBHOOK`] takes them out of the queue.
+pub const CANCEL_PENDING: &str = "UPDATE deliveries SET status = 'canceled', updated_at = ? WHERE seq IN (SELECT delivery FROM delivery_queue WHERE webhook_id = ?)";
+/// `webhook_id`.
+pub const DEQUEUE_WEBHOOK: &str = "DELETE FROM delivery_queue WHERE webhook_id = ?";
 /// `status`, sealed `body`, `key_id`, `key`.
 pub const COMPLETE_IDEMPOTENCY_KEY: &str =
     "UPDATE idempotency_keys SET status = ?, body = ? WHERE key_id = ? AND key = ?";
@@ -50,22 +71,29 @@ pub const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, org_id, name, descri
 /// A webhook's sealed secrets that sign at `now`, the current one first: `webhook_id`, `now`.
 pub const LIVE_SECRETS: &str = "SELECT ciphertext, expires_at FROM webhook_secrets WHERE webhook_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY expires_at IS NOT NULL, seq DESC";
 /// When the next pending delivery is due (a lease's end included).
-pub const NEXT_DUE_AT: &str = "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'";
+pub const NEXT_DUE_AT: &str = "SELECT MIN(due_at) FROM delivery_queue";
 /// Readiness: the database answers.
 pub const PING: &str = "SELECT 1";
 /// Records older than the 24 h window: `before`.
 pub const PURGE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at < ?";
 /// Dashboard sessions expired before `now`.
 pub const PURGE_SESSIONS: &str = "DELETE FROM dashboard_sessions WHERE expires_at < ?";
-/// Pending deliveries and the oldest one's creation.
-pub const QUEUE_STATS: &str = "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'pending'";
+/// Pending deliveries and the oldest one's creation (`seq` grows with time, so the lowest
+/// queued one is the oldest, found without reading every queued delivery's row).
+pub const QUEUE_STATS: &str = "SELECT COUNT(*), (SELECT created_at FROM deliveries WHERE seq = (SELECT MIN(delivery) FROM delivery_queue)) FROM delivery_queue";
 /// Frees an unfinished claim for a retry: `key_id`, `key`.
 pub const RELEASE_IDEMPOTENCY_KEY: &str =
     "DELETE FROM idempotency_keys WHERE key_id = ? AND key = ? AND status IS NULL";
-/// A replay of a webhook's failed deliveries created in `[since, until)`: `due`, `now`, `webhook_id`, `since`, `until`.
-pub const REPLAY_FAILED: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, claim_token = NULL, cycle_start = attempt_count, updated_at = ? WHERE webhook_id = ? AND status = 'failed' AND created_at >= ? AND created_at < ?";
-/// A manual retry, with a fresh retry cycle: `due`, `now`, `delivery_id`.
-pub const REQUEUE_DELIVERY: &str = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, claim_token = NULL, cycle_start = attempt_count, updated_at = ? WHERE id = ?";
+/// A replay queues a webhook's failed deliveries created in `[since, until)` (then
+/// [`REPLAY_FAILED`] makes them pending): `due`, `webhook_id`, `since`, `until`.
+pub const QUEUE_FAILED: &str = "INSERT INTO delivery_queue (delivery, webhook_id, due_at) SELECT seq, webhook_id, ? FROM deliveries WHERE webhook_id = ? AND status = 'failed' AND created_at >= ? AND created_at < ?";
+/// With a fresh retry cycle: `now`, `webhook_id`, `since`, `until`.
+pub const REPLAY_FAILED: &str = "UPDATE deliveries SET status = 'pending', cycle_start = attempt_count, updated_at = ? WHERE webhook_id = ? AND status = 'failed' AND created_at >= ? AND created_at < ?";
+/// A manual retry, with a fresh retry cycle: `now`, `seq`; then [`QUEUE_DELIVERY`].
+pub const REQUEUE_DELIVERY: &str =
+    "UPDATE deliveries SET status = 'pending', cycle_start = attempt_count, updated_at = ? WHERE seq = ?";
+/// Queues a delivery due at `due_at`, taking back any lease on it: `seq`, `webhook_id`, `due_at`.
+pub const QUEUE_DELIVERY: &str = "INSERT INTO delivery_queue (delivery, webhook_id, due_at) VALUES (?, ?, ?) ON CONFLICT (delivery) DO UPDATE SET due_at = excluded.due_at, claim_token = NULL";
 /// `secret_last4`, `now`, `webhook_id`.
 pub const SET_SECRET_LAST4: &str = "UPDATE webhooks SET secret_last4 = ?, updated_at = ? WHERE id = ?";
 /// An admin's session switches org: `org_id`, `token_hash`.
@@ -104,8 +132,8 @@ mod tests {
             "UPDATE t SET a = $1, b = '?' WHERE c = $2 AND d = 'x'"
         );
         assert_eq!(
-            numbered(PARK),
-            "UPDATE deliveries SET next_attempt_at = NULL, claim_token = NULL WHERE webhook_id = $1 AND status = 'pending'"
+            numbered(UNPARK),
+            "UPDATE delivery_queue SET due_at = $1 WHERE webhook_id = $2 AND due_at IS NULL"
         );
     }
 }

@@ -36,8 +36,8 @@ use rusqlite::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::rows::{
-    self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, CANDIDATE_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, ORG_COLUMNS,
-    SESSION_COLUMNS, WEBHOOK_COLUMNS, event_types_json,
+    self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, CANDIDATE_COLUMNS, DELIVERY_COLUMNS, DELIVERY_FROM,
+    EVENT_COLUMNS, ORG_COLUMNS, SESSION_COLUMNS, WEBHOOK_COLUMNS, event_types_json,
 };
 use super::*;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
@@ -367,8 +367,6 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     rows::event(row)
 }
 
-const DELIVERY_FROM: &str = "FROM deliveries d JOIN events e ON e.id = d.event_id";
-
 fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
     rows::delivery(row)
 }
@@ -544,10 +542,10 @@ impl Store for SqliteStore {
             );
             let changed = conn.prepare_cached(&sql)?.execute(params_from_iter(params))?;
             if changed > 0 {
-                conn.prepare_cached(
-                    sql::CANCEL_PENDING,
-                )?
-                .execute(params![now, id.as_str()])?;
+                conn.prepare_cached(sql::CANCEL_PENDING)?
+                    .execute(params![now, id.as_str()])?;
+                conn.prepare_cached(sql::DEQUEUE_WEBHOOK)?
+                    .execute([id.as_str()])?;
             }
             Ok(changed > 0)
         }))
@@ -772,24 +770,26 @@ impl Store for SqliteStore {
             let mut params = vec![Value::Text(id.as_str().to_owned())];
             let clause = scope_clause(&scope, &mut params);
             let sql = format!(
-                "SELECT d.status, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?{}",
+                "SELECT d.seq, d.status, w.id, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?{}",
                 clause.replace("org_id", "d.org_id")
             );
-            let found: Option<(String, String)> = conn
+            let found: Option<(i64, String, String, String)> = conn
                 .prepare_cached(&sql)?
-                .query_row(params_from_iter(params), |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_row(params_from_iter(params), |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
                 .optional()?;
-            let Some((status, webhook_status)) = found else {
+            let Some((seq, status, webhook, webhook_status)) = found else {
                 return Ok(Requeue::NotFound);
             };
             if status == "canceled" {
                 return Ok(Requeue::Canceled);
             }
             let due = (webhook_status == "active").then_some(now);
-            conn.prepare_cached(
-                sql::REQUEUE_DELIVERY,
-            )?
-            .execute(params![due, now, id.as_str()])?;
+            conn.prepare_cached(sql::REQUEUE_DELIVERY)?
+                .execute(params![now, seq])?;
+            conn.prepare_cached(sql::QUEUE_DELIVERY)?
+                .execute(params![seq, webhook, due])?;
             Ok(Requeue::Queued)
         }))
     }
@@ -807,8 +807,9 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             let due = (found.status == WebhookStatus::Active).then_some(now);
+            conn.prepare_cached(sql::QUEUE_FAILED)?
+                .execute(params![due, webhook.as_str(), since, until])?;
             let n = conn.prepare_cached(sql::REPLAY_FAILED)?.execute(params![
-                due,
                 now,
                 webhook.as_str(),
                 since,
@@ -1121,8 +1122,8 @@ mod tests {
                 limit: 1,
                 leases: leasing(64),
             };
-            let (rowid, _) = head[0].clone();
-            lease_claims(&conn, &request, vec![rowid], &mut SecretsRead::new()).expect("lease");
+            let (seq, _) = head[0].clone();
+            lease_claims(&conn, &request, vec![seq], &mut SecretsRead::new()).expect("lease");
         }
         for sql in [
             SQL_DUE_HEAD,
@@ -1130,7 +1131,7 @@ mod tests {
             SQL_DUE_OF_WEBHOOK,
             SQL_DUE_WAITING,
             SQL_LEASE_READ,
-            SQL_LEASE,
+            sql::LEASE,
             SQL_SIGNING_SECRETS,
         ] {
             let statement = conn.prepare_cached(sql).expect("cached");
@@ -1269,9 +1270,12 @@ mod tests {
         for sql in [
             SQL_INSERT_DELIVERY.to_owned(),
             SQL_LEASE_READ.to_owned(),
-            SQL_LEASE.to_owned(),
-            record_state_sql(true).to_owned(),
-            record_state_sql(false).to_owned(),
+            SQL_QUEUE_FRESH.to_owned(),
+            sql::LEASE.to_owned(),
+            sql::RECORD_STATE.to_owned(),
+            sql::DEQUEUE.to_owned(),
+            sql::DEQUEUE_LEASED.to_owned(),
+            sql::REQUEUE_LEASED.to_owned(),
         ] {
             let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
             let unbound = vec![Value::Null; explain.parameter_count()];
@@ -1288,7 +1292,7 @@ mod tests {
     }
 
     #[test]
-    fn the_status_check_rebuild_keeps_every_delivery_and_its_keys() {
+    fn the_rebuilds_keep_every_delivery_its_queue_place_and_attempts() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut conn = open_connection(&dir.path().join("herald.db"), true).expect("connection");
         for sql in &MIGRATIONS[..6] {
@@ -1330,19 +1334,31 @@ mod tests {
              response_body_truncated) VALUES (?, ?, 1, 1, 1, 0)";
         conn.execute(attempt, [AttemptId::new().as_str(), deliveries[1].as_str()])
             .expect("attempt");
-        let rows = |conn: &Connection| -> Vec<(i64, String, String, Option<i64>)> {
-            conn.prepare("SELECT rowid, id, status, next_attempt_at FROM deliveries ORDER BY rowid")
-                .expect("select")
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .expect("rows")
-                .collect::<Result<_, _>>()
-                .expect("deliveries")
-        };
-        let before = rows(&conn);
+        let before: Vec<(i64, String, String, Option<i64>)> = conn
+            .prepare("SELECT rowid, id, status, next_attempt_at FROM deliveries ORDER BY rowid")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("deliveries");
 
         assert_eq!(migrate(&mut conn).expect("migrate"), MIGRATIONS.len());
 
-        assert_eq!(rows(&conn), before);
+        let after: Vec<(i64, String, String, Option<i64>)> = conn
+            .prepare(
+                "SELECT d.seq, d.id, d.status, q.due_at FROM deliveries d \
+                 LEFT JOIN delivery_queue q ON q.delivery = d.seq ORDER BY d.seq",
+            )
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("deliveries");
+        assert_eq!(after, before, "each delivery keeps its key, status and due time");
+        let queued: i64 = conn
+            .query_row("SELECT COUNT(*) FROM delivery_queue", [], |r| r.get(0))
+            .expect("queue");
+        assert_eq!(queued, 1, "only the pending delivery is queued");
         let indexes = strings(
             &conn,
             "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'deliveries' \
@@ -1352,10 +1368,9 @@ mod tests {
             indexes,
             [
                 "deliveries_by_event",
+                "deliveries_by_id",
                 "deliveries_by_org",
-                "deliveries_by_webhook",
-                "deliveries_due",
-                "deliveries_pending"
+                "deliveries_by_webhook"
             ]
         );
         let attempts: i64 = conn
@@ -1371,9 +1386,12 @@ mod tests {
             .expect("pragma");
         assert_eq!(keys_on, 1, "foreign keys are back on after migrating");
         assert!(
-            conn.execute(attempt, [AttemptId::new().as_str(), DeliveryId::new().as_str()])
-                .is_err(),
-            "an attempt of no delivery is refused"
+            conn.execute(
+                "INSERT INTO api_keys (id, org_id, role, secret_hash, created_at) VALUES (?, ?, 'admin', x'00', 1)",
+                [KeyId::new().as_str(), OrgId::new().as_str()]
+            )
+            .is_err(),
+            "a key of no org is refused"
         );
         assert!(
             conn.execute(
@@ -1383,6 +1401,144 @@ mod tests {
             .is_err(),
             "the status is still checked"
         );
+    }
+
+    /// One attempt of `job` with outcome `next`.
+    fn attempt_record(job: &Claimed, next: Next, now: Millis) -> AttemptRecord {
+        let delivered = next == Next::Delivered;
+        AttemptRecord {
+            seq: job.seq,
+            claim_token: job.claim_token,
+            webhook_id: job.webhook_id.clone(),
+            attempt: Attempt {
+                id: AttemptId::new(),
+                delivery_id: job.delivery_id.clone(),
+                attempt_number: job.attempt_count + 1,
+                started_at: now,
+                duration_ms: 1,
+                response_status: Some(if delivered { 204 } else { 500 }),
+                response_body: None,
+                response_body_truncated: false,
+                error: (!delivered).then_some(crate::domain::error_class::ErrorClass::HttpStatus),
+                error_message: None,
+                signature: None,
+            },
+            next,
+            disable_if_failing_since: 0,
+            now,
+        }
+    }
+
+    /// A store holding one event's one pending delivery, to the returned webhook, due at the
+    /// returned time.
+    async fn one_queued_delivery() -> (tempfile::TempDir, SqliteStore, WebhookId, Millis) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, org, webhooks) = store_with_webhooks(&dir.path().join("herald.db")).await;
+        let now = now_ms();
+        let mut published = event(&org, now, None);
+        published.only_webhook = Some(webhooks[1].clone());
+        store.publish(published).await.expect("publish");
+        (dir, store, webhooks[1].clone(), now)
+    }
+
+    /// The one delivery a claim at `now` leases until `until`.
+    async fn claim_one(store: &SqliteStore, now: Millis, until: Millis) -> Claimed {
+        let mut claim = store
+            .claim_due(ClaimRequest {
+                now,
+                lease_until: until,
+                limit: 1,
+                leases: leasing(64),
+            })
+            .await
+            .expect("claim");
+        assert_eq!(claim.jobs.len(), 1, "one delivery is due");
+        claim.jobs.remove(0)
+    }
+
+    #[tokio::test]
+    async fn a_record_after_its_lease_ran_out_only_counts_the_attempt_unless_it_delivered() {
+        let (_dir, store, _, now) = one_queued_delivery().await;
+        let first = claim_one(&store, now, now + 10).await;
+        // The first lease runs out; another claim takes the delivery.
+        let second = claim_one(&store, now + 20, now + 60_000).await;
+        assert_eq!(second.delivery_id, first.delivery_id);
+        let state = || store.get_delivery(OrgScope::Any, first.delivery_id.clone());
+
+        for late in [Next::Failed, Next::RetryAt(now + 30)] {
+            store
+                .record_attempts(vec![attempt_record(&first, late, now + 25)])
+                .await
+                .expect("record");
+        }
+        let after_late = state().await.expect("get").expect("delivery");
+        assert_eq!(
+            after_late.status,
+            DeliveryStatus::Pending,
+            "the late records change nothing"
+        );
+        assert_eq!(after_late.attempt_count, 2, "but they are counted");
+        assert_eq!(
+            after_late.next_attempt_at,
+            Some(now + 60_000),
+            "the second lease still holds"
+        );
+
+        store
+            .record_attempts(vec![attempt_record(
+                &second,
+                Next::RetryAt(now + 90_000),
+                now + 30,
+            )])
+            .await
+            .expect("record");
+        assert_eq!(
+            state().await.expect("get").expect("delivery").next_attempt_at,
+            Some(now + 90_000),
+            "the holder's record counts"
+        );
+
+        store
+            .record_attempts(vec![attempt_record(&first, Next::Delivered, now + 40)])
+            .await
+            .expect("record");
+        let delivered = state().await.expect("get").expect("delivery");
+        assert_eq!(
+            delivered.status,
+            DeliveryStatus::Delivered,
+            "delivered whoever holds the lease"
+        );
+        assert_eq!(delivered.attempt_count, 4);
+        assert_eq!(delivered.next_attempt_at, None);
+        assert_eq!(
+            store.queue_stats().await.expect("stats").pending,
+            0,
+            "nothing is left in the queue"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_canceled_delivery_stays_canceled_whatever_its_attempt_brings() {
+        let (_dir, store, webhook, now) = one_queued_delivery().await;
+        let job = claim_one(&store, now, now + 60_000).await;
+        assert!(
+            store
+                .delete_webhook(OrgScope::Any, webhook, now + 1)
+                .await
+                .expect("delete")
+        );
+        store
+            .record_attempts(vec![attempt_record(&job, Next::Delivered, now + 2)])
+            .await
+            .expect("record");
+        let delivery = store
+            .get_delivery(OrgScope::Any, job.delivery_id.clone())
+            .await
+            .expect("get")
+            .expect("delivery");
+        assert_eq!(delivery.status, DeliveryStatus::Canceled);
+        assert_eq!(delivery.attempt_count, 1, "the attempt is counted");
+        assert_eq!(store.queue_stats().await.expect("stats").pending, 0);
     }
 
     #[tokio::test]
@@ -1444,7 +1600,7 @@ mod tests {
             .expect("head")
             .into_iter()
             .filter(|(_, w)| w == webhook)
-            .map(|(rowid, _)| rowid)
+            .map(|(seq, _)| seq)
             .collect();
         assert_eq!(mine.len(), 6);
         let request = ClaimRequest {

@@ -328,12 +328,17 @@ impl<'a> Deliveries<'a> {
         if self.ids.is_empty() {
             return Ok(());
         }
+        // The rows and their queue rows in one statement (one round trip).
         sqlx::query(
-            "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, next_attempt_at, \
-             created_at, updated_at) \
-             SELECT d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, 'pending', d.due, d.created, d.created \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[]) \
-             AS d(id, event_id, webhook_id, org_id, event_type, due, created)",
+            "WITH stored AS (INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, \
+               created_at, updated_at) \
+               SELECT d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, 'pending', d.created, d.created \
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::bigint[]) \
+               AS d(id, event_id, webhook_id, org_id, event_type, created) \
+               RETURNING seq, id, webhook_id) \
+             INSERT INTO delivery_queue (delivery, webhook_id, due_at) \
+             SELECT s.seq, s.webhook_id, u.due FROM stored s \
+             JOIN unnest($1::text[], $6::bigint[]) AS u(id, due) ON u.id = s.id",
         )
         .bind(&self.ids)
         .bind(&self.events)

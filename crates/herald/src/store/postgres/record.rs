@@ -15,7 +15,9 @@ use sqlx::AssertSqlSafe;
 use super::{park, shared_sql};
 use crate::domain::error_class::ErrorClass;
 use crate::domain::time::Millis;
-use crate::store::{AttemptRecord, BatchWebhooks, ClockChange, StoreError, WebhookEffect, WebhookWrites};
+use crate::store::{
+    AttemptRecord, BatchWebhooks, ClockChange, QueueStep, StoreError, WebhookEffect, WebhookWrites,
+};
 
 /// Writes `records` in the caller's transaction; one effect per record, in order.
 pub(super) async fn write(
@@ -42,10 +44,10 @@ fn runs(records: &[AttemptRecord]) -> Vec<&[AttemptRecord]> {
     let mut seen = HashSet::new();
     let mut start = 0;
     for (i, record) in records.iter().enumerate() {
-        if !seen.insert(record.attempt.delivery_id.as_str()) {
+        if !seen.insert(record.seq) {
             runs.push(&records[start..i]);
             seen.clear();
-            seen.insert(record.attempt.delivery_id.as_str());
+            seen.insert(record.seq);
             start = i;
         }
     }
@@ -80,24 +82,44 @@ async fn insert_attempts(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result
     Ok(())
 }
 
-/// Each delivery's new state. As on SQLite, the state changes only under our lease, or to
-/// `delivered`; otherwise only the attempt is counted.
+/// Each delivery's queue row and new state, in one statement. As on SQLite (see
+/// [`QueueStep`]), the state changes only under our lease, or to `delivered`, and never out
+/// of `canceled`; otherwise only the attempt is counted. No column an index holds changes,
+/// so the delivery's new row version is a heap-only tuple when its page has room.
 async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result<(), StoreError> {
-    let states: Vec<(&str, Option<Millis>, Option<Millis>)> =
-        run.iter().map(|r| r.next.row_state(&r.attempt)).collect();
-    let changed: Vec<String> = sqlx::query_scalar(
-        "UPDATE deliveries d SET attempt_count = d.attempt_count + 1, last_attempt_at = r.started_at, \
-         last_response_status = r.response_status, last_error = r.error, last_error_message = r.error_message, \
-         updated_at = r.now, status = r.status, next_attempt_at = r.next_at, \
-         delivered_at = COALESCE(r.delivered_at, d.delivered_at), claim_token = NULL \
-         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], \
-         $8::bigint[], $9::bigint[], $10::bigint[]) \
-         AS r(id, started_at, response_status, error, error_message, now, status, next_at, delivered_at, token) \
-         WHERE d.id = r.id AND CASE WHEN r.status = 'delivered' THEN d.status IN ('pending', 'failed', 'delivered') \
-         ELSE d.status = 'pending' AND d.claim_token = r.token END \
-         RETURNING d.id",
+    let states: Vec<(&str, Option<Millis>)> = run.iter().map(|r| r.next.row_state(&r.attempt)).collect();
+    let steps: Vec<(i16, Option<Millis>)> = run
+        .iter()
+        .map(|r| match r.next.queue_step() {
+            QueueStep::Dequeue => (0, None),
+            QueueStep::DequeueLeased => (1, None),
+            QueueStep::RequeueLeased(due) => (2, due),
+        })
+        .collect();
+    sqlx::query(
+        "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], \
+           $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::smallint[], $11::bigint[]) \
+           AS r(seq, started_at, response_status, error, error_message, now, status, delivered_at, token, step, due)), \
+         gone AS (DELETE FROM delivery_queue q USING r WHERE q.delivery = r.seq AND r.step < 2 \
+           AND (r.step = 0 OR q.claim_token = r.token) RETURNING q.delivery), \
+         moved AS (UPDATE delivery_queue q SET due_at = r.due, claim_token = NULL FROM r \
+           WHERE q.delivery = r.seq AND r.step = 2 AND q.claim_token = r.token RETURNING q.delivery), \
+         o AS (SELECT r.*, (r.step = 0 OR r.seq IN (SELECT delivery FROM gone UNION ALL SELECT delivery FROM moved)) \
+           AS ours FROM r) \
+         UPDATE deliveries d SET attempt_count = d.attempt_count + 1, \
+           last_attempt_at = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.started_at ELSE d.last_attempt_at END, \
+           last_response_status = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.response_status \
+             ELSE d.last_response_status END, \
+           last_error = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.error ELSE d.last_error END, \
+           last_error_message = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.error_message \
+             ELSE d.last_error_message END, \
+           updated_at = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.now ELSE d.updated_at END, \
+           status = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.status ELSE d.status END, \
+           delivered_at = CASE WHEN o.ours AND d.status <> 'canceled' THEN COALESCE(o.delivered_at, d.delivered_at) \
+             ELSE d.delivered_at END \
+         FROM o WHERE d.seq = o.seq",
     )
-    .bind(run.iter().map(|r| r.attempt.delivery_id.as_str()).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.seq).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.attempt.started_at).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.attempt.response_status).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.attempt.error.map(ErrorClass::as_str)).collect::<Vec<_>>())
@@ -105,23 +127,11 @@ async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Resu
     .bind(run.iter().map(|r| r.now).collect::<Vec<_>>())
     .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())
     .bind(states.iter().map(|s| s.1).collect::<Vec<_>>())
-    .bind(states.iter().map(|s| s.2).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.claim_token).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
+    .bind(steps.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(steps.iter().map(|s| s.1).collect::<Vec<_>>())
+    .execute(tx)
     .await?;
-    if changed.len() == run.len() {
-        return Ok(());
-    }
-    let changed: HashSet<&str> = changed.iter().map(String::as_str).collect();
-    let unchanged: Vec<&str> = run
-        .iter()
-        .map(|r| r.attempt.delivery_id.as_str())
-        .filter(|id| !changed.contains(id))
-        .collect();
-    sqlx::query("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = ANY($1)")
-        .bind(&unchanged)
-        .execute(tx)
-        .await?;
     Ok(())
 }
 

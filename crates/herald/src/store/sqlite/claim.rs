@@ -28,7 +28,7 @@ pub(super) fn signing_secrets(
 }
 
 /// Due deliveries of each webhook with room, oldest first across webhooks: webhook after
-/// webhook through `deliveries_pending`, skipping from one webhook to the next in the index,
+/// webhook through `delivery_queue_by_webhook`, skipping from one webhook to the next in the index,
 /// so a full webhook's backlog is never read.
 pub(super) fn due_per_webhook(
     conn: &Connection,
@@ -46,16 +46,16 @@ pub(super) fn due_per_webhook(
                 .query_map(params![webhook, now], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .take(room)
             {
-                let (at, rowid) = row?;
-                found.push((at, rowid, webhook.clone()));
+                let (at, seq) = row?;
+                found.push((at, seq, webhook.clone()));
             }
         }
         after = webhook;
     }
-    found.sort_unstable_by_key(|(at, rowid, _)| (*at, *rowid));
+    found.sort_unstable_by_key(|(at, seq, _)| (*at, *seq));
     Ok(found
         .into_iter()
-        .map(|(_, rowid, webhook)| (rowid, webhook))
+        .map(|(_, seq, webhook)| (seq, webhook))
         .collect())
 }
 
@@ -66,29 +66,26 @@ pub(super) fn due_per_webhook(
 // events. These are written around it (results cut short, filtered and ordered in Rust), and
 // `hot_statements_are_prepared_once_whatever_their_parameters` holds them to it.
 
-pub(super) const SQL_DUE_HEAD: &str = "SELECT rowid, webhook_id FROM deliveries INDEXED BY deliveries_due \
-     WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at";
+pub(super) const SQL_DUE_HEAD: &str = "SELECT delivery, webhook_id FROM delivery_queue INDEXED BY delivery_queue_due \
+     WHERE due_at <= ? ORDER BY due_at";
 
-pub(super) const SQL_NEXT_PENDING_WEBHOOK: &str = "SELECT MIN(webhook_id) FROM deliveries INDEXED BY deliveries_pending \
-     WHERE status = 'pending' AND webhook_id > ?";
+pub(super) const SQL_NEXT_PENDING_WEBHOOK: &str = "SELECT MIN(webhook_id) FROM delivery_queue INDEXED BY delivery_queue_by_webhook \
+     WHERE webhook_id > ?";
 
 /// No ORDER BY: with it SQLite prepares the statement again on every run. The forced index
-/// and the equality on its first column make the scan come out in `next_attempt_at` order
-/// anyway (and every row it returns is due, whatever the order).
-pub(super) const SQL_DUE_OF_WEBHOOK: &str = "SELECT next_attempt_at, rowid FROM deliveries INDEXED BY deliveries_pending \
-     WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?";
+/// and the equality on its first column make the scan come out in `due_at` order anyway (and
+/// every row it returns is due, whatever the order).
+pub(super) const SQL_DUE_OF_WEBHOOK: &str = "SELECT due_at, delivery FROM delivery_queue INDEXED BY delivery_queue_by_webhook \
+     WHERE webhook_id = ? AND due_at <= ?";
 
-pub(super) const SQL_DUE_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_pending \
-     WHERE status = 'pending' AND webhook_id = ? AND next_attempt_at <= ?)";
+pub(super) const SQL_DUE_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM delivery_queue INDEXED BY delivery_queue_by_webhook \
+     WHERE webhook_id = ? AND due_at <= ?)";
 
 /// Read before the lease rather than by `RETURNING`: SQLite gathers returned rows in a
 /// temporary table, opened and dropped on every run.
 pub(super) const SQL_LEASE_READ: &str = "SELECT id, event_id, webhook_id, attempt_count, cycle_start, \
      (SELECT url FROM webhooks WHERE id = d.webhook_id), (SELECT payload FROM events WHERE id = d.event_id) \
-     FROM deliveries d WHERE rowid = ?";
-
-pub(super) const SQL_LEASE: &str =
-    "UPDATE deliveries SET next_attempt_at = ?, claim_token = ? WHERE rowid = ?";
+     FROM deliveries d WHERE seq = ?";
 
 pub(super) const SQL_SIGNING_SECRETS: &str =
     "SELECT ciphertext, expires_at, seq FROM webhook_secrets WHERE webhook_id = ?";
@@ -121,12 +118,12 @@ pub(super) fn lease_claims(
     secrets: &mut SecretsRead,
 ) -> Result<Vec<Claimed>, StoreError> {
     let mut read = conn.prepare_cached(SQL_LEASE_READ)?;
-    let mut lease = conn.prepare_cached(SQL_LEASE)?;
+    let mut lease = conn.prepare_cached(sql::LEASE)?;
     let mut claimed = Vec::with_capacity(chosen.len());
-    for rowid in chosen {
+    for seq in chosen {
         let token = claim_token();
         let (delivery_id, event_id, webhook_id, attempt_count, cycle_start, url, payload) =
-            read.query_row([rowid], |row| {
+            read.query_row([seq], |row| {
                 let (id, event): (String, String) = (row.get(0)?, row.get(1)?);
                 Ok((
                     DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
@@ -138,7 +135,7 @@ pub(super) fn lease_claims(
                     row.get::<_, String>(6)?,
                 ))
             })?;
-        lease.execute(params![request.lease_until, token, rowid])?;
+        lease.execute(params![request.lease_until, token, seq])?;
         if !secrets.contains_key(webhook_id.as_str()) {
             secrets.insert(
                 webhook_id.as_str().to_owned(),
@@ -146,6 +143,7 @@ pub(super) fn lease_claims(
             );
         }
         claimed.push(Claimed {
+            seq,
             delivery_id,
             claim_token: token,
             event_id,

@@ -4,7 +4,12 @@
 use super::*;
 
 pub(super) const SQL_INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, \
-     status, next_attempt_at, claim_token, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)";
+     status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)";
+
+/// A fresh delivery's queue row: `delivery`, `webhook_id`, `due_at` (its lease's end when
+/// leased at once; NULL when its webhook is disabled), `claim_token`.
+pub(super) const SQL_QUEUE_FRESH: &str =
+    "INSERT INTO delivery_queue (delivery, webhook_id, due_at, claim_token) VALUES (?, ?, ?, ?)";
 
 /// What a transaction of publishes tells the engine once it commits.
 #[derive(Debug, Default)]
@@ -67,6 +72,7 @@ pub(super) fn publish_in(
         event.now
     ])?;
     let mut insert = conn.prepare_cached(SQL_INSERT_DELIVERY)?;
+    let mut queue = conn.prepare_cached(SQL_QUEUE_FRESH)?;
     for Candidate {
         id: webhook,
         active,
@@ -94,13 +100,19 @@ pub(super) fn publish_in(
             webhook.as_str(),
             event.org_id.as_str(),
             event.event_type,
-            due,
-            lease.as_ref().map(|(_, token, _)| *token),
             event.now,
             event.now
         ])?;
+        let seq = conn.last_insert_rowid();
+        queue.execute(params![
+            seq,
+            webhook.as_str(),
+            due,
+            lease.as_ref().map(|(_, token, _)| *token)
+        ])?;
         if let Some((_, token, hold)) = lease {
             committed.leased.push(Claimed {
+                seq,
                 delivery_id: id,
                 claim_token: token,
                 event_id: event.id.clone(),

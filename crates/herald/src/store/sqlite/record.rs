@@ -4,29 +4,6 @@
 use super::*;
 use crate::domain::error_class::ErrorClass;
 
-/// The start of the update of a recorded delivery's state (a macro, so that `concat!` can
-/// build both statements as constants: the record runs one per attempt).
-macro_rules! record_state_update {
-    () => {
-        "UPDATE deliveries SET attempt_count = attempt_count + 1, last_attempt_at = ?, \
-         last_response_status = ?, last_error = ?, last_error_message = ?, updated_at = ?, \
-         status = ?, next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at), claim_token = NULL \
-         WHERE id = ? AND "
-    };
-}
-
-/// The update of a recorded delivery's state: to `delivered` whoever holds the lease (but
-/// never out of `canceled`), to anything else only under our lease. `status <> 'canceled'`
-/// rather than `status IN (…)`: see the status check's migration (0007) for what SQLite does
-/// with a list.
-pub(super) fn record_state_sql(delivered: bool) -> &'static str {
-    if delivered {
-        concat!(record_state_update!(), "status <> 'canceled'")
-    } else {
-        concat!(record_state_update!(), "status = 'pending' AND claim_token = ?")
-    }
-}
-
 /// One attempt and its delivery's new state, inside the caller's transaction.
 pub(super) fn record_one(
     conn: &Connection,
@@ -55,31 +32,36 @@ pub(super) fn record_one(
     ])?;
     // The attempt happened whatever the lease says; the state changes only while we
     // hold the lease (or to `delivered`, which is true whoever holds it).
-    let (status, next_at, delivered_at) = record.next.row_state(a);
-    let delivered = matches!(record.next, Next::Delivered);
-    let mut update = conn.prepare_cached(record_state_sql(delivered))?;
-    let state = params![
-        a.started_at,
-        a.response_status,
-        a.error.map(ErrorClass::as_str),
-        a.error_message,
-        now,
-        status,
-        next_at,
-        delivered_at,
-        a.delivery_id.as_str()
-    ];
-    let updated = if delivered {
-        update.execute(state)?
+    let seq = record.seq;
+    let queued = match record.next.queue_step() {
+        QueueStep::Dequeue => conn.prepare_cached(sql::DEQUEUE)?.execute([seq])?,
+        QueueStep::DequeueLeased => conn
+            .prepare_cached(sql::DEQUEUE_LEASED)?
+            .execute(params![seq, record.claim_token])?,
+        QueueStep::RequeueLeased(due) => {
+            conn.prepare_cached(sql::REQUEUE_LEASED)?
+                .execute(params![due, seq, record.claim_token])?
+        }
+    };
+    let updated = if queued > 0 || !record.next.queue_step().needs_lease() {
+        let (status, delivered_at) = record.next.row_state(a);
+        conn.prepare_cached(sql::RECORD_STATE)?.execute(params![
+            a.started_at,
+            a.response_status,
+            a.error.map(ErrorClass::as_str),
+            a.error_message,
+            now,
+            status,
+            delivered_at,
+            seq
+        ])?
     } else {
-        let mut under_lease = state.to_vec();
-        under_lease.push(&record.claim_token);
-        update.execute(under_lease.as_slice())?
+        0
     };
     if updated == 0 {
-        // Our lease ran out and someone else owns the delivery now: only the count moves.
-        conn.prepare_cached("UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = ?")?
-            .execute([a.delivery_id.as_str()])?;
+        // Our lease ran out and someone else owns the delivery now (or it was canceled):
+        // only the count moves.
+        conn.prepare_cached(sql::COUNT_ATTEMPT)?.execute([seq])?;
     }
 
     let webhook = record.webhook_id.as_str();

@@ -84,14 +84,20 @@ async fn a_database_of_the_previous_release_keeps_its_data_and_delivers_what_was
     assert_eq!(deliveries.len(), 9, "three events, each to three webhooks");
     for (id, before) in deliveries {
         let now = get(&server, key, &format!("/v1/webhooks/events/{id}")).await;
-        assert_eq!(now["status"], before["status"], "{now}");
-        assert_eq!(now["attempt_count"], before["attempt_count"], "{now}");
         let attempts = get(&server, key, &format!("/v1/webhooks/events/{id}/attempts")).await;
-        assert_eq!(
-            attempts["data"].as_array().map(Vec::len),
-            before["attempt_count"].as_u64().map(|n| n as usize),
-            "every attempt of {id}"
-        );
+        let made_attempts = before["attempt_count"].as_u64().expect("attempt count");
+        let kept = attempts["data"].as_array().map_or(0, Vec::len) as u64;
+        if before["webhook_id"] == made["webhooks"]["retrying"] {
+            // Due again since the fixture was made, so the new build may retry it at once
+            // (its endpoint still refuses): the earlier attempts are kept, and counted.
+            assert!(now["status"] == "pending" || now["status"] == "failed", "{now}");
+            assert!(now["attempt_count"].as_u64() >= Some(made_attempts), "{now}");
+            assert!(kept >= made_attempts, "every attempt of {id}");
+        } else {
+            assert_eq!(now["status"], before["status"], "{now}");
+            assert_eq!(now["attempt_count"], before["attempt_count"], "{now}");
+            assert_eq!(kept, made_attempts, "every attempt of {id}");
+        }
     }
 
     // The parked webhook's deliveries were pending all along: enabled, they go out, signed

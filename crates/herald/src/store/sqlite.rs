@@ -44,12 +44,14 @@ use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId
 use crate::domain::time::Millis;
 
 // The backend's parts; each takes what it needs from here with `use super::*`.
+use cache::*;
 use claim::*;
 use open::*;
 use publish::*;
 use record::*;
 use writer::*;
 
+mod cache;
 mod claim;
 mod open;
 mod publish;
@@ -117,6 +119,8 @@ impl rows::Columns for Row<'_> {
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<ReadPool>,
+    /// Read and filled by the writer's jobs alone.
+    cache: Arc<WebhookCache>,
 }
 
 struct ReadPool {
@@ -138,6 +142,7 @@ impl SqliteStore {
         create_private(&path)?;
         let mut writer = open_connection(&path, true)?;
         migrate(&mut writer)?;
+        let cache = WebhookCache::watching(&mut writer)?;
         let readers = (0..READERS)
             .map(|_| open_connection(&path, false))
             .collect::<Result<Vec<_>, _>>()?;
@@ -180,6 +185,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(writer, rx, to_sync))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Self {
+            cache,
             jobs: tx,
             readers: Arc::new(ReadPool {
                 path,
@@ -606,19 +612,21 @@ impl Store for SqliteStore {
     }
 
     fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published> {
+        let cache = Arc::clone(&self.cache);
         Box::pin(self.write_then(move |conn| {
             let mut committed = Committed::default();
-            let published = publish_in(conn, &event, &mut committed)?;
+            let published = publish_in(conn, &event, &cache, &mut committed)?;
             Ok((published, hand_over(event.lease.as_ref(), committed)))
         }))
     }
 
     fn publish_batch(&self, events: Vec<NewEvent>) -> StoreFuture<'_, Vec<Published>> {
+        let cache = Arc::clone(&self.cache);
         Box::pin(self.write_then(move |conn| {
             let mut committed = Committed::default();
             let published = events
                 .iter()
-                .map(|event| publish_in(conn, event, &mut committed))
+                .map(|event| publish_in(conn, event, &cache, &mut committed))
                 .collect::<Result<Vec<_>, _>>()?;
             let offer = events.iter().find_map(|event| event.lease.as_ref());
             Ok((published, hand_over(offer, committed)))
@@ -638,19 +646,19 @@ impl Store for SqliteStore {
     }
 
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Claim> {
+        let cache = Arc::clone(&self.cache);
         Box::pin(self.write_bookkeeping(move |conn| {
             let mut budget = ClaimBudget::of(&request);
             let head = due_head(conn, request.now)?;
             let (read, head_full) = (head.len(), head.len() == ClaimBudget::HEAD);
-            let mut secrets = SecretsRead::new();
             let chosen = budget.take(head);
             // A full head may hide more due work; a short one was all of it.
             let more_due = head_full || chosen.len() < read;
             // Leased before the second step reads, which then no longer sees them as due.
-            let mut jobs = lease_claims(conn, &request, chosen, &mut secrets)?;
+            let mut jobs = lease_claims(conn, &request, chosen, &cache)?;
             if head_full && budget.remaining() > 0 {
                 let chosen = budget.take(due_per_webhook(conn, &budget, request.now)?);
-                jobs.extend(lease_claims(conn, &request, chosen, &mut secrets)?);
+                jobs.extend(lease_claims(conn, &request, chosen, &cache)?);
             }
             Ok(Claim { jobs, more_due })
         }))
@@ -1109,9 +1117,7 @@ mod tests {
             for webhook in &webhooks {
                 due_waiting(&conn, webhook.as_str(), now).expect("due waiting");
                 assert!(
-                    !signing_secrets(&conn, webhook.as_str(), now)
-                        .expect("secrets")
-                        .is_empty()
+                    !live_secrets(&secret_rows(&conn, webhook.as_str()).expect("secrets"), now).is_empty()
                 );
             }
             let budget = ClaimBudget::new(Vec::new(), 64, 1024);
@@ -1123,7 +1129,7 @@ mod tests {
                 leases: leasing(64),
             };
             let (seq, _) = head[0].clone();
-            lease_claims(&conn, &request, vec![seq], &mut SecretsRead::new()).expect("lease");
+            lease_claims(&conn, &request, vec![seq], &WebhookCache::unwatched()).expect("lease");
         }
         for sql in [
             SQL_DUE_HEAD,
@@ -1403,6 +1409,82 @@ mod tests {
         );
     }
 
+    /// How many deliveries a publish of `order.filled` makes now, and the secrets the first
+    /// one leased at publish was given.
+    async fn publish_now(store: &SqliteStore, org: &OrgId) -> (i64, Vec<Vec<u8>>) {
+        let (engine, mut handed) = EngineLeasing::new(
+            64,
+            Arc::new(tokio::sync::Semaphore::new(64)),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let offer = LeaseOffer {
+            lease_until: now_ms() + 60_000,
+            engine,
+        };
+        let Published::Created(event) = store
+            .publish(event(org, now_ms(), Some(offer)))
+            .await
+            .expect("publish")
+        else {
+            panic!("a new event");
+        };
+        let secrets = handed
+            .try_recv()
+            .ok()
+            .and_then(|jobs| jobs.into_iter().next())
+            .map(|job| job.secrets)
+            .unwrap_or_default();
+        (event.delivery_count, secrets)
+    }
+
+    #[tokio::test]
+    async fn a_publish_sees_every_webhook_change_made_since_the_last_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, org, webhooks) = store_with_webhooks(&dir.path().join("herald.db")).await;
+        assert_eq!(publish_now(&store, &org).await.0, 2);
+        let changes = WebhookChanges {
+            name: None,
+            description: None,
+            url: None,
+            event_types: Some(Some(vec!["invoice.*".into()])),
+            status: None,
+            now: now_ms(),
+        };
+        store
+            .update_webhook(OrgScope::Any, webhooks[0].clone(), changes)
+            .await
+            .expect("update");
+        let (count, secrets) = publish_now(&store, &org).await;
+        assert_eq!(count, 1, "the first webhook no longer subscribes to orders");
+        assert_eq!(secrets, vec![vec![1, 2, 3]]);
+
+        let rotation = SecretRotation {
+            ciphertext: vec![7, 8, 9],
+            last4: "wxyz".into(),
+            previous_expires_at: None,
+            now: now_ms(),
+        };
+        store
+            .rotate_webhook_secret(OrgScope::Any, webhooks[1].clone(), rotation)
+            .await
+            .expect("rotate");
+        assert_eq!(
+            publish_now(&store, &org).await.1,
+            vec![vec![7, 8, 9]],
+            "deliveries are signed with the new secret alone"
+        );
+
+        store
+            .delete_webhook(OrgScope::Any, webhooks[1].clone(), now_ms())
+            .await
+            .expect("delete");
+        assert_eq!(
+            publish_now(&store, &org).await.0,
+            0,
+            "nothing subscribes any more"
+        );
+    }
+
     /// One attempt of `job` with outcome `next`.
     fn attempt_record(job: &Claimed, next: Next, now: Millis) -> AttemptRecord {
         let delivered = next == Next::Delivered;
@@ -1609,7 +1691,7 @@ mod tests {
             limit: 6,
             leases: leasing(64),
         };
-        let jobs = lease_claims(&conn, &request, mine, &mut SecretsRead::new()).expect("lease");
+        let jobs = lease_claims(&conn, &request, mine, &WebhookCache::unwatched()).expect("lease");
         assert_eq!(
             request.leases.held(),
             vec![(webhook.to_owned(), 6)],

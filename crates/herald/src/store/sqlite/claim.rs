@@ -3,28 +3,29 @@
 
 use super::*;
 
-/// Sealed secrets that sign at `now`, the current one first.
-pub(super) fn signing_secrets(
-    conn: &Connection,
-    webhook: &str,
-    now: Millis,
-) -> Result<Vec<Vec<u8>>, StoreError> {
-    // Filtered and ordered here (a webhook has a handful of secret rows at most): with the
-    // expiry test or an ORDER BY in SQL, SQLite prepared the statement again on every run.
-    let mut secrets = conn
+/// A secret row: the sealed secret, its expiry, its order of creation.
+pub(super) type SecretRow = (Vec<u8>, Option<Millis>, i64);
+
+/// A webhook's secret rows, the current one first, then the newest.
+pub(super) fn secret_rows(conn: &Connection, webhook: &str) -> Result<Vec<SecretRow>, StoreError> {
+    // Ordered here (a webhook has a handful of secret rows at most): with an ORDER BY in SQL,
+    // SQLite prepared the statement again on every run.
+    let mut rows = conn
         .prepare_cached(SQL_SIGNING_SECRETS)?
-        .query_map([webhook], |row| {
-            Ok((
-                row.get::<_, Vec<u8>>(0)?,
-                row.get::<_, Option<Millis>>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        })?
-        .filter(|row| !matches!(row, Ok((_, Some(expires), _)) if *expires <= now))
-        .collect::<Result<Vec<_>, _>>()?;
-    // The current secret (no expiry) first, then the newest.
-    secrets.sort_by_key(|(_, expires, seq)| (expires.is_some(), std::cmp::Reverse(*seq)));
-    Ok(secrets.into_iter().map(|(ciphertext, _, _)| ciphertext).collect())
+        .query_map([webhook], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<Vec<SecretRow>, _>>()?;
+    rows.sort_by_key(|(_, expires, seq)| (expires.is_some(), std::cmp::Reverse(*seq)));
+    Ok(rows)
+}
+
+/// Of `rows` (see [`secret_rows`]), the sealed secrets that sign at `now`, in their order.
+/// Filtered here rather than in SQL, where the expiry test on a parameter made SQLite
+/// prepare the statement again on every run.
+pub(super) fn live_secrets(rows: &[SecretRow], now: Millis) -> Vec<Vec<u8>> {
+    rows.iter()
+        .filter(|(_, expires, _)| !matches!(expires, Some(expires) if *expires <= now))
+        .map(|(ciphertext, _, _)| ciphertext.clone())
+        .collect()
 }
 
 /// Due deliveries of each webhook with room, oldest first across webhooks: webhook after
@@ -107,15 +108,12 @@ pub(super) fn due_waiting(conn: &Connection, webhook: &str, now: Millis) -> Resu
         .query_row(params![webhook, now], |row| row.get(0))?)
 }
 
-/// Webhook id → its sealed signing secrets, read once per claim.
-pub(super) type SecretsRead = std::collections::HashMap<String, Vec<Vec<u8>>>;
-
 /// Leases the chosen rows and reads what their attempts need.
 pub(super) fn lease_claims(
     conn: &Connection,
     request: &ClaimRequest,
     chosen: Vec<i64>,
-    secrets: &mut SecretsRead,
+    cache: &WebhookCache,
 ) -> Result<Vec<Claimed>, StoreError> {
     let mut read = conn.prepare_cached(SQL_LEASE_READ)?;
     let mut lease = conn.prepare_cached(sql::LEASE)?;
@@ -136,18 +134,12 @@ pub(super) fn lease_claims(
                 ))
             })?;
         lease.execute(params![request.lease_until, token, seq])?;
-        if !secrets.contains_key(webhook_id.as_str()) {
-            secrets.insert(
-                webhook_id.as_str().to_owned(),
-                signing_secrets(conn, webhook_id.as_str(), request.now)?,
-            );
-        }
         claimed.push(Claimed {
             seq,
             delivery_id,
             claim_token: token,
             event_id,
-            secrets: secrets.get(webhook_id.as_str()).cloned().unwrap_or_default(),
+            secrets: cache.signing_secrets(conn, webhook_id.as_str(), request.now)?,
             lease: request.leases.hold(&webhook_id),
             webhook_id,
             url,

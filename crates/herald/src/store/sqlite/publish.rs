@@ -25,6 +25,7 @@ pub(super) struct Committed {
 pub(super) fn publish_in(
     conn: &Connection,
     event: &NewEvent,
+    cache: &WebhookCache,
     committed: &mut Committed,
 ) -> Result<Published, StoreError> {
     if let Some(source) = &event.source_id {
@@ -42,20 +43,7 @@ pub(super) fn publish_in(
                 .execute([existing.id.as_str()])?;
         }
     }
-    let candidates: Vec<Candidate> = match &event.only_webhook {
-        Some(id) => conn
-            .prepare_cached(&format!(
-                "SELECT {CANDIDATE_COLUMNS} FROM webhooks WHERE id = ? AND deleted_at IS NULL"
-            ))?
-            .query_map([id.as_str()], candidate_from_row)?
-            .collect::<Result<_, _>>()?,
-        None => conn
-            .prepare_cached(&format!(
-                "SELECT {CANDIDATE_COLUMNS} FROM webhooks WHERE org_id = ? AND status = 'active' AND deleted_at IS NULL"
-            ))?
-            .query_map([event.org_id.as_str()], candidate_from_row)?
-            .collect::<Result<_, _>>()?,
-    };
+    let candidates = cache.candidates(conn, &event.org_id)?;
     let targets: Vec<&Candidate> = targets(event, &candidates).collect();
     let count = i64::try_from(targets.len()).unwrap_or(i64::MAX);
     conn.prepare_cached(
@@ -116,7 +104,7 @@ pub(super) fn publish_in(
                 delivery_id: id,
                 claim_token: token,
                 event_id: event.id.clone(),
-                secrets: signing_secrets(conn, webhook.as_str(), event.now)?,
+                secrets: cache.signing_secrets(conn, webhook.as_str(), event.now)?,
                 lease: hold,
                 webhook_id: webhook.clone(),
                 url: url.clone(),

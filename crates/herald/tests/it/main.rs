@@ -53,6 +53,7 @@ mod sqlite {
     mod delivery;
     mod errors;
     mod idempotency;
+    mod leases;
     mod openapi_client;
     mod ops;
     mod pagination;
@@ -81,6 +82,7 @@ mod postgres {
     mod delivery;
     mod errors;
     mod idempotency;
+    mod leases;
     /// PostgreSQL only: several nodes, and the database going away.
     mod multinode;
     mod openapi_client;

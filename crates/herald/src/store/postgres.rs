@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::str::FromStr as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
@@ -173,16 +172,16 @@ async fn begin_unflushed(pool: &PgPool) -> Result<sqlx::Transaction<'static, Pos
 /// commit need not wait for the disk: a lost one costs a listener at most its slow poll.
 #[derive(Clone)]
 struct Announcer {
-    poke: Arc<tokio::sync::Notify>,
+    poke: futures_channel::mpsc::UnboundedSender<()>,
 }
 
 impl Announcer {
     fn spawn(pool: PgPool) -> Self {
-        let poke = Arc::new(tokio::sync::Notify::new());
-        let pending = Arc::clone(&poke);
+        let (poke, mut pokes) = futures_channel::mpsc::unbounded();
         tokio::spawn(async move {
-            loop {
-                pending.notified().await;
+            while pokes.recv().await.is_ok() {
+                // The pokes that came meanwhile share this notification.
+                while pokes.try_recv().is_ok() {}
                 if let Err(e) = Self::send(&pool).await {
                     tracing::warn!(error = %e, "cannot NOTIFY other nodes of due deliveries");
                 }
@@ -193,7 +192,7 @@ impl Announcer {
 
     /// Called once the transaction that made deliveries due has committed.
     fn due(&self) {
-        self.poke.notify_one();
+        let _ = self.poke.unbounded_send(());
     }
 
     async fn send(pool: &PgPool) -> Result<(), StoreError> {

@@ -29,11 +29,11 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use futures_channel::oneshot;
 use rusqlite::types::Value;
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params, params_from_iter,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::rows::{
     self, API_KEY_COLUMNS, ATTEMPT_COLUMNS, CANDIDATE_COLUMNS, DELIVERY_COLUMNS, DELIVERY_FROM,
@@ -117,17 +117,14 @@ impl rows::Columns for Row<'_> {
 }
 
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
-    readers: Arc<ReadPool>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    reads: std::sync::mpsc::Sender<Read>,
     /// Read and filled by the writer's jobs alone.
     cache: Arc<WebhookCache>,
 }
 
-struct ReadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
-}
+/// A read for the reader threads: runs on one of their connections.
+type Read = Box<dyn FnOnce(&Connection) + Send>;
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
@@ -143,10 +140,19 @@ impl SqliteStore {
         let mut writer = open_connection(&path, true)?;
         migrate(&mut writer)?;
         let cache = WebhookCache::watching(&mut writer)?;
-        let readers = (0..READERS)
-            .map(|_| open_connection(&path, false))
-            .collect::<Result<Vec<_>, _>>()?;
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let (reads, waiting) = std::sync::mpsc::channel::<Read>();
+        let waiting = Arc::new(Mutex::new(waiting));
+        for n in 0..READERS {
+            let conn = open_connection(&path, false)?;
+            let waiting = Arc::clone(&waiting);
+            std::thread::Builder::new()
+                .name(format!("herald-sqlite-read-{n}"))
+                .spawn(move || reader_loop(&conn, &waiting))
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        // Unbounded: every write's caller awaits its answer, so the queue holds at most one
+        // write per caller in flight.
+        let (tx, rx) = std::sync::mpsc::channel();
         let (to_sync, committed) = std::sync::mpsc::channel();
         let database = path.clone();
         std::thread::Builder::new()
@@ -187,11 +193,7 @@ impl SqliteStore {
         Ok(Self {
             cache,
             jobs: tx,
-            readers: Arc::new(ReadPool {
-                path,
-                idle: Mutex::new(readers),
-                permits: Semaphore::new(READERS),
-            }),
+            reads,
         })
     }
 
@@ -241,34 +243,40 @@ impl SqliteStore {
         });
         self.jobs
             .send(Job { durable, write })
-            .await
             .map_err(|_| writer_gone())?;
         rx.await.map_err(|_| writer_gone())?
     }
 
-    /// Runs `f` on a pooled read connection on the blocking thread pool.
+    /// Runs `f` on one of the reader threads' connections.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let pool = Arc::clone(&self.readers);
-        let _permit = pool.permits.acquire().await.map_err(|_| writer_gone())?;
-        let pooled = pool.idle.lock().map_err(|_| writer_gone())?.pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_connection(&pool.path, false)?,
+        let (reply, answer) = oneshot::channel();
+        self.reads
+            .send(Box::new(move |conn: &Connection| {
+                let _ = reply.send(f(conn));
+            }))
+            .map_err(|_| writer_gone())?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("a database read failed".into()))?
+    }
+}
+
+/// A reader thread: runs reads on its connection, one at a time, until the store is gone.
+/// A read that panics is answered as failed (its reply is dropped) and the thread goes on.
+fn reader_loop(conn: &Connection, waiting: &Mutex<std::sync::mpsc::Receiver<Read>>) {
+    loop {
+        let next = match waiting.lock() {
+            Ok(waiting) => waiting.recv(),
+            Err(_) => return,
         };
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&conn);
-            (conn, result)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-        if let Ok(mut idle) = pool.idle.lock() {
-            idle.push(conn);
+        let Ok(read) = next else { return };
+        if std::panic::catch_unwind(AssertUnwindSafe(|| read(conn))).is_err() {
+            tracing::error!("a database read panicked");
         }
-        result
     }
 }
 
@@ -1218,7 +1226,7 @@ mod tests {
             "a batch that succeeds runs each write once"
         );
         for mut reply in replies {
-            assert!(matches!(reply.try_recv(), Ok(Ok(()))));
+            assert!(matches!(reply.try_recv(), Ok(Some(Ok(())))));
         }
 
         let (mut batch, replies): (Vec<Job>, Vec<Reply>) = [
@@ -1238,7 +1246,7 @@ mod tests {
         );
         let outcomes: Vec<bool> = replies
             .into_iter()
-            .map(|mut reply| matches!(reply.try_recv(), Ok(Ok(()))))
+            .map(|mut reply| matches!(reply.try_recv(), Ok(Some(Ok(())))))
             .collect();
         assert_eq!(outcomes, [true, false, false, true]);
     }

@@ -7,10 +7,9 @@
 //! statements. A batch the database refuses is written again one publish at a time, so one
 //! bad publish never fails the others.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use futures_channel::{mpsc, oneshot};
 
 use super::{Announcer, EVENT_COLUMNS, event_from_row};
 use crate::domain::ids::DeliveryId;
@@ -27,18 +26,17 @@ const WRITERS: usize = 2;
 type Job = (NewEvent, oneshot::Sender<Result<Published, StoreError>>);
 
 pub(super) struct Publisher {
-    queue: mpsc::Sender<Job>,
+    /// Unbounded: every publish awaits its answer, so the queue holds at most one event per
+    /// caller in flight.
+    queue: mpsc::UnboundedSender<Job>,
     pool: sqlx::PgPool,
     announcer: Announcer,
 }
 
 impl Publisher {
     pub(super) fn spawn(pool: sqlx::PgPool, announcer: Announcer) -> Self {
-        let (queue, waiting) = mpsc::channel(4 * MAX_BATCH);
-        let waiting = Arc::new(Mutex::new(waiting));
-        for _ in 0..WRITERS {
-            tokio::spawn(write(pool.clone(), Arc::clone(&waiting), announcer.clone()));
-        }
+        let (queue, waiting) = mpsc::unbounded();
+        tokio::spawn(gather(pool.clone(), waiting, announcer.clone()));
         Self {
             queue,
             pool,
@@ -61,46 +59,63 @@ impl Publisher {
     pub(super) async fn publish(&self, event: NewEvent) -> Result<Published, StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the publisher has stopped".to_owned());
-        self.queue.send((event, reply)).await.map_err(|_| stopped())?;
+        self.queue.unbounded_send((event, reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn write(pool: sqlx::PgPool, waiting: Arc<Mutex<mpsc::Receiver<Job>>>, announcer: Announcer) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        if waiting.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
-        }
-        let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.drain(..).unzip();
-        let stored = match insert(&pool, &events).await {
-            Ok(done) => done.into_iter().map(Ok).collect(),
-            Err(e) if events.len() == 1 => vec![Err(e)],
-            Err(_) => {
-                let mut each = Vec::with_capacity(events.len());
-                for event in &events {
-                    let alone = insert(&pool, std::slice::from_ref(event)).await;
-                    each.push(alone.and_then(|done| {
-                        done.into_iter()
-                            .next()
-                            .ok_or_else(|| StoreError::Backend("a publish went unanswered".to_owned()))
-                    }));
-                }
-                each
+/// Forms batches of the publishes waiting and writes them, at most [`WRITERS`] at once: a
+/// batch is what has queued up by the time a writer is free.
+async fn gather(pool: sqlx::PgPool, mut waiting: mpsc::UnboundedReceiver<Job>, announcer: Announcer) {
+    let mut in_flight = VecDeque::with_capacity(WRITERS);
+    while let Ok(first) = waiting.recv().await {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match waiting.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
-        };
-        let offer = events.iter().find_map(|event| event.lease.clone());
-        let results: Vec<Result<Published, StoreError>> = events
-            .into_iter()
-            .zip(stored)
-            .map(|(event, stored)| stored.map(|stored| answer((event, stored))))
-            .collect();
-        if results.iter().flatten().any(made_deliveries) {
-            committed(&announcer, offer.as_ref());
         }
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
+        in_flight.push_back(tokio::spawn(write(pool.clone(), batch, announcer.clone())));
+        if in_flight.len() >= WRITERS
+            && let Some(oldest) = in_flight.pop_front()
+        {
+            // A writer that panicked dropped its replies: those callers see the publisher stop.
+            let _ = oldest.await;
         }
+    }
+}
+
+async fn write(pool: sqlx::PgPool, batch: Vec<Job>, announcer: Announcer) {
+    let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
+    let stored = match insert(&pool, &events).await {
+        Ok(done) => done.into_iter().map(Ok).collect(),
+        Err(e) if events.len() == 1 => vec![Err(e)],
+        Err(_) => {
+            let mut each = Vec::with_capacity(events.len());
+            for event in &events {
+                let alone = insert(&pool, std::slice::from_ref(event)).await;
+                each.push(alone.and_then(|done| {
+                    done.into_iter()
+                        .next()
+                        .ok_or_else(|| StoreError::Backend("a publish went unanswered".to_owned()))
+                }));
+            }
+            each
+        }
+    };
+    let offer = events.iter().find_map(|event| event.lease.clone());
+    let results: Vec<Result<Published, StoreError>> = events
+        .into_iter()
+        .zip(stored)
+        .map(|(event, stored)| stored.map(|stored| answer((event, stored))))
+        .collect();
+    if results.iter().flatten().any(made_deliveries) {
+        committed(&announcer, offer.as_ref());
+    }
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
     }
 }
 

@@ -184,11 +184,11 @@ pub(super) fn run_jobs(conn: &Connection, batch: &mut [Job], isolated: bool) -> 
 
 pub(super) fn writer_loop(
     conn: Connection,
-    mut jobs: mpsc::Receiver<Job>,
+    jobs: std::sync::mpsc::Receiver<Job>,
     syncer: std::sync::mpsc::Sender<Vec<Completion>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(job) = jobs.blocking_recv() {
+    while let Ok(job) = jobs.recv() {
         batch.push(job);
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {

@@ -104,20 +104,15 @@ async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Resu
            AND (r.step = 0 OR q.claim_token = r.token) RETURNING q.delivery), \
          moved AS (UPDATE delivery_queue q SET due_at = r.due, claim_token = NULL FROM r \
            WHERE q.delivery = r.seq AND r.step = 2 AND q.claim_token = r.token RETURNING q.delivery), \
-         o AS (SELECT r.*, (r.step = 0 OR r.seq IN (SELECT delivery FROM gone UNION ALL SELECT delivery FROM moved)) \
-           AS ours FROM r) \
-         UPDATE deliveries d SET attempt_count = d.attempt_count + 1, \
-           last_attempt_at = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.started_at ELSE d.last_attempt_at END, \
-           last_response_status = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.response_status \
-             ELSE d.last_response_status END, \
-           last_error = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.error ELSE d.last_error END, \
-           last_error_message = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.error_message \
-             ELSE d.last_error_message END, \
-           updated_at = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.now ELSE d.updated_at END, \
-           status = CASE WHEN o.ours AND d.status <> 'canceled' THEN o.status ELSE d.status END, \
-           delivered_at = CASE WHEN o.ours AND d.status <> 'canceled' THEN COALESCE(o.delivered_at, d.delivered_at) \
-             ELSE d.delivered_at END \
-         FROM o WHERE d.seq = o.seq",
+         ours AS (SELECT seq FROM r WHERE step = 0 UNION ALL SELECT delivery FROM gone \
+           UNION ALL SELECT delivery FROM moved), \
+         stated AS (UPDATE deliveries d SET attempt_count = d.attempt_count + 1, last_attempt_at = r.started_at, \
+           last_response_status = r.response_status, last_error = r.error, last_error_message = r.error_message, \
+           updated_at = r.now, status = r.status, delivered_at = COALESCE(r.delivered_at, d.delivered_at) \
+           FROM r WHERE d.seq = r.seq AND r.seq IN (SELECT seq FROM ours) AND d.status <> 'canceled' \
+           RETURNING d.seq) \
+         UPDATE deliveries d SET attempt_count = d.attempt_count + 1 FROM r \
+         WHERE d.seq = r.seq AND r.seq NOT IN (SELECT seq FROM stated)",
     )
     .bind(run.iter().map(|r| r.seq).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.attempt.started_at).collect::<Vec<_>>())

@@ -33,7 +33,8 @@ pub(super) fn record_one(
     // The attempt happened whatever the lease says; the state changes only while we
     // hold the lease (or to `delivered`, which is true whoever holds it).
     let seq = record.seq;
-    let queued = match record.next.queue_step() {
+    let step = record.next.queue_step();
+    let queued = match step {
         QueueStep::Dequeue => conn.prepare_cached(sql::DEQUEUE)?.execute([seq])?,
         QueueStep::DequeueLeased => conn
             .prepare_cached(sql::DEQUEUE_LEASED)?
@@ -43,7 +44,7 @@ pub(super) fn record_one(
                 .execute(params![due, seq, record.claim_token])?
         }
     };
-    let updated = if queued > 0 || !record.next.queue_step().needs_lease() {
+    let updated = if queued > 0 || !step.needs_lease() {
         let (status, delivered_at) = record.next.row_state(a);
         conn.prepare_cached(sql::RECORD_STATE)?.execute(params![
             a.started_at,

@@ -48,6 +48,10 @@ pub struct ConfigArgs {
     /// Disable a webhook whose deliveries have all failed for this long [default: 5d].
     #[arg(long, env = "HERALD_DISABLE_AFTER")]
     pub disable_after: Option<String>,
+    /// Delete events older than this whose deliveries have all ended, with their deliveries
+    /// and attempts; an org's own `retention` wins (at least 1s) [default: 30d].
+    #[arg(long, env = "HERALD_RETENTION")]
+    pub retention: Option<String>,
     /// Accept plain http:// webhook URLs [default: false].
     #[arg(long, env = "HERALD_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
     pub allow_http: Option<String>,
@@ -179,6 +183,8 @@ pub struct Config {
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
     pub disable_after: Duration,
+    /// How long ended events are kept (an org's own retention wins).
+    pub retention: Duration,
     pub allow_http: bool,
     pub allowed_target_networks: Vec<IpNet>,
     pub max_payload_bytes: usize,
@@ -253,6 +259,7 @@ const KEYS: &[&str] = &[
     "retry_schedule",
     "delivery_timeout",
     "disable_after",
+    "retention",
     "allow_http",
     "allowed_target_networks",
     "max_payload_bytes",
@@ -387,6 +394,11 @@ impl Config {
         }
         let disable_after = parse_duration(&pick("disable_after", &args.disable_after, "5d"))
             .map_err(|m| invalid("disable_after", m))?;
+        let retention = parse_duration(&pick("retention", &args.retention, "30d"))
+            .map_err(|m| invalid("retention", m))?;
+        if retention < Duration::from_secs(1) {
+            return Err(invalid("retention", "must be at least 1s"));
+        }
 
         let dev = parse_bool(&pick("dev", &args.dev, "false")).map_err(|m| invalid("dev", m))?;
         let allow_http = parse_bool(&pick("allow_http", &args.allow_http, "false"))
@@ -488,6 +500,7 @@ impl Config {
             retry_schedule,
             delivery_timeout,
             disable_after,
+            retention,
             allow_http,
             allowed_target_networks,
             max_payload_bytes,
@@ -545,6 +558,7 @@ mod tests {
         assert_eq!(mins, vec![1, 5, 30, 120, 480]);
         assert_eq!(c.delivery_timeout, Duration::from_secs(30));
         assert_eq!(c.disable_after, Duration::from_secs(5 * 86_400));
+        assert_eq!(c.retention, Duration::from_secs(30 * 86_400));
         assert!(!c.allow_http && !c.dev);
         assert_eq!(c.max_payload_bytes, 262_144);
         assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
@@ -606,6 +620,26 @@ mod tests {
         assert!(
             err.contains("HERALD_ALLOWED_TARGET_NETWORKS") && err.contains("nonsense"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_retention_under_a_second_or_unparsable_stops_the_start_naming_it() {
+        for bad in ["0s", "999ms", "-1s", "forever", "3 days"] {
+            let args = ConfigArgs {
+                retention: Some(bad.into()),
+                ..ConfigArgs::default()
+            };
+            let err = Config::load(&args).expect_err(bad).to_string();
+            assert!(err.starts_with("HERALD_RETENTION:"), "{bad}: {err}");
+        }
+        let args = ConfigArgs {
+            retention: Some("90s".into()),
+            ..ConfigArgs::default()
+        };
+        assert_eq!(
+            Config::load(&args).expect("valid").retention,
+            Duration::from_secs(90)
         );
     }
 

@@ -30,6 +30,7 @@ pub mod connections;
 pub mod dashboard;
 pub mod delivery;
 pub mod domain;
+pub mod lifecycle;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
@@ -78,10 +79,18 @@ pub async fn run(
     let master_key = secrets::load_or_create_master_key(&config)?;
     let secret_box = secrets::SecretBox::new(&master_key);
     let wake = Arc::new(tokio::sync::Notify::new());
+    let delivery_settings = delivery::Settings::from_config(&config);
+    let janitor = lifecycle::Janitor::new(
+        Arc::clone(&store),
+        lifecycle::Settings {
+            retention: config.retention,
+            settle: delivery_settings.lease(),
+        },
+    );
     let (dispatcher, engine, handed) = delivery::Dispatcher::new(
         Arc::clone(&store),
         secret_box.clone(),
-        delivery::Settings::from_config(&config),
+        delivery_settings,
         Arc::clone(&wake),
     )?;
     store.forward_wakeups(Arc::new(move || wake.notify_one()));
@@ -95,6 +104,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(Arc::new(dispatcher).run(handed, stop_rx.clone()));
     let maintenance = tokio::spawn(maintain(Arc::clone(&store)));
+    let purging = tokio::spawn(janitor.run(stop_rx.clone()));
     let served = connections::serve(listener, app::router(state), limits, stop_rx);
     let signal = tokio::spawn(async move {
         shutdown.await;
@@ -104,6 +114,7 @@ pub async fn run(
     signal.abort();
     let _ = engine.await;
     maintenance.abort();
+    let _ = purging.await;
     Ok(())
 }
 

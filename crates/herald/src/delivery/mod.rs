@@ -74,7 +74,7 @@ impl Settings {
     /// A lease outlives a wait for the webhook's slot (a lease held ahead waits for at most
     /// one round of the attempts in flight, each bounded by the timeout), the attempt's own
     /// timeout, and room to record the result (as much again, between 1 s and 10 s).
-    fn lease(&self) -> Duration {
+    pub fn lease(&self) -> Duration {
         2 * self.timeout
             + self
                 .timeout

@@ -65,6 +65,43 @@ pub struct Org {
     pub created_at: Millis,
 }
 
+/// An org as retention and erasure see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgLifecycle {
+    pub id: OrgId,
+    /// Its own retention; `None`: the default (`HERALD_RETENTION`).
+    pub retention_ms: Option<Millis>,
+    /// When it was erased; its data is being deleted.
+    pub erased_at: Option<Millis>,
+}
+
+/// One batch of an org's events, oldest first: those created before `before` and after
+/// `after`, at most `limit` of them looked at.
+#[derive(Debug, Clone)]
+pub struct PurgeStep {
+    pub org: OrgId,
+    /// An event id: where the previous batch stopped (`""`: from the oldest).
+    pub after: String,
+    /// An event id floor ([`EventId::floor_at`]): events from then on are kept.
+    pub before: String,
+    pub limit: u32,
+    /// Retention keeps an event while any of its deliveries is pending; erasure takes every
+    /// event, pending deliveries and all.
+    pub keep_pending: bool,
+}
+
+/// What one [`PurgeStep`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// The last event looked at, deleted or kept: where the next batch starts.
+    pub last: Option<String>,
+    /// Events looked at; fewer than the step's `limit` means none are left before `before`.
+    pub examined: usize,
+    pub events: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
+}
+
 /// An API key as stored: the secret itself is gone, only its SHA-256 remains.
 #[derive(Debug, Clone)]
 pub struct ApiKey {
@@ -1079,6 +1116,18 @@ pub trait Store: Send + Sync + 'static {
     fn set_session_org(&self, token_hash: Vec<u8>, org: OrgId) -> StoreFuture<'_, ()>;
     fn delete_session(&self, token_hash: Vec<u8>) -> StoreFuture<'_, ()>;
     fn purge_sessions(&self, before: Millis) -> StoreFuture<'_, u64>;
+
+    /// Every org with what retention and erasure need to know of it.
+    fn org_lifecycles(&self) -> StoreFuture<'_, Vec<OrgLifecycle>>;
+    /// One batch of an org's events, oldest first (see [`PurgeStep`]): those that may go are
+    /// deleted with their deliveries and attempts, in one short transaction.
+    fn purge_events(&self, step: PurgeStep) -> StoreFuture<'_, Purged>;
+    /// The first step of erasing an org: its pending deliveries canceled and out of the queue,
+    /// so nothing more goes to its endpoints. Returns how many were canceled.
+    fn cancel_org_deliveries(&self, org: OrgId, now: Millis) -> StoreFuture<'_, u64>;
+    /// The last step of erasing an org, once its events are gone: its webhooks, their secrets,
+    /// its keys, their idempotency records and sessions, and the org itself.
+    fn forget_org(&self, org: OrgId) -> StoreFuture<'_, ()>;
 
     /// Attempts of one org (or one webhook) since a time, counted per bucket, outcome and
     /// latency class: what the charts draw.

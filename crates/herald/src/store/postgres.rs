@@ -31,6 +31,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_leases_counted_in_memory.sql"),
     include_str!("../../migrations/postgres/0006_idempotency_per_api_key.sql"),
     include_str!("../../migrations/postgres/0007_lean_deliveries.sql"),
+    include_str!("../../migrations/postgres/0008_keys_and_org_lifecycle.sql"),
+    include_str!("../../migrations/postgres/0009_events_by_org.sql"),
 ];
 /// Serialises migrations and the first-start bootstrap across nodes.
 const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;
@@ -81,6 +83,7 @@ pub struct PoolSettings {
 }
 
 mod publish;
+mod purge;
 mod record;
 
 pub struct PostgresStore {
@@ -1212,6 +1215,55 @@ impl Store for PostgresStore {
                 .execute(&self.pool)
                 .await?
                 .rows_affected())
+        })
+    }
+
+    fn org_lifecycles(&self) -> StoreFuture<'_, Vec<OrgLifecycle>> {
+        Box::pin(async move {
+            sqlx::query(shared_sql!(ORG_LIFECYCLES))
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(rows::org_lifecycle)
+                .collect()
+        })
+    }
+
+    fn purge_events(&self, step: PurgeStep) -> StoreFuture<'_, Purged> {
+        Box::pin(async move { purge::purge(&self.pool, &step).await })
+    }
+
+    fn cancel_org_deliveries(&self, org: OrgId, now: Millis) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let n = sqlx::query(shared_sql!(CANCEL_ORG_PENDING))
+                .bind(now)
+                .bind(org.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(shared_sql!(DEQUEUE_ORG))
+                .bind(org.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    fn forget_org(&self, org: OrgId) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            static FORGET: std::sync::LazyLock<Vec<String>> =
+                std::sync::LazyLock::new(|| sql::FORGET_ORG.iter().map(|s| sql::numbered(s)).collect());
+            let mut tx = self.pool.begin().await?;
+            for statement in FORGET.iter() {
+                sqlx::query(AssertSqlSafe(statement.as_str()))
+                    .bind(org.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         })
     }
 

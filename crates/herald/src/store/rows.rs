@@ -4,7 +4,8 @@
 //! shows `next_attempt_at` only while pending), live here.
 
 use super::{
-    ApiKey, Attempt, Candidate, Delivery, DeliveryStatus, Event, Org, Role, Session, Webhook, WebhookStatus,
+    ApiKey, Attempt, Candidate, Delivery, DeliveryStatus, Event, Org, OrgLifecycle, Role, Session, Webhook,
+    WebhookStatus,
 };
 use crate::domain::error_class::ErrorClass;
 use crate::domain::event_types::Subscription;
@@ -49,6 +50,15 @@ pub fn org<R: Columns + ?Sized>(row: &R) -> Result<Org, R::Error> {
         id: parsed(row, 0, "org id", OrgId::parse)?,
         name: row.text(1)?,
         created_at: row.int(2)?,
+    })
+}
+
+/// A row of [`super::sql::ORG_LIFECYCLES`].
+pub fn org_lifecycle<R: Columns + ?Sized>(row: &R) -> Result<OrgLifecycle, R::Error> {
+    Ok(OrgLifecycle {
+        id: parsed(row, 0, "org id", OrgId::parse)?,
+        retention_ms: row.int_opt(1)?,
+        erased_at: row.int_opt(2)?,
     })
 }
 

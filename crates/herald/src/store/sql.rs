@@ -76,6 +76,42 @@ pub const NEXT_DUE_AT: &str = "SELECT MIN(due_at) FROM delivery_queue";
 pub const PING: &str = "SELECT 1";
 /// Records older than the 24 h window: `before`.
 pub const PURGE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at < ?";
+/// Every org: `id`, `retention_ms`, `erased_at`.
+pub const ORG_LIFECYCLES: &str = "SELECT id, retention_ms, erased_at FROM orgs";
+
+/// One batch of an org's events, oldest first, each with whether a delivery of it is still
+/// pending (retention keeps those): `org_id`, `after`, `before`, `limit`. A macro so that
+/// PostgreSQL can append its row locks.
+macro_rules! purge_scan {
+    () => {
+        "SELECT e.id, EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status = 'pending') \
+         FROM events e WHERE e.org_id = ? AND e.id > ? AND e.id < ? ORDER BY e.id LIMIT ?"
+    };
+}
+pub(crate) use purge_scan;
+pub const PURGE_SCAN: &str = purge_scan!();
+
+/// An erased org's pending deliveries canceled: `now`, `org_id`. [`DEQUEUE_ORG`] then takes
+/// them out of the queue.
+pub const CANCEL_ORG_PENDING: &str = "UPDATE deliveries SET status = 'canceled', updated_at = ? WHERE seq IN \
+     (SELECT q.delivery FROM delivery_queue q JOIN webhooks w ON w.id = q.webhook_id WHERE w.org_id = ?)";
+/// `org_id`.
+pub const DEQUEUE_ORG: &str =
+    "DELETE FROM delivery_queue WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)";
+
+/// The last of an erased org, once its events are gone, in an order its foreign keys allow;
+/// each takes the `org_id` once. A session of another org's admin that was looking at it
+/// goes back to its own org.
+pub const FORGET_ORG: &[&str] = &[
+    "DELETE FROM webhook_secrets WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)",
+    "DELETE FROM webhooks WHERE org_id = ?",
+    "DELETE FROM idempotency_keys WHERE key_id IN (SELECT id FROM api_keys WHERE org_id = ?)",
+    "DELETE FROM dashboard_sessions WHERE key_id IN (SELECT id FROM api_keys WHERE org_id = ?)",
+    "UPDATE dashboard_sessions SET org_id = (SELECT k.org_id FROM api_keys k WHERE k.id = dashboard_sessions.key_id) \
+     WHERE org_id = ?",
+    "DELETE FROM api_keys WHERE org_id = ?",
+    "DELETE FROM orgs WHERE id = ?",
+];
 /// Dashboard sessions expired before `now`.
 pub const PURGE_SESSIONS: &str = "DELETE FROM dashboard_sessions WHERE expires_at < ?";
 /// Pending deliveries and the oldest one's creation (`seq` grows with time, so the lowest

@@ -48,6 +48,7 @@ use cache::*;
 use claim::*;
 use open::*;
 use publish::*;
+use purge::*;
 use record::*;
 use writer::*;
 
@@ -55,6 +56,7 @@ mod cache;
 mod claim;
 mod open;
 mod publish;
+mod purge;
 mod record;
 mod writer;
 
@@ -946,6 +948,39 @@ impl Store for SqliteStore {
         Box::pin(self.write(move |conn| {
             let n = conn.prepare_cached(sql::PURGE_SESSIONS)?.execute([before])?;
             Ok(u64::try_from(n).unwrap_or(0))
+        }))
+    }
+
+    fn org_lifecycles(&self) -> StoreFuture<'_, Vec<OrgLifecycle>> {
+        Box::pin(self.read(|conn| {
+            conn.prepare_cached(sql::ORG_LIFECYCLES)?
+                .query_map([], |row| rows::org_lifecycle(row))?
+                .collect::<Result<_, _>>()
+                .map_err(StoreError::from)
+        }))
+    }
+
+    fn purge_events(&self, step: PurgeStep) -> StoreFuture<'_, Purged> {
+        // Not waiting for its fsync: a purge lost in a crash is done again.
+        Box::pin(self.write_bookkeeping(move |conn| purge_in(conn, &step)))
+    }
+
+    fn cancel_org_deliveries(&self, org: OrgId, now: Millis) -> StoreFuture<'_, u64> {
+        Box::pin(self.write(move |conn| {
+            let n = conn
+                .prepare_cached(sql::CANCEL_ORG_PENDING)?
+                .execute(params![now, org.as_str()])?;
+            conn.prepare_cached(sql::DEQUEUE_ORG)?.execute([org.as_str()])?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        }))
+    }
+
+    fn forget_org(&self, org: OrgId) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |conn| {
+            for statement in sql::FORGET_ORG {
+                conn.prepare_cached(statement)?.execute([org.as_str()])?;
+            }
+            Ok(())
         }))
     }
 

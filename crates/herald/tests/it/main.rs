@@ -57,6 +57,7 @@ mod sqlite {
     mod openapi_client;
     mod ops;
     mod pagination;
+    mod retention;
     mod secrets;
     mod ssrf;
     mod upgrade;
@@ -88,6 +89,7 @@ mod postgres {
     mod openapi_client;
     mod ops;
     mod pagination;
+    mod retention;
     mod secrets;
     mod ssrf;
     mod upgrade;

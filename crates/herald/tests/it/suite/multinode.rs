@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::support::process::Server;
 use super::support::receiver::{Reply, TestReceiver};
-use super::support::{http_client, wait_all_delivered};
+use super::support::{http_client, metric_value, wait_all_delivered};
 
 /// Publishes `n` events round-robin through `nodes`, 8 at a time; returns the accepted ids.
 async fn publish_round_robin(urls: &[String], key: &str, n: usize) -> Vec<String> {
@@ -220,4 +220,75 @@ async fn a_postgres_restart_under_load_loses_nothing_and_delivery_resumes() {
         .status();
     assert_eq!(ready, 200);
     assert!(node.stop().success(), "Herald never crashed");
+}
+
+/// `herald_purged_total{kind="events"}` of one node.
+async fn purged_events(node: &Server) -> u64 {
+    let page = http_client()
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metric_value(&page, "herald_purged_total{kind=\"events\"}") as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_purge_together_each_event_once_and_neither_fails() {
+    skip_if_backend_unavailable!();
+    let env = [("HERALD_DEV", "true"), ("HERALD_RETENTION", "1s")];
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let node_a = Server::start(dir_a.path(), &env);
+    let url = super::support::database_url(dir_a.path());
+    std::fs::write(dir_b.path().join("postgres-database-url"), &url).expect("share the database");
+    let node_b = Server::start(dir_b.path(), &env);
+    let key = node_a.admin_key();
+    let receiver = TestReceiver::start().await;
+    let created = http_client()
+        .post(node_a.url("/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver.url("/purged"), "event_types": ["order.*"]}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+
+    let urls = [node_a.url(""), node_b.url("")];
+    let accepted = publish_round_robin(&urls, &key, 1_500).await;
+    wait_all_seen(&receiver, "/purged", &accepted).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let purged = purged_events(&node_a).await + purged_events(&node_b).await;
+        assert!(purged <= 1_500, "{purged} events deleted of 1,500");
+        if purged == 1_500 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{purged} of 1,500 events purged in a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in accepted.iter().step_by(100) {
+        let status = http_client()
+            .get(node_b.url(&format!("/v1/events/{id}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("get")
+            .status();
+        assert_eq!(status, 404, "{id}");
+    }
+    for node in [&node_a, &node_b] {
+        assert!(
+            !node.output().contains("cannot purge"),
+            "a purge failed: {}",
+            node.output()
+        );
+    }
+    assert!(node_a.stop().success());
+    assert!(node_b.stop().success());
 }

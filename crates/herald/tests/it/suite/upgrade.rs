@@ -55,7 +55,11 @@ async fn a_database_of_the_previous_release_keeps_its_data_and_delivers_what_was
     skip_if_backend_unavailable!();
     let dir = tempfile::tempdir().expect("tempdir");
     let made = previous_release_database(dir.path());
-    let server = Server::start(dir.path(), &[("HERALD_DEV", "true")]);
+    // The fixture ages: a retention longer than its life, so the data it checks stays.
+    let server = Server::start(
+        dir.path(),
+        &[("HERALD_DEV", "true"), ("HERALD_RETENTION", "36500d")],
+    );
     let key = made["admin_key"].as_str().expect("admin key");
 
     let webhooks = get(&server, key, "/v1/webhooks").await;

@@ -119,6 +119,8 @@ pub struct Settings {
     pub idle_timeout: Option<String>,
     pub body_timeout: Option<String>,
     pub auth_failure_limit: Option<u32>,
+    /// `HERALD_RETENTION`.
+    pub retention: Option<String>,
 }
 
 impl TestApp {
@@ -161,6 +163,7 @@ impl TestApp {
             idle_timeout: settings.idle_timeout,
             body_timeout: settings.body_timeout,
             auth_failure_limit: settings.auth_failure_limit.map(|n| n.to_string()),
+            retention: settings.retention,
             ..ConfigArgs::default()
         })
         .expect("test config");
@@ -358,6 +361,15 @@ impl Drop for TestApp {
 }
 
 /// Asserts the status and returns the JSON body, showing the body when the status is wrong.
+/// The value of one series (`name{labels}`, as printed) in a Prometheus text page; 0 when
+/// it is absent.
+pub fn metric_value(page: &str, series: &str) -> f64 {
+    page.lines()
+        .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub async fn expect_json(response: Response, status: StatusCode) -> Value {
     let actual = response.status();
     let text = response.text().await.expect("body");

@@ -6,6 +6,7 @@ mod load;
 mod procstat;
 mod receiver;
 mod report;
+mod soak;
 mod target;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -59,6 +60,9 @@ enum Workload {
     Latency(LatencyArgs),
     /// Publish N events while the receiver is down, then bring it up and time the drain.
     Backlog(BacklogArgs),
+    /// Open loop for a long while with a short retention: the database file's size and
+    /// Herald's RSS sampled as the oldest data ages past it and is purged.
+    Soak(SoakArgs),
     /// The instrument alone, no Herald: the load generator posts delivery-like requests straight
     /// to the receiver, to show how many requests per second the bench itself can drive.
     Selftest(SelftestArgs),
@@ -161,6 +165,24 @@ struct BacklogArgs {
     common: CommonArgs,
 }
 
+#[derive(Args)]
+struct SoakArgs {
+    /// Events per second, sent at fixed intervals.
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// Seconds to publish for.
+    #[arg(long, default_value_t = 600.0)]
+    duration: f64,
+    /// HERALD_RETENTION for the started Herald (a --herald-env HERALD_RETENTION=… wins).
+    #[arg(long, default_value = "60s")]
+    retention: String,
+    /// Seconds between two samples of the database's size and Herald's RSS.
+    #[arg(long, default_value_t = 10)]
+    sample_every: u64,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
     /// The herald binary to start [default: `herald` next to this executable, e.g. target/release/herald].
@@ -222,6 +244,13 @@ enum Mode {
     Backlog {
         concurrency: u64,
         retry_schedule: String,
+    },
+    /// `Open`, sampling the database and RSS every `every`.
+    Soak {
+        rate: f64,
+        duration: f64,
+        retention: String,
+        every: Duration,
     },
 }
 
@@ -292,6 +321,25 @@ impl Plan {
                 },
                 common: a.common,
             },
+            Workload::Soak(a) => {
+                anyhow::ensure!(
+                    a.rate > 0.0 && a.duration > 0.0 && a.sample_every > 0,
+                    "--rate, --duration and --sample-every must be positive"
+                );
+                Self {
+                    name: "soak",
+                    events: (a.rate * a.duration).round().max(1.0) as u64,
+                    fanout: 1,
+                    batch: 1,
+                    mode: Mode::Soak {
+                        rate: a.rate,
+                        duration: a.duration,
+                        retention: a.retention,
+                        every: Duration::from_secs(a.sample_every),
+                    },
+                    common: a.common,
+                }
+            }
             Workload::Selftest(_) => anyhow::bail!("selftest is not a Herald workload"),
         };
         anyhow::ensure!(
@@ -307,7 +355,15 @@ impl Plan {
     fn concurrency(&self) -> Option<u64> {
         match &self.mode {
             Mode::Closed { concurrency } | Mode::Backlog { concurrency, .. } => Some(*concurrency),
-            Mode::Open { .. } => None,
+            Mode::Open { .. } | Mode::Soak { .. } => None,
+        }
+    }
+
+    /// The open loop's rate and length, if it is one.
+    fn open(&self) -> Option<(f64, f64)> {
+        match &self.mode {
+            Mode::Open { rate, duration } | Mode::Soak { rate, duration, .. } => Some((*rate, *duration)),
+            _ => None,
         }
     }
 
@@ -317,6 +373,7 @@ impl Plan {
             Mode::Backlog { retry_schedule, .. } => {
                 vec![("HERALD_RETRY_SCHEDULE", retry_schedule.clone())]
             }
+            Mode::Soak { retention, .. } => vec![("HERALD_RETENTION", retention.clone())],
             _ => Vec::new(),
         }
     }
@@ -498,11 +555,17 @@ async fn measure(plan: &Plan, target: &Target, client: reqwest::Client) -> anyho
 
     let cpu0 = CpuSnapshot::take(pid);
     let t0 = Instant::now();
+    let soak = match &plan.mode {
+        Mode::Soak { every, .. } => Some(soak::Sampler::start(target.database_file(), pid, *every)),
+        _ => None,
+    };
     let stats = match &plan.mode {
         Mode::Closed { concurrency } | Mode::Backlog { concurrency, .. } => {
             publisher.closed_loop(plan.events, *concurrency, origin).await
         }
-        Mode::Open { rate, .. } => publisher.open_loop(plan.events, *rate, origin).await,
+        Mode::Open { rate, .. } | Mode::Soak { rate, .. } => {
+            publisher.open_loop(plan.events, *rate, origin).await
+        }
     };
 
     // Backlog: bring the receiver up on the reserved port now.
@@ -528,6 +591,10 @@ async fn measure(plan: &Plan, target: &Target, client: reqwest::Client) -> anyho
     let cpu1 = CpuSnapshot::take(pid);
     let wall = t0.elapsed();
     progress.finish().await;
+    let soak = match soak {
+        Some(sampler) => Some(sampler.finish().await),
+        None => None,
+    };
 
     // VmHWM now: the peak since Herald started, or (backlog) since the receiver came up.
     let hwm_end = pid.and_then(|p| procstat::status_bytes(p, "VmHWM"));
@@ -613,14 +680,8 @@ async fn measure(plan: &Plan, target: &Target, client: reqwest::Client) -> anyho
             batch_size: (plan.batch > 1).then_some(plan.batch),
             fanout: plan.fanout,
             body_bytes: c.body_bytes,
-            rate: match plan.mode {
-                Mode::Open { rate, .. } => Some(rate),
-                _ => None,
-            },
-            duration_s: match plan.mode {
-                Mode::Open { duration, .. } => Some(duration),
-                _ => None,
-            },
+            rate: plan.open().map(|(rate, _)| rate),
+            duration_s: plan.open().map(|(_, duration)| duration),
             stall_timeout_s: c.stall_timeout,
         },
         publish: PublishReport {
@@ -631,10 +692,7 @@ async fn measure(plan: &Plan, target: &Target, client: reqwest::Client) -> anyho
             duration_s: publish_s,
             events_per_s: rate(stats.accepted, publish_s),
             request_latency: Percentiles::of(&mut pub_lat),
-            max_schedule_lag_ms: match plan.mode {
-                Mode::Open { .. } => Some(stats.max_schedule_lag_us as f64 / 1000.0),
-                _ => None,
-            },
+            max_schedule_lag_ms: plan.open().map(|_| stats.max_schedule_lag_us as f64 / 1000.0),
         },
         delivery: DeliveryReport {
             expected,
@@ -648,6 +706,7 @@ async fn measure(plan: &Plan, target: &Target, client: reqwest::Client) -> anyho
             latency: Percentiles::of(&mut latencies),
         },
         drain,
+        soak,
         herald: pid.map(|pid| HeraldReport {
             pid,
             peak_rss_bytes: hwm_end.max(hwm_before_drain),

@@ -20,6 +20,8 @@ pub struct Report {
     pub delivery: DeliveryReport,
     /// `backlog` only.
     pub drain: Option<DrainReport>,
+    /// `soak` only.
+    pub soak: Option<crate::soak::SoakReport>,
     /// None when the bench did not start Herald (`--url`).
     pub herald: Option<HeraldReport>,
     /// CPU over the measured run: from the first publish to the last delivery.
@@ -308,6 +310,26 @@ impl Report {
                 "              while publishing (receiver down): max sampled RSS {}",
                 opt(dr.publish_phase_max_sampled_rss_bytes, mb)
             );
+        }
+        if let Some(soak) = &self.soak {
+            let _ = writeln!(
+                s,
+                "  soak        herald.db {} at 3 min, {} at the end ({} the 3-minute size); max sampled RSS {}",
+                opt(soak.db_bytes_at_3min, mb),
+                opt(soak.db_bytes_at_end, mb),
+                opt(soak.growth_after_3min, |g| format!("{g:.2} ×")),
+                opt(soak.max_rss_bytes, mb)
+            );
+            for sample in &soak.samples {
+                let _ = writeln!(
+                    s,
+                    "              {:>6.0} s  db {:>10}  wal {:>10}  rss {:>10}",
+                    sample.t_s,
+                    opt(sample.db_bytes, mb),
+                    opt(sample.wal_bytes, mb),
+                    opt(sample.rss_bytes, mb)
+                );
+            }
         }
         let c = &self.cpu;
         if let Some(h) = &self.herald {

@@ -26,7 +26,7 @@ pub struct Started {
     pub bin: PathBuf,
     pub version: String,
     /// Herald's working dir (database, logs), removed on drop.
-    pub _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 /// Where the `herald` binary is: `--herald-bin`, else next to this executable.
@@ -206,9 +206,16 @@ impl Target {
                 pid,
                 bin,
                 version,
-                _dir: dir,
+                dir,
             }),
         })
+    }
+
+    /// The embedded database file of a Herald this bench started on SQLite.
+    pub fn database_file(&self) -> Option<std::path::PathBuf> {
+        let started = self.child.as_ref()?;
+        let file = started.dir.path().join("herald-data").join("herald.db");
+        file.exists().then_some(file)
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -26,6 +26,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// events only; it starts over from the oldest this often, for the events it kept because a
 /// delivery was pending then. Well inside the contract's minute.
 const ROUND: Duration = Duration::from_secs(20);
+/// After a batch that reached the cutoff, an org rests this long: with many orgs, most have
+/// nothing aged each second, and each look is a query.
+const REST: Duration = Duration::from_secs(5);
 
 /// What the janitor needs from the config.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +46,7 @@ pub struct Settings {
 struct Walk {
     after: String,
     started: Instant,
+    resting_until: Option<Instant>,
 }
 
 impl Walk {
@@ -50,6 +54,7 @@ impl Walk {
         Self {
             after: String::new(),
             started: Instant::now(),
+            resting_until: None,
         }
     }
 }
@@ -94,7 +99,8 @@ impl Janitor {
     /// One batch for each org with something to do; whether any has more.
     pub async fn pass(&mut self) -> Result<bool, StoreError> {
         let orgs = self.store.org_lifecycles().await?;
-        self.walks.retain(|id, _| orgs.iter().any(|org| &org.id == id));
+        let known: std::collections::HashSet<&OrgId> = orgs.iter().map(|org| &org.id).collect();
+        self.walks.retain(|id, _| known.contains(id));
         let mut more = false;
         for org in orgs {
             more |= match org.erased_at {
@@ -110,12 +116,23 @@ impl Janitor {
         let retention = org
             .retention_ms
             .unwrap_or_else(|| millis(self.settings.retention));
+        let resting = self
+            .walks
+            .get(&org.id)
+            .and_then(|walk| walk.resting_until)
+            .is_some_and(|until| Instant::now() < until);
+        if resting {
+            return Ok(false);
+        }
         let before = EventId::floor_at(now_ms().saturating_sub(retention));
         let purged = self.step(&org.id, before, true).await?;
         let walk = self.walks.entry(org.id.clone()).or_insert_with(Walk::new);
         let done = purged.examined < BATCH as usize;
-        if done && walk.started.elapsed() >= ROUND {
-            *walk = Walk::new();
+        if done {
+            if walk.started.elapsed() >= ROUND {
+                *walk = Walk::new();
+            }
+            walk.resting_until = Some(Instant::now() + REST);
         }
         Ok(!done)
     }

@@ -10,15 +10,33 @@ const SQL_EVENT_QUEUE: &str =
 const SQL_EVENT_DELIVERIES: &str = "DELETE FROM deliveries WHERE event_id = ?";
 const SQL_EVENT: &str = "DELETE FROM events WHERE id = ?";
 
-/// One [`PurgeStep`] inside the writer's transaction.
-pub(super) fn purge_in(conn: &Connection, step: &PurgeStep) -> Result<Purged, StoreError> {
-    let scanned: Vec<(String, bool)> = conn
+/// The events a step looks at, each with whether a delivery of it is pending.
+pub(super) fn scan(conn: &Connection, step: &PurgeStep) -> Result<Vec<(String, bool)>, StoreError> {
+    Ok(conn
         .prepare_cached(sql::PURGE_SCAN)?
         .query_map(
             params![step.org.as_str(), step.after, step.before, step.limit],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()?)
+}
+
+/// What a step that deletes nothing reports, when `scanned` holds nothing it may delete:
+/// then it need not take the writer (most steps, on an org with nothing aged).
+pub(super) fn nothing_to_delete(step: &PurgeStep, scanned: &[(String, bool)]) -> Option<Purged> {
+    scanned
+        .iter()
+        .all(|(_, pending)| *pending && step.keep_pending)
+        .then(|| Purged {
+            last: scanned.last().map(|(id, _)| id.clone()),
+            examined: scanned.len(),
+            ..Purged::default()
+        })
+}
+
+/// One [`PurgeStep`] inside the writer's transaction.
+pub(super) fn purge_in(conn: &Connection, step: &PurgeStep) -> Result<Purged, StoreError> {
+    let scanned = scan(conn, step)?;
     let mut purged = Purged {
         last: scanned.last().map(|(id, _)| id.clone()),
         examined: scanned.len(),

@@ -51,6 +51,7 @@ use publish::*;
 use record::*;
 use writer::*;
 
+mod backup;
 mod cache;
 mod claim;
 mod open;

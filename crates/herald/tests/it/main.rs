@@ -44,6 +44,7 @@ mod sqlite {
     mod support;
 
     mod auth;
+    mod backup;
     mod batch;
     mod cli;
     mod connections;
@@ -73,6 +74,7 @@ mod postgres {
     mod support;
 
     mod auth;
+    mod backup;
     mod batch;
     mod cli;
     mod connections;

@@ -53,6 +53,7 @@ mod sqlite {
     mod dashboard_browser;
     mod delivery;
     mod errors;
+    mod full_disk;
     mod idempotency;
     mod leases;
     mod openapi_client;
@@ -83,6 +84,7 @@ mod postgres {
     mod dashboard_browser;
     mod delivery;
     mod errors;
+    mod full_disk;
     mod idempotency;
     mod leases;
     /// PostgreSQL only: several nodes, and the database going away.

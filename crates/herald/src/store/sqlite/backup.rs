@@ -6,8 +6,11 @@ impl SqliteStore {
     /// Writes a consistent copy of the database at `database` into `into`, which must be an
     /// empty file. `VACUUM INTO` copies inside one read transaction: under WAL it neither
     /// waits for serve's writer nor holds it up, and the copy is the database as it was when
-    /// that transaction began. (SQLite's online backup API was the other way; it starts over
-    /// whenever another connection writes, so under steady publishing it may never finish.)
+    /// that transaction began. (SQLite's online backup API was the other way. In steps, it
+    /// starts over whenever another connection writes: on a 107 MB database with a writer
+    /// committing every millisecond, 100-page steps took 3,102 steps instead of ~260 and
+    /// stalled a commit for 126 ms; `VACUUM INTO` took 0.26 s, the writer's slowest commit
+    /// 0.6 ms. In one step it is as quick, but `VACUUM INTO` also leaves the copy compact.)
     /// The live database is opened read-only: a backup can never change it.
     pub fn copy_into(database: &Path, into: &Path) -> Result<(), StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -202,8 +202,8 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %detail, "database unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "the database is unavailable; retry shortly",
+                    "store_unavailable",
+                    "the database cannot take writes right now (unreachable, or its disk is full or read-only); retry shortly",
                 )
             }
             StoreError::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", what),

@@ -204,7 +204,8 @@ fn check(state: &AppState, input: &EventIn, at: &str) -> Result<()> {
         (status = 202, description = "Stored with its deliveries", body = EventOut),
         (status = 200, description = "A repeat of a caller id: the original event", body = EventOut),
         (status = 400, description = "Invalid event, e.g. an unknown event type; `param` names the field", body = ErrorBody),
-        (status = 413, description = "`data` is larger than `HERALD_MAX_PAYLOAD_BYTES`", body = ErrorBody)))]
+        (status = 413, description = "`data` is larger than `HERALD_MAX_PAYLOAD_BYTES`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the database cannot take the write now (its disk full, read-only, unreachable); retry after `Retry-After` seconds", body = ErrorBody)))]
 async fn publish_event(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,
@@ -248,7 +249,8 @@ pub struct BatchOut {
     request_body = BatchIn,
     responses((status = 202, description = "Every event stored, with its deliveries, in one commit", body = BatchOut),
         (status = 400, description = "An invalid item (`param` names it, e.g. `events[3].event_type`), or not 1 to 1,000 events; nothing was stored", body = ErrorBody),
-        (status = 413, description = "The body is over 16 MiB, or an item's `data` over the payload limit", body = ErrorBody)))]
+        (status = 413, description = "The body is over 16 MiB, or an item's `data` over the payload limit", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: the database cannot take the write now (its disk full, read-only, unreachable); retry after `Retry-After` seconds", body = ErrorBody)))]
 async fn publish_batch(
     State(state): State<AppState>,
     TenantCaller(caller): TenantCaller,

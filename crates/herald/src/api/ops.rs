@@ -1,5 +1,6 @@
-//! Operational routes, without authentication: liveness, readiness (the database answers),
-//! Prometheus metrics and the OpenAPI document. Also the middleware that counts requests.
+//! Operational routes, without authentication: liveness, readiness (the database answers
+//! and takes writes), Prometheus metrics and the OpenAPI document. Also the middleware that
+//! counts requests.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -86,9 +87,18 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when the database answers and takes writes: one that answers reads but refuses
+/// writes (a full disk, a read-only server) would have every publish answered 503.
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store().ping().await {
-        Ok(()) => Json(json!({"status": "ok", "database": "ok"})).into_response(),
+        Ok(()) => match state.store().writes_refused().await {
+            None => Json(json!({"status": "ok", "database": "ok"})).into_response(),
+            Some(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "database": "refusing writes", "reason": why})),
+            )
+                .into_response(),
+        },
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (

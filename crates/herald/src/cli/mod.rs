@@ -1,5 +1,5 @@
 //! The `herald` command line: `serve`, `migrate`, `orgs create|list`, `keys create`, `listen`,
-//! `trigger`. Each command takes only the settings it uses, so its `--help` is about it.
+//! `trigger`, `backup`. Each command takes only the settings it uses, so its `--help` is about it.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -8,6 +8,7 @@ use crate::config::{Config, ConfigArgs};
 use crate::store::Role;
 
 mod admin;
+mod backup;
 mod listen;
 mod serve;
 mod trigger;
@@ -47,6 +48,14 @@ pub enum Command {
         /// Herald record failed attempts and retry them.
         #[arg(long, default_value_t = 204, value_parser = clap::value_parser!(u16).range(200..=599))]
         status: u16,
+    },
+    /// Write a consistent copy of the embedded database while `herald serve` keeps running,
+    /// and print how to restore it. On PostgreSQL, use pg_dump (exits with status 2).
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        path: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Publish a sample event through the API.
     Trigger {
@@ -154,6 +163,22 @@ pub enum KeysCommand {
     },
 }
 
+/// A failure with an exit status of its own (not 1), e.g. 2 for a command that does not apply
+/// to this database.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    /// The process's exit status for `error`: its own for an `Exit`, else 1.
+    pub fn status_of(error: &anyhow::Error) -> u8 {
+        error.downcast_ref::<Self>().map_or(1, |exit| exit.code)
+    }
+}
+
 fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
     let config = Config::load(args).context("invalid configuration")?;
     crate::telemetry::init(&config)?;
@@ -194,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             store,
         }) => admin::create_key(load(&store.into())?, &org, role.into(), json).await,
+        Command::Backup { path, store } => backup::backup(load(&store.into())?, &path).await,
         Command::Listen { port, secret, status } => listen::listen(port, secret.as_deref(), status).await,
         Command::Trigger {
             event_type,

@@ -1024,10 +1024,73 @@ pub fn claim_token() -> i64 {
     getrandom::u64().map_or_else(|_| crate::domain::time::now_ms(), |n| (n >> 1) as i64)
 }
 
+/// Whether the database takes writes: the last refusal a retry can cure (a full disk, a
+/// read-only database, a lost connection), kept until a write succeeds. A database that
+/// answers reads may still refuse every write, and `/readyz` must say so.
+#[derive(Debug, Default)]
+pub struct WriteHealth {
+    refused: std::sync::Mutex<Option<String>>,
+}
+
+impl WriteHealth {
+    /// Takes note of a write's outcome: a success clears the refusal, `Unavailable` sets it.
+    /// Other errors (a conflict, a bug) say nothing about the database's ability to write.
+    pub fn observe<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => self.set(None),
+            Err(StoreError::Unavailable(why)) => self.set(Some(why.clone())),
+            Err(_) => {}
+        }
+    }
+
+    /// A write was refused for a reason a retry can cure.
+    pub fn refuse(&self, why: &str) {
+        self.set(Some(why.to_owned()));
+    }
+
+    /// A write succeeded.
+    pub fn accepted(&self) {
+        self.set(None);
+    }
+
+    fn set(&self, refused: Option<String>) {
+        if let Ok(mut slot) = self.refused.lock()
+            && *slot != refused
+        {
+            match &refused {
+                Some(why) => tracing::warn!(error = %why, "the database refuses writes"),
+                None => tracing::info!("the database takes writes again"),
+            }
+            *slot = refused;
+        }
+    }
+
+    /// Why the last write was refused, if no write succeeded since.
+    pub fn refused(&self) -> Option<String> {
+        self.refused.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// The refusal, if any, after trying `probe` (a small write whose outcome is observed by
+    /// the backend): so a database that can write again is seen as soon as it is asked
+    /// about, even when no other write came in meanwhile.
+    pub async fn recheck<F>(&self, probe: F) -> Option<String>
+    where
+        F: Future<Output = Result<(), StoreError>>,
+    {
+        self.refused()?;
+        let _ = probe.await;
+        self.refused()
+    }
+}
+
 /// Everything Herald keeps. One implementation per backend.
 pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for `/readyz`.
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Why the database refuses writes, if the last write it was given failed for a reason a
+    /// retry can cure and a small probe write still fails; `None` when it takes writes.
+    fn writes_refused(&self) -> Pin<Box<dyn Future<Output = Option<String>> + Send + '_>>;
 
     fn create_org(&self, org: Org) -> StoreFuture<'_, ()>;
     fn get_org(&self, id: OrgId) -> StoreFuture<'_, Option<Org>>;
@@ -1143,6 +1206,40 @@ pub trait Store: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refused_write_is_remembered_until_a_write_succeeds() {
+        let health = WriteHealth::default();
+        health.observe(&Err::<(), _>(StoreError::Unavailable("disk full".into())));
+        assert_eq!(health.refused().as_deref(), Some("disk full"));
+        health.observe(&Err::<(), _>(StoreError::Conflict("taken")));
+        assert_eq!(
+            health.refused().as_deref(),
+            Some("disk full"),
+            "a conflict says nothing about the disk"
+        );
+        let still_full = health.recheck(async {
+            let refused = Err(StoreError::Unavailable("still full".into()));
+            health.observe(&refused);
+            refused
+        });
+        assert_eq!(still_full.await.as_deref(), Some("still full"));
+        let back = health.recheck(async {
+            health.observe(&Ok(()));
+            Ok(())
+        });
+        assert_eq!(back.await, None);
+        let probed = std::sync::atomic::AtomicBool::new(false);
+        let healthy = health.recheck(async {
+            probed.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        assert_eq!(healthy.await, None);
+        assert!(
+            !probed.load(std::sync::atomic::Ordering::SeqCst),
+            "no probe while writes succeed"
+        );
+    }
 
     fn record(webhook: &WebhookId, next: Next) -> AttemptRecord {
         AttemptRecord {

@@ -51,10 +51,14 @@ impl From<sqlx::Error> for StoreError {
                     Self::Conflict("a unique value is already taken")
                 } else if code.starts_with("08")
                     || code.starts_with("57")
-                    || code == "53300"
+                    || code.starts_with("53")
+                    || code == "58030"
+                    || code == "25006"
                     || code == "40001"
                 {
-                    // Connection trouble, shutdown, statement timeout, too many connections.
+                    // Connection trouble, shutdown, statement timeout, insufficient resources
+                    // (a full disk, too many connections), an I/O error, a server that only
+                    // reads: each passes, and the same write succeeds afterwards.
                     Self::Unavailable(message)
                 } else {
                     Self::Backend(message)
@@ -90,6 +94,8 @@ pub struct PostgresStore {
     pool: PgPool,
     announcer: Announcer,
     publisher: publish::Publisher,
+    /// Kept by the hot writes (publishes, attempt records), read by `/readyz`.
+    health: WriteHealth,
 }
 
 impl PostgresStore {
@@ -113,6 +119,7 @@ impl PostgresStore {
             pool,
             announcer,
             publisher,
+            health: WriteHealth::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -442,6 +449,18 @@ impl Store for PostgresStore {
         })
     }
 
+    fn writes_refused(&self) -> Pin<Box<dyn Future<Output = Option<String>> + Send + '_>> {
+        Box::pin(self.health.recheck(async move {
+            let probed = sqlx::query(shared_sql!(WRITE_PROBE))
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from);
+            self.health.observe(&probed);
+            probed
+        }))
+    }
+
     fn create_org(&self, org: Org) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let mut conn = self.pool.acquire().await?;
@@ -718,11 +737,19 @@ impl Store for PostgresStore {
     }
 
     fn publish(&self, event: NewEvent) -> StoreFuture<'_, Published> {
-        Box::pin(self.publisher.publish(event))
+        Box::pin(async move {
+            let published = self.publisher.publish(event).await;
+            self.health.observe(&published);
+            published
+        })
     }
 
     fn publish_batch(&self, events: Vec<NewEvent>) -> StoreFuture<'_, Vec<Published>> {
-        Box::pin(self.publisher.publish_all(events))
+        Box::pin(async move {
+            let published = self.publisher.publish_all(events).await;
+            self.health.observe(&published);
+            published
+        })
     }
 
     fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>> {
@@ -870,10 +897,15 @@ impl Store for PostgresStore {
         Box::pin(async move {
             // Bookkeeping: losing it in a crash only repeats an attempt (at-least-once), so
             // it does not wait for the WAL flush.
-            let mut tx = begin_unflushed(&self.pool).await?;
-            let effects = record::write(&mut tx, &records).await?;
-            tx.commit().await?;
-            Ok(effects)
+            let recorded = async {
+                let mut tx = begin_unflushed(&self.pool).await?;
+                let effects = record::write(&mut tx, &records).await?;
+                tx.commit().await?;
+                Ok(effects)
+            }
+            .await;
+            self.health.observe(&recorded);
+            recorded
         })
     }
 

@@ -74,6 +74,9 @@ pub const LIVE_SECRETS: &str = "SELECT ciphertext, expires_at FROM webhook_secre
 pub const NEXT_DUE_AT: &str = "SELECT MIN(due_at) FROM delivery_queue";
 /// Readiness: the database answers.
 pub const PING: &str = "SELECT 1";
+/// Readiness after a refused write: a write that changes nothing but still goes to disk (the
+/// row is rewritten), so a full or read-only database refuses it.
+pub const WRITE_PROBE: &str = "UPDATE orgs SET name = name WHERE id = (SELECT MIN(id) FROM orgs)";
 /// Records older than the 24 h window: `before`.
 pub const PURGE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at < ?";
 /// Every org: `id`, `retention_ms`, `erased_at`.

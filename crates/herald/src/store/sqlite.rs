@@ -52,6 +52,7 @@ use purge::*;
 use record::*;
 use writer::*;
 
+mod backup;
 mod cache;
 mod claim;
 mod open;
@@ -67,7 +68,16 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match e.sqlite_error_code() {
             Some(ErrorCode::ConstraintViolation) => Self::Conflict("a unique value is already taken"),
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Self::Unavailable(e.to_string()),
+            // Busy, or the disk cannot take the write (full, failing, read-only, gone): the
+            // write was undone, and the same write succeeds once the disk is back.
+            Some(
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::ReadOnly
+                | ErrorCode::CannotOpen,
+            ) => Self::Unavailable(e.to_string()),
             _ => Self::Backend(e.to_string()),
         }
     }
@@ -123,6 +133,8 @@ pub struct SqliteStore {
     reads: std::sync::mpsc::Sender<Read>,
     /// Read and filled by the writer's jobs alone.
     cache: Arc<WebhookCache>,
+    /// Kept by the writer and the syncer, read by `/readyz`.
+    health: Arc<WriteHealth>,
 }
 
 /// A read for the reader threads: runs on one of their connections.
@@ -157,9 +169,11 @@ impl SqliteStore {
         let (tx, rx) = std::sync::mpsc::channel();
         let (to_sync, committed) = std::sync::mpsc::channel();
         let database = path.clone();
+        let health = Arc::new(WriteHealth::default());
+        let syncer_health = Arc::clone(&health);
         std::thread::Builder::new()
             .name("herald-sqlite-sync".into())
-            .spawn(move || syncer_loop(&database, committed))
+            .spawn(move || syncer_loop(&database, committed, &syncer_health))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let checkpointer = open_connection(&path, true)?;
         let (wal_grew, grown) = std::sync::mpsc::sync_channel(1);
@@ -190,9 +204,13 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         std::thread::Builder::new()
             .name("herald-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx, to_sync))
+            .spawn({
+                let health = Arc::clone(&health);
+                move || writer_loop(writer, rx, to_sync, &health)
+            })
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Self {
+            health,
             cache,
             jobs: tx,
             reads,
@@ -414,6 +432,12 @@ impl Store for SqliteStore {
             conn.query_row(sql::PING, [], |_| Ok(()))?;
             Ok(())
         }))
+    }
+
+    fn writes_refused(&self) -> Pin<Box<dyn Future<Output = Option<String>> + Send + '_>> {
+        // The writer observes the probe's outcome like any other write's.
+        let probe = self.write_bookkeeping(|conn| Ok(exec(conn, sql::WRITE_PROBE)?));
+        Box::pin(self.health.recheck(probe))
     }
 
     fn create_org(&self, org: Org) -> StoreFuture<'_, ()> {
@@ -1261,7 +1285,7 @@ mod tests {
             .iter()
             .map(|(name, fail)| org_job(name, *fail, false, &runs))
             .unzip();
-        run_batch(&conn, &mut batch, &syncer);
+        run_batch(&conn, &mut batch, &syncer, &WriteHealth::default());
         assert_eq!(org_names(&conn), ["a", "b", "c"]);
         assert_eq!(
             runs.load(Ordering::SeqCst),
@@ -1281,7 +1305,7 @@ mod tests {
         .iter()
         .map(|(name, fail, panic)| org_job(name, *fail, *panic, &runs))
         .unzip();
-        run_batch(&conn, &mut batch, &syncer);
+        run_batch(&conn, &mut batch, &syncer, &WriteHealth::default());
         assert_eq!(
             org_names(&conn),
             ["a", "b", "c", "d", "g"],
@@ -1292,6 +1316,50 @@ mod tests {
             .map(|mut reply| matches!(reply.try_recv(), Ok(Some(Ok(())))))
             .collect();
         assert_eq!(outcomes, [true, false, false, true]);
+    }
+
+    #[test]
+    fn a_full_database_refuses_a_batch_and_the_writer_takes_it_once_space_is_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = open_connection(&dir.path().join("herald.db"), true).expect("connection");
+        migrate(&mut conn).expect("migrate");
+        let (syncer, _synced) = std::sync::mpsc::channel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let health = WriteHealth::default();
+        // SQLite answers SQLITE_FULL, as on a full disk, once the file would pass this size.
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("page count");
+        let limit = |pages: i64| {
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+                .expect("max_page_count");
+        };
+        limit(pages);
+        let big = "x".repeat(64 * 1024);
+
+        let (mut batch, replies): (Vec<Job>, Vec<Reply>) =
+            (0..3).map(|_| org_job(&big, false, false, &runs)).unzip();
+        run_batch(&conn, &mut batch, &syncer, &health);
+        for mut reply in replies {
+            let answer = reply.try_recv().expect("answered").expect("answered");
+            assert!(matches!(answer, Err(StoreError::Unavailable(_))), "{answer:?}");
+        }
+        assert!(org_names(&conn).is_empty(), "nothing of the refused batch stays");
+        assert!(
+            health.refused().is_some_and(|why| why.contains("full")),
+            "{:?}",
+            health.refused()
+        );
+
+        limit(1_000_000);
+        let (mut batch, replies): (Vec<Job>, Vec<Reply>) =
+            (0..3).map(|_| org_job(&big, false, false, &runs)).unzip();
+        run_batch(&conn, &mut batch, &syncer, &health);
+        for mut reply in replies {
+            assert!(matches!(reply.try_recv(), Ok(Some(Ok(())))));
+        }
+        assert_eq!(org_names(&conn).len(), 3);
+        assert_eq!(health.refused(), None, "a committed write clears the refusal");
     }
 
     #[tokio::test]

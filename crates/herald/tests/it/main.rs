@@ -44,6 +44,7 @@ mod sqlite {
     mod support;
 
     mod auth;
+    mod backup;
     mod batch;
     mod cli;
     mod connections;
@@ -52,6 +53,7 @@ mod sqlite {
     mod dashboard_browser;
     mod delivery;
     mod errors;
+    mod full_disk;
     mod idempotency;
     mod leases;
     mod openapi_client;
@@ -74,6 +76,7 @@ mod postgres {
     mod support;
 
     mod auth;
+    mod backup;
     mod batch;
     mod cli;
     mod connections;
@@ -82,6 +85,7 @@ mod postgres {
     mod dashboard_browser;
     mod delivery;
     mod errors;
+    mod full_disk;
     mod idempotency;
     mod leases;
     /// PostgreSQL only: several nodes, and the database going away.

@@ -29,6 +29,9 @@ pub(super) trait Write: Send {
     fn discard(&mut self);
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+    /// Why the last run failed, when the database refused it for a reason a retry can cure
+    /// (a full disk, say).
+    fn refusal(&self) -> Option<String>;
 }
 
 pub(super) struct Pending<T, F> {
@@ -61,6 +64,13 @@ where
         self.result = None;
     }
 
+    fn refusal(&self) -> Option<String> {
+        match &self.result {
+            Some(Err(StoreError::Unavailable(why))) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
     fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
         // No result: the write panicked or could not run, and was rolled back.
         let result = self
@@ -83,31 +93,62 @@ pub(super) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Runs every queued job in one transaction (see the module docs), then answers the
-/// bookkeeping jobs and passes the durable ones to the syncer.
+/// bookkeeping jobs and passes the durable ones to the syncer. A batch the database refuses
+/// (a full disk, an I/O error) is rolled back and each of its callers told why; the writer
+/// goes on with the next batch, which succeeds once the disk takes writes again.
 pub(super) fn run_batch(
     conn: &Connection,
     batch: &mut Vec<Job>,
     syncer: &std::sync::mpsc::Sender<Vec<Completion>>,
+    health: &WriteHealth,
 ) {
-    let mut ran = begin(conn).and_then(|()| run_jobs(conn, batch, false));
-    if ran.is_none() && exec(conn, "ROLLBACK").is_ok() {
-        ran = begin(conn).and_then(|()| run_jobs(conn, batch, true));
+    let mut ran = begin(conn).map(|()| run_jobs(conn, batch, false));
+    if matches!(ran, Ok(None)) {
+        // SQLite may have rolled the transaction back itself (it does on a full disk).
+        let rolled_back = exec(conn, "ROLLBACK").is_ok() || conn.is_autocommit();
+        ran = if rolled_back {
+            begin(conn).map(|()| run_jobs(conn, batch, true))
+        } else {
+            Err(StoreError::Unavailable("cannot roll back a failed write".into()))
+        };
     }
-    let Some(ran) = ran else {
-        // Dropping the jobs drops their reply channels: each caller sees "unavailable".
-        let _ = exec(conn, "ROLLBACK");
-        batch.clear();
-        return;
+    let ran = match ran {
+        Ok(Some(ran)) => ran,
+        other => {
+            let error = match other {
+                Err(e) => e,
+                // The database rolled the whole transaction back under a write (see `run_jobs`).
+                _ => batch.iter().find_map(|job| job.write.refusal()).map_or_else(
+                    || StoreError::Unavailable("the database undid the batch".into()),
+                    StoreError::Unavailable,
+                ),
+            };
+            if let StoreError::Unavailable(why) = &error {
+                health.refuse(why);
+            }
+            if !conn.is_autocommit() {
+                let _ = exec(conn, "ROLLBACK");
+            }
+            for job in batch.drain(..) {
+                let mut write = job.write;
+                write.discard();
+                write.finish(Err(error.clone()));
+            }
+            return;
+        }
     };
     let committed = exec(conn, "COMMIT").map_err(StoreError::from);
     if let Err(e) = &committed {
         tracing::error!(error = %e, "commit failed; the batch was rolled back");
-        let _ = exec(conn, "ROLLBACK");
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
     } else {
         for hook in ran.on_commit {
             hook();
         }
     }
+    note_health(health, batch, &ran.succeeded, &committed);
     let mut durable: Vec<Completion> = Vec::new();
     for (job, succeeded) in batch.drain(..).zip(ran.succeeded) {
         if succeeded && job.durable && committed.is_ok() {
@@ -127,14 +168,23 @@ pub(super) fn run_batch(
     }
 }
 
-pub(super) fn begin(conn: &Connection) -> Option<()> {
-    match exec(conn, "BEGIN IMMEDIATE") {
-        Ok(()) => Some(()),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start a write transaction");
-            None
-        }
+/// What a batch says about the database's ability to write: a refusal (of the commit or of
+/// any one write) is remembered; a commit with at least one write in it clears it.
+fn note_health(health: &WriteHealth, batch: &[Job], succeeded: &[bool], committed: &Result<(), StoreError>) {
+    if let Err(StoreError::Unavailable(why)) = committed {
+        health.refuse(why);
+    } else if let Some(why) = batch.iter().find_map(|job| job.write.refusal()) {
+        health.refuse(&why);
+    } else if committed.is_ok() && succeeded.iter().any(|&ok| ok) {
+        health.accepted();
     }
+}
+
+pub(super) fn begin(conn: &Connection) -> Result<(), StoreError> {
+    exec(conn, "BEGIN IMMEDIATE").map_err(|e| {
+        tracing::error!(error = %e, "cannot start a write transaction");
+        StoreError::from(e)
+    })
 }
 
 /// What running a batch's jobs did: whether each succeeded, and the successful ones' hooks.
@@ -145,7 +195,9 @@ pub(super) struct Ran {
 
 /// Runs the jobs in the open transaction. `isolated`, each in a savepoint of its own, and a
 /// failed one is rolled back alone; otherwise the first failure stops the run (`None`), and
-/// the caller rolls back the whole transaction.
+/// the caller rolls back the whole transaction. Either way, a failure after which SQLite has
+/// rolled back the transaction itself (it may on a full disk or an I/O error) stops the run:
+/// the writes after it would each commit on their own, outside the batch.
 pub(super) fn run_jobs(conn: &Connection, batch: &mut [Job], isolated: bool) -> Option<Ran> {
     let mut ran = Ran {
         succeeded: Vec::with_capacity(batch.len()),
@@ -169,6 +221,9 @@ pub(super) fn run_jobs(conn: &Connection, batch: &mut [Job], isolated: bool) -> 
                 false
             }
         };
+        if !succeeded && conn.is_autocommit() {
+            return None;
+        }
         if isolated {
             if !succeeded {
                 let _ = exec(conn, "ROLLBACK TO job");
@@ -186,6 +241,7 @@ pub(super) fn writer_loop(
     conn: Connection,
     jobs: std::sync::mpsc::Receiver<Job>,
     syncer: std::sync::mpsc::Sender<Vec<Completion>>,
+    health: &WriteHealth,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(job) = jobs.recv() {
@@ -196,7 +252,7 @@ pub(super) fn writer_loop(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch, &syncer);
+        run_batch(&conn, &mut batch, &syncer, health);
     }
 }
 
@@ -228,7 +284,11 @@ pub(super) fn checkpointer_loop(conn: &Connection, grown: &std::sync::mpsc::Rece
 
 /// Answers committed durable writes once an fsync of the WAL that began after their commit
 /// has finished; all the writes waiting when a sync begins share it.
-pub(super) fn syncer_loop(database: &Path, committed: std::sync::mpsc::Receiver<Vec<Completion>>) {
+pub(super) fn syncer_loop(
+    database: &Path,
+    committed: std::sync::mpsc::Receiver<Vec<Completion>>,
+    health: &WriteHealth,
+) {
     let mut wal = database.as_os_str().to_owned();
     wal.push("-wal");
     let wal = PathBuf::from(wal);
@@ -239,6 +299,7 @@ pub(super) fn syncer_loop(database: &Path, committed: std::sync::mpsc::Receiver<
         let synced = sync_file(&wal, database);
         if let Err(e) = &synced {
             tracing::error!(error = %e, "cannot make commits durable");
+            health.observe(&synced);
         }
         for done in waiting {
             done(synced.clone());

@@ -167,7 +167,7 @@ async fn a_postgres_restart_under_load_loses_nothing_and_delivery_resumes() {
                     503 => {
                         assert!(response.headers().contains_key("retry-after"));
                         let body: Value = response.json().await.expect("a JSON error body");
-                        assert_eq!(body["error"]["code"], "service_unavailable", "{body}");
+                        assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
                         *unavailable.lock().expect("lock") += 1;
                     }
                     other => panic!(

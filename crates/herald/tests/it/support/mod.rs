@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub mod process;
+pub mod publisher;
 pub mod receiver;
 
 use super::BACKEND;

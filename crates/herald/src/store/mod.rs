@@ -62,7 +62,28 @@ impl Role {
 pub struct Org {
     pub id: OrgId,
     pub name: String,
+    /// How long the org's finished events are kept; `None`: `HERALD_RETENTION`.
+    pub retention_ms: Option<i64>,
     pub created_at: Millis,
+}
+
+/// A change to an org: `None` leaves a field as it is; `retention: Some(None)` goes back to
+/// the default.
+#[derive(Debug, Clone, Default)]
+pub struct OrgChanges {
+    pub name: Option<String>,
+    pub retention_ms: Option<Option<i64>>,
+}
+
+impl OrgChanges {
+    pub fn apply(self, org: &mut Org) {
+        if let Some(name) = self.name {
+            org.name = name;
+        }
+        if let Some(retention_ms) = self.retention_ms {
+            org.retention_ms = retention_ms;
+        }
+    }
 }
 
 /// An API key as stored: the secret itself is gone, only its SHA-256 remains.
@@ -72,8 +93,36 @@ pub struct ApiKey {
     pub org_id: OrgId,
     pub role: Role,
     pub secret_hash: Vec<u8>,
+    pub name: Option<String>,
     pub created_at: Millis,
+    /// Written at most once a minute per key, so it may lag.
+    pub last_used_at: Option<Millis>,
 }
+
+/// What revoking a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke {
+    Revoked,
+    /// No such live key (never made, or revoked already).
+    NotFound,
+    /// It is the last live admin key: revoking it would lock every admin out.
+    LastAdminKey,
+}
+
+impl Revoke {
+    /// The rule, the same on both backends: `role` of the live key (`None`: no such key) and
+    /// how many other live admin keys exist.
+    pub fn decide(role: Option<Role>, other_admins: i64) -> Self {
+        match role {
+            None => Self::NotFound,
+            Some(Role::Admin) if other_admins < 1 => Self::LastAdminKey,
+            Some(_) => Self::Revoked,
+        }
+    }
+}
+
+/// `last_used_at` is written at most once per this long per key.
+pub const KEY_USE_RESOLUTION_MS: Millis = 60_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookStatus {
@@ -998,8 +1047,23 @@ pub trait Store: Send + Sync + 'static {
     /// Creates `org` and `key` together, but only if no org exists yet; `false` if one did.
     fn bootstrap(&self, org: Org, key: ApiKey) -> StoreFuture<'_, bool>;
 
+    /// Sets an org's name and retention; `None` if there is no such live org.
+    fn update_org(&self, id: OrgId, changes: OrgChanges) -> StoreFuture<'_, Option<Org>>;
+    /// In one transaction: marks the org erased (it answers 404 everywhere from then on),
+    /// revokes its keys, ends its dashboard sessions and cancels its pending deliveries;
+    /// `false` if there was no such live org. The rows go later, with the purger.
+    fn erase_org(&self, id: OrgId, now: Millis) -> StoreFuture<'_, bool>;
+
     fn create_api_key(&self, key: ApiKey) -> StoreFuture<'_, ()>;
+    /// A live (not revoked) key.
     fn get_api_key(&self, id: KeyId) -> StoreFuture<'_, Option<ApiKey>>;
+    /// Live keys, of one org or of all, newest first.
+    fn list_api_keys(&self, org: Option<OrgId>, page: PageRequest) -> StoreFuture<'_, Page<ApiKey>>;
+    /// Revokes a live key by the rule of [`Revoke::decide`], atomically with its check.
+    fn revoke_api_key(&self, id: KeyId, now: Millis) -> StoreFuture<'_, Revoke>;
+    /// Records when keys were used; a key's time moves only once per
+    /// [`KEY_USE_RESOLUTION_MS`] whatever the node.
+    fn touch_api_keys(&self, used: Vec<(KeyId, Millis)>) -> StoreFuture<'_, ()>;
 
     fn create_webhook(&self, webhook: NewWebhook) -> StoreFuture<'_, Webhook>;
     /// Live (not deleted) webhooks of one org, newest first.

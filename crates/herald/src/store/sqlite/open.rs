@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_status_check_without_temp_table.sql"),
     include_str!("../../../migrations/sqlite/0008_idempotency_per_api_key.sql"),
     include_str!("../../../migrations/sqlite/0009_lean_deliveries.sql"),
+    include_str!("../../../migrations/sqlite/0010_keys_and_org_lifecycle.sql"),
 ];
 
 /// Creates the database file, and its directory, readable by Herald's user alone (`0600`,

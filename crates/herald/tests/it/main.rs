@@ -53,6 +53,7 @@ mod sqlite {
     mod delivery;
     mod errors;
     mod idempotency;
+    mod keys;
     mod leases;
     mod openapi_client;
     mod ops;
@@ -82,6 +83,7 @@ mod postgres {
     mod delivery;
     mod errors;
     mod idempotency;
+    mod keys;
     mod leases;
     /// PostgreSQL only: several nodes, and the database going away.
     mod multinode;

@@ -37,7 +37,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn format_ms(ms: u64) -> String {
     UNITS
         .iter()
-        .find(|(_, size)| ms % size == 0 && ms > 0)
+        .find(|(_, size)| ms > 0 && ms.is_multiple_of(*size))
         .map_or_else(
             || format!("{ms}ms"),
             |(name, size)| format!("{}{name}", ms / size),

@@ -120,10 +120,7 @@ impl PostgresStore {
 
     async fn migrate(&self) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(LOCK_MIGRATE)
-            .execute(&mut *tx)
-            .await?;
+        xact_lock(&mut tx, LOCK_MIGRATE).await?;
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('herald_schema') IS NOT NULL")
             .fetch_one(&mut *tx)
             .await?;
@@ -397,6 +394,15 @@ macro_rules! shared_sql {
 }
 pub(crate) use shared_sql;
 
+/// Holds the advisory lock `lock` until the transaction ends.
+async fn xact_lock(conn: &mut PgConnection, lock: i64) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 async fn park(conn: &mut PgConnection, webhook: &WebhookId) -> Result<(), StoreError> {
     sqlx::query(shared_sql!(PARK))
         .bind(webhook.as_str())
@@ -490,10 +496,7 @@ impl Store for PostgresStore {
     fn bootstrap(&self, org: Org, key: ApiKey) -> StoreFuture<'_, bool> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(LOCK_BOOTSTRAP)
-                .execute(&mut *tx)
-                .await?;
+            xact_lock(&mut tx, LOCK_BOOTSTRAP).await?;
             let any: bool = sqlx::query_scalar(shared_sql!(ANY_ORG))
                 .fetch_one(&mut *tx)
                 .await?;
@@ -543,7 +546,7 @@ impl Store for PostgresStore {
                 API_KEY_COLUMNS,
                 listing,
                 &request,
-                |row| rows::api_key(row),
+                rows::api_key,
                 |k| k.id.as_str(),
             )
             .await
@@ -553,10 +556,7 @@ impl Store for PostgresStore {
     fn revoke_api_key(&self, id: KeyId, now: Millis) -> StoreFuture<'_, Revoke> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(LOCK_REVOKE)
-                .execute(&mut *tx)
-                .await?;
+            xact_lock(&mut tx, LOCK_REVOKE).await?;
             let role: Option<String> = sqlx::query_scalar(shared_sql!(LIVE_KEY_ROLE))
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
@@ -623,10 +623,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             // Under the revocation lock: erasing revokes keys too.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(LOCK_REVOKE)
-                .execute(&mut *tx)
-                .await?;
+            xact_lock(&mut tx, LOCK_REVOKE).await?;
             let org = id.as_str();
             let erased = sqlx::query(shared_sql!(ERASE_ORG))
                 .bind(now)

@@ -191,3 +191,31 @@ impl OrgPatch<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retention_is_at_least_a_second_and_shown_in_its_largest_exact_unit() {
+        assert_eq!(parse_retention("7d").ok(), Some(604_800_000));
+        assert_eq!(parse_retention("1s").ok(), Some(1_000));
+        assert_eq!(parse_retention("1500ms").ok(), Some(1_500));
+        for bad in ["0s", "999ms", "-1s", "abc", "", "7"] {
+            assert!(
+                matches!(parse_retention(bad), Err(AccountError::InvalidRetention)),
+                "{bad}"
+            );
+        }
+        assert_eq!(show_retention(172_800_000), "2d");
+        assert_eq!(show_retention(90_000), "90s");
+    }
+
+    #[test]
+    fn names_are_trimmed_and_between_1_and_200_characters() {
+        assert_eq!(valid_name("  ci  ").as_deref(), Some("ci"));
+        assert_eq!(valid_name(&"é".repeat(200)).map(|n| n.chars().count()), Some(200));
+        assert!(valid_name(&"x".repeat(201)).is_none());
+        assert!(valid_name("   ").is_none());
+    }
+}

@@ -320,3 +320,21 @@ impl Caller {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_use_is_queued_at_most_once_a_minute() {
+        let usage = KeyUsage::default();
+        let key = KeyId::new();
+        usage.used(&key, 1_000);
+        usage.used(&key, 2_000);
+        assert_eq!(usage.take(2_000), vec![(key.clone(), 1_000)]);
+        usage.used(&key, 30_000);
+        assert!(usage.take(30_000).is_empty(), "within the minute");
+        usage.used(&key, 61_000);
+        assert_eq!(usage.take(61_000), vec![(key, 61_000)]);
+    }
+}

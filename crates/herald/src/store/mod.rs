@@ -1324,6 +1324,39 @@ mod tests {
     }
 
     #[test]
+    fn revoking_refuses_the_last_live_admin_key_and_answers_not_found_for_a_missing_key() {
+        assert_eq!(Revoke::decide(None, 3), Revoke::NotFound);
+        assert_eq!(Revoke::decide(Some(Role::Admin), 0), Revoke::LastAdminKey);
+        assert_eq!(Revoke::decide(Some(Role::Admin), 1), Revoke::Revoked);
+        assert_eq!(Revoke::decide(Some(Role::Tenant), 0), Revoke::Revoked);
+        assert_eq!(Revoke::decide(Some(Role::Investor), 0), Revoke::Revoked);
+    }
+
+    #[test]
+    fn an_org_change_touches_only_what_it_names_and_null_retention_means_the_default() {
+        let mut org = Org {
+            id: OrgId::new(),
+            name: "acme".into(),
+            retention_ms: Some(1_000),
+            created_at: 0,
+        };
+        OrgChanges::default().apply(&mut org);
+        assert_eq!((org.name.as_str(), org.retention_ms), ("acme", Some(1_000)));
+        OrgChanges {
+            name: Some("globex".into()),
+            retention_ms: None,
+        }
+        .apply(&mut org);
+        assert_eq!((org.name.as_str(), org.retention_ms), ("globex", Some(1_000)));
+        OrgChanges {
+            name: None,
+            retention_ms: Some(None),
+        }
+        .apply(&mut org);
+        assert_eq!((org.name.as_str(), org.retention_ms), ("globex", None));
+    }
+
+    #[test]
     fn a_page_says_where_to_continue_and_asks_only_what_its_rows_cannot_tell() {
         let ids = |page: &Page<String>| page.items.clone();
         let request = |position: Position| PageRequest { limit: 2, position };

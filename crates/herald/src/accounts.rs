@@ -73,6 +73,7 @@ pub struct CreatedKey {
     pub org_id: OrgId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    pub created_at: String,
 }
 
 /// Names of orgs and keys: trimmed, 1 to 200 characters.
@@ -117,6 +118,7 @@ fn new_key(org_id: OrgId, role: Role, name: Option<String>) -> Result<(ApiKey, C
         created_at: now_ms(),
         last_used_at: None,
     };
+    let created_at = format_ms(stored.created_at);
     let shown = CreatedKey {
         id,
         basic_auth: base64::engine::general_purpose::STANDARD.encode(&key),
@@ -124,6 +126,7 @@ fn new_key(org_id: OrgId, role: Role, name: Option<String>) -> Result<(ApiKey, C
         role: role.as_str(),
         org_id,
         name,
+        created_at,
     };
     Ok((stored, shown))
 }

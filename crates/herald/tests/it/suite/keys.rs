@@ -106,6 +106,13 @@ async fn a_key_name_is_optional_and_validated() {
     )
     .await;
     assert_eq!(named["name"], "ci", "trimmed");
+    // The create answer is the key object plus the secret.
+    let listed = list_keys(&app, &format!("?org_id={}", app.admin_org)).await;
+    let mut shown = named.clone();
+    for secret in ["key", "basic_auth"] {
+        shown.as_object_mut().expect("object").remove(secret);
+    }
+    assert_eq!(shown, listed[0]);
     let (unnamed, _) = create_key(&app, json!({"org_id": app.admin_org, "role": "tenant"})).await;
     assert!(unnamed.get("name").is_none(), "{unnamed}");
     let too_long = "x".repeat(201);

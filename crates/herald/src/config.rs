@@ -13,6 +13,7 @@ use base64::Engine as _;
 use clap::Args;
 use ipnet::IpNet;
 
+use crate::domain::duration::parse_duration;
 use crate::domain::event_types::Catalog;
 use crate::domain::net::TargetPolicy;
 
@@ -217,29 +218,6 @@ fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
         setting: format!("HERALD_{}", setting.to_uppercase()),
         message: message.into(),
     }
-}
-
-/// Parses `500ms`, `30s`, `5m`, `2h`, `5d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{s}` has no unit (use ms, s, m, h or d)"))?;
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 30s or 5m"))?;
-    let ms_per_unit = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m, h or d)")),
-    };
-    n.checked_mul(ms_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{s}` is too long"))
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {

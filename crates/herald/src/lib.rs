@@ -105,6 +105,7 @@ pub async fn run(
     let engine = tokio::spawn(Arc::new(dispatcher).run(handed, stop_rx.clone()));
     let maintenance = tokio::spawn(maintain(Arc::clone(&store)));
     let purging = tokio::spawn(janitor.run(stop_rx.clone()));
+    let key_use = tokio::spawn(api::auth::flush_key_use(state.clone(), stop_rx.clone()));
     let served = connections::serve(listener, app::router(state), limits, stop_rx);
     let signal = tokio::spawn(async move {
         shutdown.await;
@@ -113,6 +114,7 @@ pub async fn run(
     served.await;
     signal.abort();
     let _ = engine.await;
+    let _ = key_use.await;
     maintenance.abort();
     let _ = purging.await;
     Ok(())

@@ -15,8 +15,9 @@ use base64::Engine as _;
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::ids::{KeyId, OrgId};
+use crate::domain::time::{Millis, now_ms};
 use crate::secrets;
-use crate::store::{ApiKey, OrgScope, Role};
+use crate::store::{ApiKey, KEY_USE_RESOLUTION_MS, OrgScope, Role};
 
 /// An authenticated API key.
 #[derive(Debug, Clone)]
@@ -52,15 +53,17 @@ fn credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
     Ok((id.to_owned(), secret.to_owned()))
 }
 
-/// Stored key rows, so a busy client does not cost a database read per request. Keys cannot
-/// change once made, and an entry lives at most [`KEY_CACHE_TTL`], so a key deleted from the
-/// database by hand stops working within a minute. Only existing keys are cached: a flood of
-/// made-up ids cannot grow it (and it is bounded anyway).
+/// Stored key rows, so a busy client does not cost a database read per request. An entry
+/// lives at most [`KEY_CACHE_TTL`]: a key revoked on any node (the contract allows a second)
+/// is refused by every other node within that, and the revoking node forgets it at once.
+/// Only live keys are cached: a flood of made-up ids cannot grow it (and it is bounded
+/// anyway).
 pub struct KeyCache {
     entries: Mutex<HashMap<KeyId, (Instant, ApiKey)>>,
 }
 
-const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Half the contract's second, leaving the rest for the database read that follows.
+const KEY_CACHE_TTL: Duration = Duration::from_millis(500);
 const KEY_CACHE_MAX: usize = 10_000;
 
 impl KeyCache {
@@ -87,6 +90,87 @@ impl KeyCache {
                 }
             }
             entries.insert(key.id.clone(), (Instant::now(), key));
+        }
+    }
+
+    /// Drops revoked keys at once on this node.
+    pub fn forget(&self, ids: &[KeyId]) {
+        if let Ok(mut entries) = self.entries.lock() {
+            for id in ids {
+                entries.remove(id);
+            }
+        }
+    }
+
+    /// Drops every key of an erased org.
+    pub fn forget_org(&self, org: &OrgId) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (_, key)| key.org_id != *org);
+        }
+    }
+}
+
+/// When keys were used, kept in memory and written in the background (see
+/// [`flush_key_use`]), so a request never waits for a write. A key is queued at most once
+/// per [`KEY_USE_RESOLUTION_MS`] on a node: `last_used_at` may lag by up to a minute.
+#[derive(Default)]
+pub struct KeyUsage {
+    inner: Mutex<Usage>,
+}
+
+#[derive(Default)]
+struct Usage {
+    /// When each recently used key was last queued.
+    queued: HashMap<KeyId, Millis>,
+    pending: Vec<(KeyId, Millis)>,
+}
+
+impl KeyUsage {
+    pub fn used(&self, id: &KeyId, now: Millis) {
+        let Ok(mut usage) = self.inner.lock() else {
+            return;
+        };
+        if usage
+            .queued
+            .get(id)
+            .is_some_and(|at| now - at < KEY_USE_RESOLUTION_MS)
+        {
+            return;
+        }
+        usage.queued.insert(id.clone(), now);
+        usage.pending.push((id.clone(), now));
+    }
+
+    /// What to write now; forgets keys queued long enough ago to be queued again.
+    fn take(&self, now: Millis) -> Vec<(KeyId, Millis)> {
+        let Ok(mut usage) = self.inner.lock() else {
+            return Vec::new();
+        };
+        usage.queued.retain(|_, at| now - *at < KEY_USE_RESOLUTION_MS);
+        std::mem::take(&mut usage.pending)
+    }
+}
+
+/// How often queued key uses are written.
+const KEY_USE_FLUSH: Duration = Duration::from_secs(1);
+
+/// Writes queued key uses every [`KEY_USE_FLUSH`] until `stop`, then once more.
+pub async fn flush_key_use(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(KEY_USE_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        let used = state.key_usage().take(now_ms());
+        if !used.is_empty()
+            && let Err(e) = state.store().touch_api_keys(used).await
+        {
+            tracing::warn!(error = %e, "could not record when API keys were last used");
+        }
+        if stopping || *stop.borrow() {
+            return;
         }
     }
 }
@@ -124,6 +208,7 @@ pub async fn verify_key(state: &AppState, id: &str, secret: &str) -> Result<Call
     if !secrets::api_key_matches(secret, &key.secret_hash) {
         return Err(invalid());
     }
+    state.key_usage().used(&key.id, now_ms());
     Ok(Caller {
         key_id: key.id,
         org_id: key.org_id,
@@ -233,5 +318,23 @@ impl Caller {
                 Err(ApiError::forbidden("only admin keys may act for another org").with_param("org_id"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_use_is_queued_at_most_once_a_minute() {
+        let usage = KeyUsage::default();
+        let key = KeyId::new();
+        usage.used(&key, 1_000);
+        usage.used(&key, 2_000);
+        assert_eq!(usage.take(2_000), vec![(key.clone(), 1_000)]);
+        usage.used(&key, 30_000);
+        assert!(usage.take(30_000).is_empty(), "within the minute");
+        usage.used(&key, 61_000);
+        assert_eq!(usage.take(61_000), vec![(key, 61_000)]);
     }
 }

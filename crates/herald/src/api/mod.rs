@@ -42,6 +42,7 @@ struct Inner {
     /// Wakes the delivery engine when new deliveries are due, and hands it fresh ones.
     engine: EngineHandle,
     keys: auth::KeyCache,
+    key_usage: auth::KeyUsage,
     brake: brake::FailureBrake,
 }
 
@@ -56,12 +57,17 @@ impl AppState {
             metrics: ops::metrics_handle(),
             engine,
             keys: auth::KeyCache::new(),
+            key_usage: auth::KeyUsage::default(),
             brake: brake::FailureBrake::new(config_brake),
         }))
     }
 
     pub fn key_cache(&self) -> &auth::KeyCache {
         &self.0.keys
+    }
+
+    pub fn key_usage(&self) -> &auth::KeyUsage {
+        &self.0.key_usage
     }
 
     pub fn brake(&self) -> &brake::FailureBrake {

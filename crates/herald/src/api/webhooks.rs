@@ -41,7 +41,9 @@ const MAX_EVENT_TYPES: usize = 256;
 const MAX_OVERLAP_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub(super) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 

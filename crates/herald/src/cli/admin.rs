@@ -1,13 +1,15 @@
-//! `herald migrate`, `herald orgs create|list`, `herald keys create`.
+//! `herald migrate`, `herald orgs create|list`, `herald keys create|list|revoke`.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::accounts::{self, CreatedKey};
+use crate::accounts::{self, CreatedKey, KeyOut};
+use crate::api::orgs::OrgOut;
 use crate::config::{Config, DatabaseUrl};
-use crate::domain::time::format_ms;
-use crate::store::{Org, PageRequest, Position, Role, Store};
+use crate::domain::ids::OrgId;
+use crate::domain::time::{format_ms, now_ms};
+use crate::store::{Org, Page, PageRequest, Position, Role, Store, StoreError};
 
 /// The database `herald serve` uses. An admin command run from another directory must not
 /// create a fresh, empty database there and report success on it: the running server would
@@ -27,8 +29,27 @@ async fn open_existing(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(crate::open_store(config).await?)
 }
 
-fn org_json(org: &Org) -> serde_json::Value {
-    serde_json::json!({"id": org.id, "object": "org", "name": org.name, "created_at": format_ms(org.created_at)})
+/// The org object, as the API shows it.
+fn org_json(org: &Org) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::to_value(OrgOut::from(org.clone()))?)
+}
+
+/// Every item of a list, page after page.
+async fn all<T, F, Fut>(mut read: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut items = Vec::new();
+    let mut position = Position::First;
+    loop {
+        let page = read(PageRequest { limit: 100, position }).await?;
+        items.extend(page.items);
+        match page.next_after {
+            Some(after) if page.has_more => position = Position::After(after),
+            _ => return Ok(items),
+        }
+    }
 }
 
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
@@ -45,7 +66,7 @@ pub async fn create_org(config: Config, name: &str, json: bool) -> anyhow::Resul
     let store = open_existing(&config).await?;
     let org = accounts::create_org(store.as_ref(), name).await?;
     if json {
-        println!("{}", org_json(&org));
+        println!("{}", org_json(&org)?);
     } else {
         println!("created org {} ({})", org.name, org.id);
     }
@@ -54,18 +75,9 @@ pub async fn create_org(config: Config, name: &str, json: bool) -> anyhow::Resul
 
 pub async fn list_orgs(config: Config, json: bool) -> anyhow::Result<()> {
     let store = open_existing(&config).await?;
-    let mut orgs = Vec::new();
-    let mut position = Position::First;
-    loop {
-        let page = store.list_orgs(PageRequest { limit: 100, position }).await?;
-        orgs.extend(page.items);
-        match page.next_after {
-            Some(after) if page.has_more => position = Position::After(after),
-            _ => break,
-        }
-    }
+    let orgs = all(|page| store.list_orgs(page)).await?;
     if json {
-        let list: Vec<_> = orgs.iter().map(org_json).collect();
+        let list = orgs.iter().map(org_json).collect::<anyhow::Result<Vec<_>>>()?;
         println!("{}", serde_json::Value::Array(list));
     } else {
         for org in &orgs {
@@ -75,9 +87,15 @@ pub async fn list_orgs(config: Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn create_key(config: Config, org: &str, role: Role, json: bool) -> anyhow::Result<()> {
+pub async fn create_key(
+    config: Config,
+    org: &str,
+    role: Role,
+    name: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
     let store = open_existing(&config).await?;
-    let key = accounts::create_key(store.as_ref(), org, role).await?;
+    let key = accounts::create_key(store.as_ref(), org, role, name).await?;
     if json {
         println!("{}", serde_json::to_string(&key)?);
     } else {
@@ -100,4 +118,42 @@ pub fn print_key(key: &CreatedKey, base: &str) {
         key.key,
         base.trim_end_matches('/')
     );
+}
+
+pub async fn list_keys(config: Config, org: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let store = open_existing(&config).await?;
+    let org = match org {
+        Some(raw) => {
+            let unknown = || anyhow::anyhow!("no org `{raw}` (see `herald orgs list`)");
+            let id = OrgId::parse(raw).ok_or_else(unknown)?;
+            store.get_org(id.clone()).await?.ok_or_else(unknown)?;
+            Some(id)
+        }
+        None => None,
+    };
+    let keys = all(|page| store.list_api_keys(org.clone(), page)).await?;
+    let keys: Vec<KeyOut> = keys.into_iter().map(KeyOut::from).collect();
+    if json {
+        println!("{}", serde_json::to_string(&keys)?);
+    } else {
+        for key in &keys {
+            println!(
+                "{}  {}  {:<8}  {}  last used {}  {}",
+                key.id,
+                key.org_id,
+                key.role,
+                key.created_at,
+                key.last_used_at.as_deref().unwrap_or("never"),
+                key.name.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn revoke_key(config: Config, key_id: &str) -> anyhow::Result<()> {
+    let store = open_existing(&config).await?;
+    let id = accounts::revoke_key(store.as_ref(), key_id, now_ms()).await?;
+    println!("revoked {id}; every node refuses it within a second");
+    Ok(())
 }

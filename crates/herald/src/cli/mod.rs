@@ -1,5 +1,5 @@
-//! The `herald` command line: `serve`, `migrate`, `orgs create|list`, `keys create`, `listen`,
-//! `trigger`, `backup`. Each command takes only the settings it uses, so its `--help` is about it.
+//! The `herald` command line: `serve`, `migrate`, `orgs create|list`, `keys create|list|revoke`,
+//! `listen`, `trigger`, `backup`. Each command takes only the settings it uses, so its `--help` is about it.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -155,9 +155,31 @@ pub enum KeysCommand {
         /// investor (read-only reports, no webhooks).
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// What the key is for, e.g. "billing back office".
+        #[arg(long)]
+        name: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the active API keys, newest first (never their secrets).
+    List {
+        /// Only this org's keys.
+        #[arg(long, value_name = "ORG_ID")]
+        org: Option<String>,
+        /// Print a JSON array of key objects instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke an API key: every node refuses it within a second. The last active admin key
+    /// cannot be revoked.
+    Revoke {
+        /// The key's id (key_…; see `herald keys list`).
+        key_id: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -216,9 +238,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Create {
             org,
             role,
+            name,
             json,
             store,
-        }) => admin::create_key(load(&store.into())?, &org, role.into(), json).await,
+        }) => admin::create_key(load(&store.into())?, &org, role.into(), name.as_deref(), json).await,
+        Command::Keys(KeysCommand::List { org, json, store }) => {
+            admin::list_keys(load(&store.into())?, org.as_deref(), json).await
+        }
+        Command::Keys(KeysCommand::Revoke { key_id, store }) => {
+            admin::revoke_key(load(&store.into())?, &key_id).await
+        }
         Command::Backup { path, store } => backup::backup(load(&store.into())?, &path).await,
         Command::Listen { port, secret, status } => listen::listen(port, secret.as_deref(), status).await,
         Command::Trigger {

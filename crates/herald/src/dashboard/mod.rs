@@ -16,6 +16,7 @@ use crate::store::StoreError;
 
 mod charts;
 mod deliveries;
+mod keys;
 mod overview;
 pub mod session;
 mod sign_in;
@@ -169,6 +170,8 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/login", get(sign_in::form).post(sign_in::submit))
         .route("/dashboard/logout", post(sign_in::sign_out))
         .route("/dashboard/orgs", get(sign_in::orgs).post(sign_in::switch_org))
+        .route("/dashboard/keys", get(keys::list))
+        .route("/dashboard/keys/{id}/revoke", post(keys::revoke))
         .route("/dashboard/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/dashboard/webhooks/new", get(webhooks::new_form))
         .route("/dashboard/webhooks/{id}", get(webhooks::detail))

@@ -15,6 +15,7 @@ pub enum Nav {
     Overview,
     Webhooks,
     Deliveries,
+    Keys,
     Orgs,
 }
 
@@ -54,6 +55,7 @@ pub fn page(viewer: &Viewer, nav: Nav, title: &str, body: Markup) -> Markup {
                         (link(Nav::Webhooks, "/dashboard/webhooks", "Webhooks"))
                         (link(Nav::Deliveries, "/dashboard/deliveries", "Deliveries"))
                         @if viewer.is_admin() {
+                            (link(Nav::Keys, "/dashboard/keys", "API keys"))
                             (link(Nav::Orgs, "/dashboard/orgs", "Switch org"))
                         }
                     }
@@ -192,6 +194,7 @@ pub fn notice(code: Option<&str>) -> Markup {
         Some("test-sent") => "Test event sent.",
         Some("replayed") => "Replay queued.",
         Some("switched") => "Switched org.",
+        Some("revoked") => "API key revoked: every node refuses it within a second.",
         _ => return html! {},
     };
     html! { p.notice role="status" { (message) } }

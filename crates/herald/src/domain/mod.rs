@@ -1,6 +1,7 @@
 //! Types parsed once at the edge. A value of one of these types is valid by construction, so
 //! the layers below never re-check ids, event types, patterns or URLs.
 
+pub mod duration;
 pub mod error_class;
 pub mod event_types;
 pub mod ids;

@@ -62,6 +62,8 @@ impl Role {
 pub struct Org {
     pub id: OrgId,
     pub name: String,
+    /// How long the org's finished events are kept; `None`: `HERALD_RETENTION`.
+    pub retention_ms: Option<i64>,
     pub created_at: Millis,
 }
 
@@ -102,6 +104,25 @@ pub struct Purged {
     pub attempts: u64,
 }
 
+/// A change to an org: `None` leaves a field as it is; `retention: Some(None)` goes back to
+/// the default.
+#[derive(Debug, Clone, Default)]
+pub struct OrgChanges {
+    pub name: Option<String>,
+    pub retention_ms: Option<Option<i64>>,
+}
+
+impl OrgChanges {
+    pub fn apply(self, org: &mut Org) {
+        if let Some(name) = self.name {
+            org.name = name;
+        }
+        if let Some(retention_ms) = self.retention_ms {
+            org.retention_ms = retention_ms;
+        }
+    }
+}
+
 /// An API key as stored: the secret itself is gone, only its SHA-256 remains.
 #[derive(Debug, Clone)]
 pub struct ApiKey {
@@ -109,8 +130,36 @@ pub struct ApiKey {
     pub org_id: OrgId,
     pub role: Role,
     pub secret_hash: Vec<u8>,
+    pub name: Option<String>,
     pub created_at: Millis,
+    /// Written at most once a minute per key, so it may lag.
+    pub last_used_at: Option<Millis>,
 }
+
+/// What revoking a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke {
+    Revoked,
+    /// No such live key (never made, or revoked already).
+    NotFound,
+    /// It is the last live admin key: revoking it would lock every admin out.
+    LastAdminKey,
+}
+
+impl Revoke {
+    /// The rule, the same on both backends: `role` of the live key (`None`: no such key) and
+    /// how many other live admin keys exist.
+    pub fn decide(role: Option<Role>, other_admins: i64) -> Self {
+        match role {
+            None => Self::NotFound,
+            Some(Role::Admin) if other_admins < 1 => Self::LastAdminKey,
+            Some(_) => Self::Revoked,
+        }
+    }
+}
+
+/// `last_used_at` is written at most once per this long per key.
+pub const KEY_USE_RESOLUTION_MS: Millis = 60_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookStatus {
@@ -1098,8 +1147,23 @@ pub trait Store: Send + Sync + 'static {
     /// Creates `org` and `key` together, but only if no org exists yet; `false` if one did.
     fn bootstrap(&self, org: Org, key: ApiKey) -> StoreFuture<'_, bool>;
 
+    /// Sets an org's name and retention; `None` if there is no such live org.
+    fn update_org(&self, id: OrgId, changes: OrgChanges) -> StoreFuture<'_, Option<Org>>;
+    /// In one transaction: marks the org erased (it answers 404 everywhere from then on),
+    /// revokes its keys, ends its dashboard sessions and cancels its pending deliveries;
+    /// `false` if there was no such live org. The rows go later, with the purger.
+    fn erase_org(&self, id: OrgId, now: Millis) -> StoreFuture<'_, bool>;
+
     fn create_api_key(&self, key: ApiKey) -> StoreFuture<'_, ()>;
+    /// A live (not revoked) key.
     fn get_api_key(&self, id: KeyId) -> StoreFuture<'_, Option<ApiKey>>;
+    /// Live keys, of one org or of all, newest first.
+    fn list_api_keys(&self, org: Option<OrgId>, page: PageRequest) -> StoreFuture<'_, Page<ApiKey>>;
+    /// Revokes a live key by the rule of [`Revoke::decide`], atomically with its check.
+    fn revoke_api_key(&self, id: KeyId, now: Millis) -> StoreFuture<'_, Revoke>;
+    /// Records when keys were used; a key's time moves only once per
+    /// [`KEY_USE_RESOLUTION_MS`] whatever the node.
+    fn touch_api_keys(&self, used: Vec<(KeyId, Millis)>) -> StoreFuture<'_, ()>;
 
     fn create_webhook(&self, webhook: NewWebhook) -> StoreFuture<'_, Webhook>;
     /// Live (not deleted) webhooks of one org, newest first.
@@ -1403,6 +1467,39 @@ mod tests {
             0,
             "never another org's webhook"
         );
+    }
+
+    #[test]
+    fn revoking_refuses_the_last_live_admin_key_and_answers_not_found_for_a_missing_key() {
+        assert_eq!(Revoke::decide(None, 3), Revoke::NotFound);
+        assert_eq!(Revoke::decide(Some(Role::Admin), 0), Revoke::LastAdminKey);
+        assert_eq!(Revoke::decide(Some(Role::Admin), 1), Revoke::Revoked);
+        assert_eq!(Revoke::decide(Some(Role::Tenant), 0), Revoke::Revoked);
+        assert_eq!(Revoke::decide(Some(Role::Investor), 0), Revoke::Revoked);
+    }
+
+    #[test]
+    fn an_org_change_touches_only_what_it_names_and_null_retention_means_the_default() {
+        let mut org = Org {
+            id: OrgId::new(),
+            name: "acme".into(),
+            retention_ms: Some(1_000),
+            created_at: 0,
+        };
+        OrgChanges::default().apply(&mut org);
+        assert_eq!((org.name.as_str(), org.retention_ms), ("acme", Some(1_000)));
+        OrgChanges {
+            name: Some("globex".into()),
+            retention_ms: None,
+        }
+        .apply(&mut org);
+        assert_eq!((org.name.as_str(), org.retention_ms), ("globex", Some(1_000)));
+        OrgChanges {
+            name: None,
+            retention_ms: Some(None),
+        }
+        .apply(&mut org);
+        assert_eq!((org.name.as_str(), org.retention_ms), ("globex", None));
     }
 
     #[test]

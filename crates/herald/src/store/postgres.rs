@@ -37,6 +37,8 @@ const MIGRATIONS: &[&str] = &[
 /// Serialises migrations and the first-start bootstrap across nodes.
 const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;
 const LOCK_BOOTSTRAP: i64 = 0x6865_7261_6c64_0002;
+/// Serialises key revocations, so two nodes cannot each revoke one of the last two admin keys.
+const LOCK_REVOKE: i64 = 0x6865_7261_6c64_0003;
 const CHANNEL: &str = "herald_due";
 
 impl From<sqlx::Error> for StoreError {
@@ -127,10 +129,7 @@ impl PostgresStore {
 
     async fn migrate(&self) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(LOCK_MIGRATE)
-            .execute(&mut *tx)
-            .await?;
+        xact_lock(&mut tx, LOCK_MIGRATE).await?;
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('herald_schema') IS NOT NULL")
             .fetch_one(&mut *tx)
             .await?;
@@ -362,12 +361,14 @@ fn attempt_from_row(row: &PgRow) -> Result<Attempt, StoreError> {
     rows::attempt(row)
 }
 
-/// `AND org_id = $n` for a scope that names an org.
+/// `AND org_id = $n` for a scope that names an org, and in either case the org must not be
+/// erased.
 fn push_scope(b: &mut QueryBuilder<Postgres>, scope: &OrgScope, column: &str) {
     if let OrgScope::Org(org) = scope {
         b.push(format!(" AND {column} = "));
         b.push_bind(org.as_str().to_owned());
     }
+    b.push(sql::in_live_org(column));
 }
 
 async fn live_webhook(
@@ -402,6 +403,15 @@ macro_rules! shared_sql {
 }
 pub(crate) use shared_sql;
 
+/// Holds the advisory lock `lock` until the transaction ends.
+async fn xact_lock(conn: &mut PgConnection, lock: i64) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 async fn park(conn: &mut PgConnection, webhook: &WebhookId) -> Result<(), StoreError> {
     sqlx::query(shared_sql!(PARK))
         .bind(webhook.as_str())
@@ -423,6 +433,7 @@ async fn insert_org(conn: &mut PgConnection, org: &Org) -> Result<(), StoreError
     sqlx::query(shared_sql!(INSERT_ORG))
         .bind(org.id.as_str())
         .bind(&org.name)
+        .bind(org.retention_ms)
         .bind(org.created_at)
         .execute(conn)
         .await?;
@@ -435,6 +446,7 @@ async fn insert_key(conn: &mut PgConnection, key: &ApiKey) -> Result<(), StoreEr
         .bind(key.org_id.as_str())
         .bind(key.role.as_str())
         .bind(&key.secret_hash)
+        .bind(&key.name)
         .bind(key.created_at)
         .execute(conn)
         .await?;
@@ -471,7 +483,8 @@ impl Store for PostgresStore {
     fn get_org(&self, id: OrgId) -> StoreFuture<'_, Option<Org>> {
         Box::pin(async move {
             sqlx::query(AssertSqlSafe(format!(
-                "SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1"
+                "SELECT {ORG_COLUMNS} {} AND id = $1",
+                sql::LIVE_ORGS
             )))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -485,7 +498,7 @@ impl Store for PostgresStore {
     fn list_orgs(&self, request: PageRequest) -> StoreFuture<'_, Page<Org>> {
         Box::pin(async move {
             let listing = Listing {
-                from_where: "FROM orgs WHERE TRUE",
+                from_where: sql::LIVE_ORGS,
                 conditions: Vec::new(),
             };
             page(
@@ -504,10 +517,7 @@ impl Store for PostgresStore {
     fn bootstrap(&self, org: Org, key: ApiKey) -> StoreFuture<'_, bool> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(LOCK_BOOTSTRAP)
-                .execute(&mut *tx)
-                .await?;
+            xact_lock(&mut tx, LOCK_BOOTSTRAP).await?;
             let any: bool = sqlx::query_scalar(shared_sql!(ANY_ORG))
                 .fetch_one(&mut *tx)
                 .await?;
@@ -531,12 +541,141 @@ impl Store for PostgresStore {
     fn get_api_key(&self, id: KeyId) -> StoreFuture<'_, Option<ApiKey>> {
         Box::pin(async move {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
+                "SELECT {API_KEY_COLUMNS} {} AND id = $1",
+                sql::LIVE_KEYS
             )))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-            row.map(|row| rows::api_key(id.clone(), &row)).transpose()
+            row.map(|row| rows::api_key(&row)).transpose()
+        })
+    }
+
+    fn list_api_keys(&self, org: Option<OrgId>, request: PageRequest) -> StoreFuture<'_, Page<ApiKey>> {
+        Box::pin(async move {
+            let conditions = org
+                .map(|org| (" AND org_id = ", Arg::Text(org.as_str().to_owned())))
+                .into_iter()
+                .collect();
+            let listing = Listing {
+                from_where: sql::LIVE_KEYS,
+                conditions,
+            };
+            page(
+                &self.pool,
+                "id",
+                API_KEY_COLUMNS,
+                listing,
+                &request,
+                rows::api_key,
+                |k| k.id.as_str(),
+            )
+            .await
+        })
+    }
+
+    fn revoke_api_key(&self, id: KeyId, now: Millis) -> StoreFuture<'_, Revoke> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            xact_lock(&mut tx, LOCK_REVOKE).await?;
+            let role: Option<String> = sqlx::query_scalar(shared_sql!(LIVE_KEY_ROLE))
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let others: i64 = sqlx::query_scalar(shared_sql!(OTHER_LIVE_ADMINS))
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            let decision = Revoke::decide(role.as_deref().and_then(Role::parse), others);
+            if decision == Revoke::Revoked {
+                sqlx::query(shared_sql!(REVOKE_KEY))
+                    .bind(now)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok(decision)
+        })
+    }
+
+    fn touch_api_keys(&self, used: Vec<(KeyId, Millis)>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await?;
+            for (id, at) in &used {
+                sqlx::query(shared_sql!(TOUCH_KEY))
+                    .bind(at)
+                    .bind(id.as_str())
+                    .bind(at - KEY_USE_RESOLUTION_MS)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn update_org(&self, id: OrgId, changes: OrgChanges) -> StoreFuture<'_, Option<Org>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let Some(row) = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ORG_COLUMNS} {} AND id = $1 FOR UPDATE",
+                sql::LIVE_ORGS
+            )))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let mut org = org_from_row(&row)?;
+            changes.apply(&mut org);
+            sqlx::query(shared_sql!(UPDATE_ORG))
+                .bind(&org.name)
+                .bind(org.retention_ms)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(org))
+        })
+    }
+
+    fn erase_org(&self, id: OrgId, now: Millis) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // Under the revocation lock: erasing revokes keys too.
+            xact_lock(&mut tx, LOCK_REVOKE).await?;
+            let org = id.as_str();
+            let erased = sqlx::query(shared_sql!(ERASE_ORG))
+                .bind(now)
+                .bind(org)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if erased == 0 {
+                return Ok(false);
+            }
+            sqlx::query(shared_sql!(REVOKE_ORG_KEYS))
+                .bind(now)
+                .bind(org)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(shared_sql!(DELETE_ORG_SESSIONS))
+                .bind(org)
+                .bind(org)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(shared_sql!(CANCEL_ORG_PENDING))
+                .bind(now)
+                .bind(org)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(shared_sql!(DEQUEUE_ORG))
+                .bind(org)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 

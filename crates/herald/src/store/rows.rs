@@ -43,13 +43,14 @@ fn parsed<R: Columns + ?Sized, T>(
     parse(&row.text(column)?).ok_or_else(|| row.corrupt(column, what))
 }
 
-pub const ORG_COLUMNS: &str = "id, name, created_at";
+pub const ORG_COLUMNS: &str = "id, name, created_at, retention_ms";
 
 pub fn org<R: Columns + ?Sized>(row: &R) -> Result<Org, R::Error> {
     Ok(Org {
         id: parsed(row, 0, "org id", OrgId::parse)?,
         name: row.text(1)?,
         created_at: row.int(2)?,
+        retention_ms: row.int_opt(3)?,
     })
 }
 
@@ -158,16 +159,17 @@ pub fn attempt<R: Columns + ?Sized>(row: &R) -> Result<Attempt, R::Error> {
     })
 }
 
-pub const API_KEY_COLUMNS: &str = "org_id, role, secret_hash, created_at";
+pub const API_KEY_COLUMNS: &str = "id, org_id, role, secret_hash, name, created_at, last_used_at";
 
-/// The key `id`, from a row of [`API_KEY_COLUMNS`].
-pub fn api_key<R: Columns + ?Sized>(id: KeyId, row: &R) -> Result<ApiKey, R::Error> {
+pub fn api_key<R: Columns + ?Sized>(row: &R) -> Result<ApiKey, R::Error> {
     Ok(ApiKey {
-        id,
-        org_id: parsed(row, 0, "org id", OrgId::parse)?,
-        role: parsed(row, 1, "role", Role::parse)?,
-        secret_hash: row.bytes(2)?,
-        created_at: row.int(3)?,
+        id: parsed(row, 0, "key id", KeyId::parse)?,
+        org_id: parsed(row, 1, "org id", OrgId::parse)?,
+        role: parsed(row, 2, "role", Role::parse)?,
+        secret_hash: row.bytes(3)?,
+        name: row.text_opt(4)?,
+        created_at: row.int(5)?,
+        last_used_at: row.int_opt(6)?,
     })
 }
 

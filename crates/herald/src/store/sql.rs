@@ -56,11 +56,47 @@ pub const DELETE_SESSION: &str = "DELETE FROM dashboard_sessions WHERE token_has
 /// A rotation sets the current secret to expire: `expires_at`, `webhook_id`.
 pub const EXPIRE_CURRENT_SECRET: &str =
     "UPDATE webhook_secrets SET expires_at = ? WHERE webhook_id = ? AND expires_at IS NULL";
-/// `id`, `org_id`, `role`, `secret_hash`, `created_at`.
+/// `id`, `org_id`, `role`, `secret_hash`, `name`, `created_at`.
 pub const INSERT_API_KEY: &str =
-    "INSERT INTO api_keys (id, org_id, role, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)";
-/// `id`, `name`, `created_at`.
-pub const INSERT_ORG: &str = "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)";
+    "INSERT INTO api_keys (id, org_id, role, secret_hash, name, created_at) VALUES (?, ?, ?, ?, ?, ?)";
+/// `id`, `name`, `retention_ms`, `created_at`.
+pub const INSERT_ORG: &str = "INSERT INTO orgs (id, name, retention_ms, created_at) VALUES (?, ?, ?, ?)";
+/// `name`, `retention_ms`, `id`.
+pub const UPDATE_ORG: &str = "UPDATE orgs SET name = ?, retention_ms = ? WHERE id = ? AND erased_at IS NULL";
+/// `now`, `id`.
+pub const ERASE_ORG: &str = "UPDATE orgs SET erased_at = ? WHERE id = ? AND erased_at IS NULL";
+/// Every live key of an erased org: `now`, `org_id`.
+pub const REVOKE_ORG_KEYS: &str =
+    "UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND revoked_at IS NULL";
+/// The dashboard sessions of an erased org, and of its keys elsewhere: `org_id`, `org_id`.
+pub const DELETE_ORG_SESSIONS: &str =
+    "DELETE FROM dashboard_sessions WHERE org_id = ? OR key_id IN (SELECT id FROM api_keys WHERE org_id = ?)";
+/// An erased org's pending deliveries end `canceled`: `now`, `org_id`; then
+/// [`DEQUEUE_ORG`] takes them out of the queue, so nothing of it is sent again.
+pub const CANCEL_ORG_PENDING: &str = "UPDATE deliveries SET status = 'canceled', updated_at = ? WHERE seq IN (SELECT delivery FROM delivery_queue WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?))";
+/// `org_id`.
+pub const DEQUEUE_ORG: &str =
+    "DELETE FROM delivery_queue WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)";
+/// The role of a live key: `id`.
+pub const LIVE_KEY_ROLE: &str = "SELECT role FROM api_keys WHERE id = ? AND revoked_at IS NULL";
+/// Live admin keys other than `id`.
+pub const OTHER_LIVE_ADMINS: &str =
+    "SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL AND id <> ?";
+/// `now`, `id`.
+pub const REVOKE_KEY: &str = "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL";
+/// `used_at`, `id`, `used_at` less [`super::KEY_USE_RESOLUTION_MS`]: at most once a minute.
+pub const TOUCH_KEY: &str =
+    "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)";
+/// Live orgs only: an erased org is gone for every route.
+pub const LIVE_ORGS: &str = "FROM orgs WHERE erased_at IS NULL";
+/// Live keys only: a revoked key is gone for every route.
+pub const LIVE_KEYS: &str = "FROM api_keys WHERE revoked_at IS NULL";
+
+/// ` AND {column} NOT IN (erased orgs)`: every by-id lookup of an org's objects carries it,
+/// so an erased org's webhooks, events and deliveries answer 404 before the purger is done.
+pub fn in_live_org(column: &str) -> String {
+    format!(" AND {column} NOT IN (SELECT id FROM orgs WHERE erased_at IS NOT NULL)")
+}
 /// `webhook_id`, `ciphertext`, `created_at`.
 pub const INSERT_SECRET: &str =
     "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES (?, ?, ?)";
@@ -93,14 +129,6 @@ macro_rules! purge_scan {
 }
 pub(crate) use purge_scan;
 pub const PURGE_SCAN: &str = purge_scan!();
-
-/// An erased org's pending deliveries canceled: `now`, `org_id`. [`DEQUEUE_ORG`] then takes
-/// them out of the queue.
-pub const CANCEL_ORG_PENDING: &str = "UPDATE deliveries SET status = 'canceled', updated_at = ? WHERE seq IN \
-     (SELECT q.delivery FROM delivery_queue q JOIN webhooks w ON w.id = q.webhook_id WHERE w.org_id = ?)";
-/// `org_id`.
-pub const DEQUEUE_ORG: &str =
-    "DELETE FROM delivery_queue WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)";
 
 /// The last of an erased org, once its events are gone, in an order its foreign keys allow;
 /// each takes the `org_id` once. A session of another org's admin that was looking at it

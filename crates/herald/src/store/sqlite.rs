@@ -308,14 +308,16 @@ fn webhook_from_row(row: &Row<'_>) -> rusqlite::Result<Webhook> {
     rows::webhook(row)
 }
 
-/// `AND org_id = ?` when the scope names an org, with its parameter.
-fn scope_clause(scope: &OrgScope, params: &mut Vec<Value>) -> &'static str {
+/// `AND {column} = ?` when the scope names an org, with its parameter, and in either case
+/// the org must not be erased.
+fn scope_clause(scope: &OrgScope, column: &str, params: &mut Vec<Value>) -> String {
+    let live = sql::in_live_org(column);
     match scope {
         OrgScope::Org(org) => {
             params.push(Value::Text(org.as_str().to_owned()));
-            " AND org_id = ?"
+            format!(" AND {column} = ?{live}")
         }
-        OrgScope::Any => "",
+        OrgScope::Any => live,
     }
 }
 
@@ -325,7 +327,7 @@ fn get_live_webhook(
     id: &WebhookId,
 ) -> Result<Option<Webhook>, StoreError> {
     let mut params = vec![Value::Text(id.as_str().to_owned())];
-    let clause = scope_clause(scope, &mut params);
+    let clause = scope_clause(scope, "org_id", &mut params);
     let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ? AND deleted_at IS NULL{clause}");
     Ok(conn
         .prepare_cached(&sql)?
@@ -410,8 +412,12 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
 }
 
 fn insert_org(conn: &Connection, org: &Org) -> Result<(), StoreError> {
-    conn.prepare_cached(sql::INSERT_ORG)?
-        .execute(params![org.id.as_str(), org.name, org.created_at])?;
+    conn.prepare_cached(sql::INSERT_ORG)?.execute(params![
+        org.id.as_str(),
+        org.name,
+        org.retention_ms,
+        org.created_at
+    ])?;
     Ok(())
 }
 
@@ -421,6 +427,7 @@ fn insert_key(conn: &Connection, key: &ApiKey) -> Result<(), StoreError> {
         key.org_id.as_str(),
         key.role.as_str(),
         key.secret_hash,
+        key.name,
         key.created_at
     ])?;
     Ok(())
@@ -446,7 +453,7 @@ impl Store for SqliteStore {
 
     fn get_org(&self, id: OrgId) -> StoreFuture<'_, Option<Org>> {
         Box::pin(self.read(move |conn| {
-            let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?");
+            let sql = format!("SELECT {ORG_COLUMNS} {} AND id = ?", sql::LIVE_ORGS);
             Ok(conn
                 .prepare_cached(&sql)?
                 .query_row([id.as_str()], org_from_row)
@@ -460,7 +467,7 @@ impl Store for SqliteStore {
                 conn,
                 "id",
                 ORG_COLUMNS,
-                "FROM orgs WHERE 1 = 1",
+                sql::LIVE_ORGS,
                 &[],
                 &request,
                 org_from_row,
@@ -481,6 +488,43 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn update_org(&self, id: OrgId, changes: OrgChanges) -> StoreFuture<'_, Option<Org>> {
+        Box::pin(self.write(move |conn| {
+            let sql = format!("SELECT {ORG_COLUMNS} {} AND id = ?", sql::LIVE_ORGS);
+            let Some(mut org) = conn
+                .prepare_cached(&sql)?
+                .query_row([id.as_str()], org_from_row)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            changes.clone().apply(&mut org);
+            conn.prepare_cached(sql::UPDATE_ORG)?.execute(params![
+                org.name,
+                org.retention_ms,
+                id.as_str()
+            ])?;
+            Ok(Some(org))
+        }))
+    }
+
+    fn erase_org(&self, id: OrgId, now: Millis) -> StoreFuture<'_, bool> {
+        Box::pin(self.write(move |conn| {
+            let org = id.as_str();
+            if conn.prepare_cached(sql::ERASE_ORG)?.execute(params![now, org])? == 0 {
+                return Ok(false);
+            }
+            conn.prepare_cached(sql::REVOKE_ORG_KEYS)?
+                .execute(params![now, org])?;
+            conn.prepare_cached(sql::DELETE_ORG_SESSIONS)?
+                .execute(params![org, org])?;
+            conn.prepare_cached(sql::CANCEL_ORG_PENDING)?
+                .execute(params![now, org])?;
+            conn.prepare_cached(sql::DEQUEUE_ORG)?.execute([org])?;
+            Ok(true)
+        }))
+    }
+
     fn create_api_key(&self, key: ApiKey) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |conn| insert_key(conn, &key)))
     }
@@ -488,10 +532,59 @@ impl Store for SqliteStore {
     fn get_api_key(&self, id: KeyId) -> StoreFuture<'_, Option<ApiKey>> {
         Box::pin(self.read(move |conn| {
             let row = conn
-                .prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?"))?
-                .query_row([id.as_str()], |row| rows::api_key(id.clone(), row))
+                .prepare_cached(&format!("SELECT {API_KEY_COLUMNS} {} AND id = ?", sql::LIVE_KEYS))?
+                .query_row([id.as_str()], |row| rows::api_key(row))
                 .optional()?;
             Ok(row)
+        }))
+    }
+
+    fn list_api_keys(&self, org: Option<OrgId>, request: PageRequest) -> StoreFuture<'_, Page<ApiKey>> {
+        Box::pin(self.read(move |conn| {
+            let mut from_where = sql::LIVE_KEYS.to_owned();
+            let mut params = Vec::new();
+            if let Some(org) = &org {
+                from_where.push_str(" AND org_id = ?");
+                params.push(Value::Text(org.as_str().to_owned()));
+            }
+            page(
+                conn,
+                "id",
+                API_KEY_COLUMNS,
+                &from_where,
+                &params,
+                &request,
+                |row| rows::api_key(row),
+                |k| k.id.as_str(),
+            )
+        }))
+    }
+
+    fn revoke_api_key(&self, id: KeyId, now: Millis) -> StoreFuture<'_, Revoke> {
+        Box::pin(self.write(move |conn| {
+            let role: Option<String> = conn
+                .prepare_cached(sql::LIVE_KEY_ROLE)?
+                .query_row([id.as_str()], |r| r.get(0))
+                .optional()?;
+            let others: i64 = conn
+                .prepare_cached(sql::OTHER_LIVE_ADMINS)?
+                .query_row([id.as_str()], |r| r.get(0))?;
+            let decision = Revoke::decide(role.as_deref().and_then(Role::parse), others);
+            if decision == Revoke::Revoked {
+                conn.prepare_cached(sql::REVOKE_KEY)?
+                    .execute(params![now, id.as_str()])?;
+            }
+            Ok(decision)
+        }))
+    }
+
+    fn touch_api_keys(&self, used: Vec<(KeyId, Millis)>) -> StoreFuture<'_, ()> {
+        Box::pin(self.write_bookkeeping(move |conn| {
+            let mut touch = conn.prepare_cached(sql::TOUCH_KEY)?;
+            for (id, at) in &used {
+                touch.execute(params![at, id.as_str(), at - KEY_USE_RESOLUTION_MS])?;
+            }
+            Ok(())
         }))
     }
 
@@ -576,7 +669,7 @@ impl Store for SqliteStore {
     fn delete_webhook(&self, scope: OrgScope, id: WebhookId, now: Millis) -> StoreFuture<'_, bool> {
         Box::pin(self.write(move |conn| {
             let mut params = vec![Value::Integer(now), Value::Integer(now), Value::Text(id.as_str().to_owned())];
-            let clause = scope_clause(&scope, &mut params);
+            let clause = scope_clause(&scope, "org_id", &mut params);
             let sql = format!(
                 "UPDATE webhooks SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL{clause}"
             );
@@ -670,7 +763,7 @@ impl Store for SqliteStore {
     fn get_event(&self, scope: OrgScope, id: EventId) -> StoreFuture<'_, Option<Event>> {
         Box::pin(self.read(move |conn| {
             let mut params = vec![Value::Text(id.as_str().to_owned())];
-            let clause = scope_clause(&scope, &mut params);
+            let clause = scope_clause(&scope, "org_id", &mut params);
             let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?{clause}");
             Ok(conn
                 .prepare_cached(&sql)?
@@ -780,13 +873,7 @@ impl Store for SqliteStore {
     fn get_delivery(&self, scope: OrgScope, id: DeliveryId) -> StoreFuture<'_, Option<Delivery>> {
         Box::pin(self.read(move |conn| {
             let mut params = vec![Value::Text(id.as_str().to_owned())];
-            let clause = match &scope {
-                OrgScope::Org(org) => {
-                    params.push(Value::Text(org.as_str().to_owned()));
-                    " AND d.org_id = ?"
-                }
-                OrgScope::Any => "",
-            };
+            let clause = scope_clause(&scope, "d.org_id", &mut params);
             let sql = format!("SELECT {DELIVERY_COLUMNS} {DELIVERY_FROM} WHERE d.id = ?{clause}");
             Ok(conn
                 .prepare_cached(&sql)?
@@ -810,10 +897,9 @@ impl Store for SqliteStore {
     fn requeue_delivery(&self, scope: OrgScope, id: DeliveryId, now: Millis) -> StoreFuture<'_, Requeue> {
         Box::pin(self.write(move |conn| {
             let mut params = vec![Value::Text(id.as_str().to_owned())];
-            let clause = scope_clause(&scope, &mut params);
+            let clause = scope_clause(&scope, "d.org_id", &mut params);
             let sql = format!(
-                "SELECT d.seq, d.status, w.id, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?{}",
-                clause.replace("org_id", "d.org_id")
+                "SELECT d.seq, d.status, w.id, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?{clause}"
             );
             let found: Option<(i64, String, String, String)> = conn
                 .prepare_cached(&sql)?
@@ -1136,6 +1222,7 @@ mod tests {
         let org = Org {
             id: OrgId::new(),
             name: "acme".into(),
+            retention_ms: None,
             created_at: now,
         };
         store.create_org(org.clone()).await.expect("org");
@@ -1236,6 +1323,7 @@ mod tests {
             let org = Org {
                 id: OrgId::new(),
                 name: name.clone(),
+                retention_ms: None,
                 created_at: 1,
             };
             insert_org(conn, &org)?;
@@ -1374,6 +1462,7 @@ mod tests {
             let org = Org {
                 id: OrgId::new(),
                 name: name.clone(),
+                retention_ms: None,
                 created_at: 1,
             };
             store.create_org(org).await.expect("org");

@@ -52,9 +52,11 @@ mod sqlite {
     mod dashboard;
     mod dashboard_browser;
     mod delivery;
+    mod erasure;
     mod errors;
     mod full_disk;
     mod idempotency;
+    mod keys;
     mod leases;
     mod openapi_client;
     mod ops;
@@ -84,9 +86,11 @@ mod postgres {
     mod dashboard;
     mod dashboard_browser;
     mod delivery;
+    mod erasure;
     mod errors;
     mod full_disk;
     mod idempotency;
+    mod keys;
     mod leases;
     /// PostgreSQL only: several nodes, and the database going away.
     mod multinode;

@@ -37,6 +37,7 @@ mod tests {
         let org = Org {
             id: OrgId::new(),
             name: "acme".into(),
+            retention_ms: None,
             created_at: 1,
         };
         store.create_org(org.clone()).await.expect("org");

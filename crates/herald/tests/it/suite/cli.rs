@@ -1,4 +1,4 @@
-//! The command line: first start, `migrate`, `orgs create|list`, `keys create`, bad config,
+//! The command line: first start, `migrate`, `orgs create|list`, `keys create|list|revoke`, bad config,
 //! one server per embedded database, errors a user can act on, `listen` and `trigger`.
 
 use reqwest::StatusCode;
@@ -390,6 +390,69 @@ fn orgs_list_prints_every_org_as_json() {
     assert_eq!(ids, [made[1].as_str(), made[0].as_str()], "newest first");
     let text = run_cli(dir.path(), &["orgs", "list"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("globex"));
+}
+
+#[test]
+fn keys_list_prints_json_and_keys_revoke_keeps_the_last_admin_key() {
+    skip_if_backend_unavailable!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(run_cli(dir.path(), &["migrate"]).status.success());
+    let org = json_of(&run_cli(dir.path(), &["orgs", "create", "acme", "--json"]));
+    let org_id = org["id"].as_str().expect("id");
+    let create = |role: &str| {
+        json_of(&run_cli(
+            dir.path(),
+            &[
+                "keys", "create", "--org", org_id, "--role", role, "--name", "ci", "--json",
+            ],
+        ))
+    };
+    let admin = create("admin");
+    let tenant = create("tenant");
+    assert_eq!(tenant["name"], "ci");
+
+    let listed = json_of(&run_cli(dir.path(), &["keys", "list", "--org", org_id, "--json"]));
+    let listed = listed.as_array().expect("an array");
+    let ids: Vec<&str> = listed.iter().map(|k| k["id"].as_str().expect("id")).collect();
+    assert_eq!(
+        ids,
+        [
+            tenant["id"].as_str().expect("id"),
+            admin["id"].as_str().expect("id")
+        ]
+    );
+    for key in listed {
+        assert_eq!(key["object"], "api_key");
+        assert!(
+            key.get("key").is_none() && key.get("basic_auth").is_none(),
+            "{key}"
+        );
+    }
+
+    let tenant_id = tenant["id"].as_str().expect("id");
+    let revoked = run_cli(dir.path(), &["keys", "revoke", tenant_id]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let again = run_cli(dir.path(), &["keys", "revoke", tenant_id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no API key"));
+    let last = run_cli(dir.path(), &["keys", "revoke", admin["id"].as_str().expect("id")]);
+    assert_eq!(last.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&last.stderr).contains("last active admin key"),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    let listed = json_of(&run_cli(dir.path(), &["keys", "list", "--json"]));
+    assert_eq!(listed.as_array().expect("an array").len(), 1, "{listed}");
+    let unknown = run_cli(
+        dir.path(),
+        &["keys", "list", "--org", "org_01jd5k3m6x7y8z9a0b1c2d3e4f"],
+    );
+    assert_eq!(unknown.status.code(), Some(1));
 }
 
 #[test]

@@ -733,3 +733,66 @@ async fn the_session_cookie_is_secure_when_the_public_url_is_https() {
     let cookie = forwarded.headers().get(header::SET_COOKIE).expect("cookie");
     assert!(cookie.to_str().expect("ascii").contains("; Secure"));
 }
+
+#[tokio::test]
+async fn an_admin_sees_an_orgs_keys_and_revokes_one_but_never_the_last_admin_key() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let named = expect_json(
+        app.post(
+            "/v1/keys",
+            &app.admin_key,
+            &json!({"org_id": app.admin_org, "role": "tenant", "name": "<b>ci</b>"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let tenant = named["key"].as_str().expect("key");
+    let tenant_id = named["id"].as_str().expect("id");
+    let mut admin = Browser::new(&app);
+    admin.sign_in(&app.admin_key).await;
+    let csrf = admin.csrf().await;
+
+    let page = admin.get("/dashboard/keys").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.expect("page");
+    assert!(page.contains(tenant_id), "{page}");
+    assert!(page.contains("&lt;b&gt;ci&lt;/b&gt;"), "the name is escaped");
+    assert!(!page.contains("<b>ci</b>"));
+    assert!(
+        !page.contains(tenant.split_once(':').expect("secret").1),
+        "no secret"
+    );
+
+    let refused = admin
+        .post(&format!("/dashboard/keys/{tenant_id}/revoke"), &[])
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    let revoked = admin
+        .post(&format!("/dashboard/keys/{tenant_id}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&revoked), "/dashboard/keys?done=revoked");
+    assert_eq!(
+        app.get("/v1/webhooks", tenant).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let own = app.admin_key.split_once(':').expect("id").0;
+    let last = admin
+        .post(&format!("/dashboard/keys/{own}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(last.status(), StatusCode::CONFLICT);
+    assert!(last.text().await.expect("page").contains("last active admin key"));
+    assert_eq!(app.get("/v1/keys", &app.admin_key).await.status(), StatusCode::OK);
+
+    // Tenants have no keys page.
+    let (_, other) = app.tenant("tenant").await;
+    let mut tenant_browser = Browser::new(&app);
+    tenant_browser.sign_in(&other).await;
+    assert_eq!(
+        tenant_browser.get("/dashboard/keys").await.status(),
+        StatusCode::FORBIDDEN
+    );
+}

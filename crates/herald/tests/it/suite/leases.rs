@@ -45,6 +45,7 @@ async fn one_pending_delivery(dir: &Path) -> (Arc<dyn Store>, WebhookId, Millis)
     let org = Org {
         id: OrgId::new(),
         name: "acme".into(),
+        retention_ms: None,
         created_at: now,
     };
     store.create_org(org.clone()).await.expect("org");

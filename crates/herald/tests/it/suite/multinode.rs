@@ -292,3 +292,67 @@ async fn two_nodes_purge_together_each_event_once_and_neither_fails() {
     assert!(node_a.stop().success());
     assert!(node_b.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_node_is_refused_by_another_within_a_second() {
+    skip_if_backend_unavailable!();
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let node_a = Server::start(dir_a.path(), &[]);
+    let url = super::support::database_url(dir_a.path());
+    std::fs::write(dir_b.path().join("postgres-database-url"), &url).expect("share the database");
+    let node_b = Server::start(dir_b.path(), &[]);
+    let admin = node_a.admin_key();
+    let client = http_client();
+
+    let org: Value = client
+        .post(node_a.url("/v1/orgs"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "acme"}))
+        .send()
+        .await
+        .expect("org")
+        .json()
+        .await
+        .expect("json");
+    let key: Value = client
+        .post(node_a.url("/v1/keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"org_id": org["id"], "role": "tenant"}))
+        .send()
+        .await
+        .expect("key")
+        .json()
+        .await
+        .expect("json");
+    let tenant = key["key"].as_str().expect("key").to_owned();
+    let status_on_b = || client.get(node_b.url("/v1/webhooks")).bearer_auth(&tenant).send();
+    // Node B has the key in its cache now.
+    assert_eq!(status_on_b().await.expect("request").status(), 200);
+
+    let revoked_at = Instant::now();
+    let revoked = client
+        .delete(node_a.url(&format!("/v1/keys/{}", key["id"].as_str().expect("id"))))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), 204);
+    loop {
+        let status = status_on_b().await.expect("request").status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() <= Duration::from_secs(1),
+            "node B still accepts the key {:?} after the revoke",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And it stays refused.
+    assert_eq!(status_on_b().await.expect("request").status(), 401);
+    drop(node_b);
+    assert!(node_a.stop().success());
+}

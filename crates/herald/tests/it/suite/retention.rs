@@ -155,3 +155,48 @@ async fn events_inside_the_retention_are_kept() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn an_orgs_own_retention_wins_over_the_default() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        retention: Some("1h".into()),
+        ..Settings::default()
+    })
+    .await;
+    let receiver = TestReceiver::start().await;
+    let (org, tenant) = app.tenant("tenant").await;
+    for key in [&app.admin_key, &tenant] {
+        app.create_webhook(
+            key,
+            json!({"url": receiver.url("/up"), "event_types": ["order.filled"]}),
+        )
+        .await;
+    }
+    // The default org's event is the older one: only the org's own retention can take the other.
+    let kept = app.publish(&app.admin_key, "order.filled", json!({})).await;
+    let kept_id = kept["id"].as_str().expect("id");
+    let patched = expect_json(
+        app.patch(
+            &format!("/v1/orgs/{org}"),
+            &app.admin_key,
+            &json!({"retention": "1s"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(patched["retention"], "1s");
+    let short = app.publish(&tenant, "order.filled", json!({})).await;
+    let short_id = short["id"].as_str().expect("id");
+    receiver.wait_for("/up", 2).await;
+    wait_gone(&app, &format!("/v1/events/{short_id}")).await;
+    assert_eq!(
+        app.get(&format!("/v1/events/{kept_id}"), &app.admin_key)
+            .await
+            .status(),
+        StatusCode::OK,
+        "the default org keeps its hour"
+    );
+}

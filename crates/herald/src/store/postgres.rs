@@ -34,6 +34,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0008_keys_and_org_lifecycle.sql"),
     include_str!("../../migrations/postgres/0009_events_by_org.sql"),
 ];
+/// A retry makes an ended delivery pending again, which retention must then keep. The purge
+/// locks the events it looks at (`FOR UPDATE … SKIP LOCKED`) before it reads whether any of
+/// their deliveries is pending, so a retry takes a share lock on the delivery's event first:
+/// a purge that got there first finishes and the retry finds nothing (404), and a purge that
+/// comes later skips the event. Without it, a retry committed between the purge's look and
+/// its delete lost its delivery and left a queue row pointing nowhere. `delivery_id`.
+const PURGE_GUARD_ONE: &str =
+    "SELECT 1 FROM events WHERE id = (SELECT event_id FROM deliveries WHERE id = $1) FOR SHARE";
+/// The same for a replay of failed deliveries: `webhook_id`, `since`, `until`.
+const PURGE_GUARD_FAILED: &str = "SELECT 1 FROM events WHERE id IN (SELECT event_id FROM deliveries \
+     WHERE webhook_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at < $3) FOR SHARE";
 /// Serialises migrations and the first-start bootstrap across nodes.
 const LOCK_MIGRATE: i64 = 0x6865_7261_6c64_0001;
 const LOCK_BOOTSTRAP: i64 = 0x6865_7261_6c64_0002;
@@ -1171,6 +1182,11 @@ impl Store for PostgresStore {
     fn requeue_delivery(&self, scope: OrgScope, id: DeliveryId, now: Millis) -> StoreFuture<'_, Requeue> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
+            // The event first, in the purge's lock order: see `PURGE_GUARD_ONE`.
+            sqlx::query(PURGE_GUARD_ONE)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
             let mut b = QueryBuilder::new(
                 "SELECT d.seq, d.status, w.id, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ",
             );
@@ -1219,6 +1235,12 @@ impl Store for PostgresStore {
                 return Ok(None);
             };
             let due = (found.status == WebhookStatus::Active).then_some(now);
+            sqlx::query(PURGE_GUARD_FAILED)
+                .bind(webhook.as_str())
+                .bind(since)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(shared_sql!(QUEUE_FAILED))
                 .bind(due)
                 .bind(webhook.as_str())

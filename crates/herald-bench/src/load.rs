@@ -12,6 +12,12 @@ use serde::Deserialize;
 
 use crate::unix_micros;
 
+/// Five conditions every event of [`Publisher::body`] matches, so a filtered run delivers
+/// exactly what an unfiltered one does: the publish path pays for parsing `data` and
+/// matching, nothing else changes.
+pub const BENCH_FILTER: &str = r#"{"seq": {"$gte": 0}, "sent_at_us": {"$gt": 0}, "pad": {"$prefix": ""},
+    "trader.desk": {"$exists": false}, "$or": [{"seq": {"$lt": 0}}, {"pad": {"$exists": true}}]}"#;
+
 pub struct Publisher {
     client: reqwest::Client,
     base_url: String,
@@ -104,14 +110,24 @@ impl Publisher {
     }
 
     /// Registers `fanout` webhooks `http://<receiver>/w<i>` for `order.*`; returns their ids.
-    pub async fn create_webhooks(&self, receiver: &str, fanout: u64) -> anyhow::Result<Vec<String>> {
+    pub async fn create_webhooks(
+        &self,
+        receiver: &str,
+        fanout: u64,
+        filtered: bool,
+    ) -> anyhow::Result<Vec<String>> {
         let mut ids = Vec::new();
+        let filter: serde_json::Value = serde_json::from_str(BENCH_FILTER).context("the bench's filter")?;
         for i in 0..fanout {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "url": format!("http://{receiver}/w{i}"),
                 "name": format!("herald-bench w{i}"),
                 "event_types": ["order.*"],
             });
+            // Only when asked, so the bench still runs against a build without filters.
+            if filtered {
+                body["filter"] = filter.clone();
+            }
             let resp = self
                 .client
                 .post(format!("{}/v1/webhooks", self.base_url))

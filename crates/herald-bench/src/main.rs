@@ -110,6 +110,10 @@ struct FanoutArgs {
     /// Webhooks subscribed to every event.
     #[arg(long, default_value_t = 10)]
     fanout: u64,
+    /// Give each webhook a filter of five conditions that every event matches: the cost of
+    /// matching at publish, against the same run without (docs/PERFORMANCE.md).
+    #[arg(long)]
+    filters: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -229,6 +233,8 @@ struct Plan {
     fanout: u64,
     /// Events per publish request (1: `POST /v1/events`).
     batch: u64,
+    /// Each webhook holds [`load::BENCH_FILTER`], which every event matches.
+    filters: bool,
     mode: Mode,
     common: CommonArgs,
 }
@@ -262,6 +268,7 @@ impl Plan {
                 events: a.events,
                 fanout: a.fanout,
                 batch: 1,
+                filters: false,
                 mode: Mode::Closed {
                     concurrency: a.concurrency,
                 },
@@ -272,6 +279,7 @@ impl Plan {
                 events: a.events,
                 fanout: a.fanout,
                 batch: 1,
+                filters: a.filters,
                 mode: Mode::Closed {
                     concurrency: a.concurrency,
                 },
@@ -287,6 +295,7 @@ impl Plan {
                     events: (a.rate * a.duration).round().max(1.0) as u64,
                     fanout: a.fanout,
                     batch: 1,
+                    filters: false,
                     mode: Mode::Open {
                         rate: a.rate,
                         duration: a.duration,
@@ -304,6 +313,7 @@ impl Plan {
                     events: a.events,
                     fanout: a.fanout,
                     batch: a.batch_size,
+                    filters: false,
                     mode: Mode::Closed {
                         concurrency: a.concurrency,
                     },
@@ -315,6 +325,7 @@ impl Plan {
                 events: a.events,
                 fanout: a.fanout,
                 batch: 1,
+                filters: false,
                 mode: Mode::Backlog {
                     concurrency: a.concurrency,
                     retry_schedule: a.retry_schedule,
@@ -331,6 +342,7 @@ impl Plan {
                     events: (a.rate * a.duration).round().max(1.0) as u64,
                     fanout: 1,
                     batch: 1,
+                    filters: false,
                     mode: Mode::Soak {
                         rate: a.rate,
                         duration: a.duration,
@@ -541,7 +553,9 @@ async fn measure(plan: &Plan, target: &Target, client: reqwest::Client) -> anyho
     let publisher = Arc::new(
         Publisher::new(client, &target.base_url, &target.key, c.body_bytes)?.with_batches(plan.batch),
     );
-    let webhook_ids = publisher.create_webhooks(&receiver_addr, plan.fanout).await?;
+    let webhook_ids = publisher
+        .create_webhooks(&receiver_addr, plan.fanout, plan.filters)
+        .await?;
 
     let pid = target.pid();
     let sampler = pid.map(RssSampler::start);

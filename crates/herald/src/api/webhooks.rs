@@ -16,6 +16,7 @@ use super::events;
 use super::extract::{ApiJson, ApiQuery, NoFields, OptionalJson, OrgQuery, PathId};
 use super::pagination::{ListOut, page_request};
 use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
+use crate::domain::filter::Filter;
 use crate::domain::ids::WebhookId;
 use crate::domain::time::{Millis, format_ms, now_ms};
 use crate::domain::webhook_url::{UrlError, WebhookUrl};
@@ -60,6 +61,12 @@ pub struct WebhookIn {
     /// `null` = every type, now and future. Also accepted as `eventTypeNames` or `events`.
     #[serde(default, alias = "eventTypeNames", alias = "events")]
     pub event_types: Option<Vec<String>>,
+    /// Matched against each event's `data` at publish time: dot-separated paths, `$and`,
+    /// `$or`, `$not`, and the operators `$eq` `$ne` `$in` `$nin` `$gt` `$gte` `$lt` `$lte`
+    /// `$exists` `$prefix`. `null`: every event of the subscribed types.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
     /// Admin keys only: the org to create the webhook in.
     #[serde(default)]
     pub org_id: Option<String>,
@@ -86,6 +93,10 @@ pub struct WebhookPatch {
     )]
     #[schema(value_type = Option<Vec<String>>)]
     pub event_types: Option<Option<Vec<String>>>,
+    /// Replaces the filter; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Option<serde_json::Value>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<StatusIn>)]
     pub status: Option<Option<StatusIn>>,
@@ -112,6 +123,9 @@ pub struct WebhookOut {
     pub status: &'static str,
     /// `null` = every type, now and future.
     pub event_types: Option<Vec<String>>,
+    /// `null` = every event of its types.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
     pub has_signing_secret: bool,
     pub signing_secret_last4: String,
     /// Omitted until the first delivery attempt.
@@ -137,6 +151,7 @@ impl From<Webhook> for WebhookOut {
             url: w.url,
             status: w.status.as_str(),
             event_types: w.event_types,
+            filter: w.filter.map(|f| f.json().clone()),
             has_signing_secret: !w.secret_last4.is_empty(),
             signing_secret_last4: w.secret_last4,
             last_triggered_at: w.last_triggered_at.map(format_ms),
@@ -237,6 +252,15 @@ fn check_text(value: &Option<String>, param: &'static str, max: usize) -> Result
     }
 }
 
+/// A filter as the API takes it; `None` (absent or `null`): no filter.
+fn parse_filter(value: Option<serde_json::Value>) -> Result<Option<Filter>> {
+    value
+        .map(|json| {
+            Filter::parse(&json).map_err(|e| ApiError::invalid("invalid_value", "filter", e.to_string()))
+        })
+        .transpose()
+}
+
 fn parse_id(raw: &str) -> Result<WebhookId> {
     WebhookId::parse(raw).ok_or_else(|| ApiError::not_found("webhook"))
 }
@@ -268,6 +292,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
     check_text(&input.name, "name", MAX_NAME)?;
     check_text(&input.description, "description", MAX_DESCRIPTION)?;
     let event_types = parse_event_types(state, input.event_types)?;
+    let filter = parse_filter(input.filter)?;
 
     let id = WebhookId::new();
     let secret = secrets::new_signing_secret()?;
@@ -281,6 +306,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
             description: input.description,
             url: url.into_string(),
             event_types,
+            filter,
             secret_ciphertext: sealed,
             secret_last4: secrets::last4(&secret),
             now: now_ms(),
@@ -383,6 +409,7 @@ pub async fn update(
         None => None,
         Some(entries) => Some(parse_event_types(state, entries)?),
     };
+    let filter = patch.filter.map(parse_filter).transpose()?;
     let status = match patch.status {
         None => None,
         Some(None) => {
@@ -400,6 +427,7 @@ pub async fn update(
         description: patch.description,
         url,
         event_types,
+        filter,
         status,
         now: now_ms(),
     };

@@ -168,6 +168,8 @@ struct FormValues {
     checked: Vec<String>,
     /// Anything else typed in "More patterns".
     more: String,
+    /// The filter as JSON text; empty: none.
+    filter: String,
 }
 
 impl FormValues {
@@ -181,6 +183,11 @@ impl FormValues {
             description: w.description.clone().unwrap_or_default(),
             checked,
             more: more.join(", "),
+            filter: w
+                .filter
+                .as_ref()
+                .and_then(|f| serde_json::to_string_pretty(f.json()).ok())
+                .unwrap_or_default(),
         }
     }
 
@@ -191,7 +198,19 @@ impl FormValues {
             description: fields.get("description").unwrap_or_default().to_owned(),
             checked: fields.all("event_types").map(str::to_owned).collect(),
             more: fields.get("patterns").unwrap_or_default().to_owned(),
+            filter: fields.get("filter").unwrap_or_default().to_owned(),
         }
+    }
+
+    /// The filter field as the API takes it: blank is no filter; text that is not JSON gets
+    /// the API's own error for the field.
+    fn filter(&self) -> Result<Option<serde_json::Value>, ApiError> {
+        if self.filter.trim().is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(&self.filter)
+            .map(Some)
+            .map_err(|e| ApiError::invalid("invalid_value", "filter", format!("filter is not JSON: {e}")))
     }
 
     /// Checked boxes and typed patterns; none at all means every type.
@@ -242,7 +261,7 @@ struct FormError {
 }
 
 /// The fields of the webhook form that show their own error.
-const FIELDS: [&str; 4] = ["url", "name", "description", "event_types"];
+const FIELDS: [&str; 5] = ["url", "name", "description", "event_types", "filter"];
 
 fn form(
     state: &AppState,
@@ -310,6 +329,18 @@ fn form(
                     aria-describedby=[invalid("event_types").then_some("event_types-error")];
                 (field_error("event_types"))
             }
+            label for="filter" { "Filter" }
+            p.muted.small #filter-help {
+                "Only events whose data matches, e.g. "
+                code { r#"{"symbol": {"$in": ["AAPL", "MSFT"]}, "quantity": {"$gte": 100}}"# }
+                ". Leave empty for every event of the types above."
+            }
+            textarea #filter name="filter" rows="4" spellcheck="false"
+                aria-invalid=[invalid("filter").then_some("true")]
+                aria-describedby=(if invalid("filter") { "filter-help filter-error" } else { "filter-help" }) {
+                (values.filter)
+            }
+            (field_error("filter"))
             button type="submit" { (submit) }
         }
     }
@@ -343,14 +374,21 @@ pub async fn create(
     CheckedForm(viewer, fields): CheckedForm,
 ) -> Result<Response> {
     let values = FormValues::from_fields(&fields);
-    let input = WebhookIn {
-        url: values.url.clone(),
-        name: FormValues::optional(&values.name),
-        description: FormValues::optional(&values.description),
-        event_types: values.event_types(),
-        org_id: Some(viewer.org.id.to_string()),
+    let created = match values.filter() {
+        Ok(filter) => {
+            let input = WebhookIn {
+                url: values.url.clone(),
+                name: FormValues::optional(&values.name),
+                description: FormValues::optional(&values.description),
+                event_types: values.event_types(),
+                filter,
+                org_id: Some(viewer.org.id.to_string()),
+            };
+            api::create(&state, &viewer.caller, input).await
+        }
+        Err(e) => Err(e),
     };
-    match api::create(&state, &viewer.caller, input).await {
+    match created {
         Ok((webhook, secret)) => Ok(detail_page(
             &state,
             &viewer,
@@ -540,15 +578,22 @@ pub async fn edit(
 ) -> Result<Response> {
     let webhook = find(&state, &viewer, &raw).await?;
     let values = FormValues::from_fields(&fields);
-    let patch = WebhookPatch {
-        name: Some(FormValues::optional(&values.name)),
-        description: Some(FormValues::optional(&values.description)),
-        url: Some(Some(values.url.clone())),
-        event_types: Some(values.event_types()),
-        status: None,
-        org_id: None,
+    let updated = match values.filter() {
+        Ok(filter) => {
+            let patch = WebhookPatch {
+                name: Some(FormValues::optional(&values.name)),
+                description: Some(FormValues::optional(&values.description)),
+                url: Some(Some(values.url.clone())),
+                event_types: Some(values.event_types()),
+                filter: Some(filter),
+                status: None,
+                org_id: None,
+            };
+            api::update(&state, viewer.scope(), webhook.id.as_str(), patch, DISABLED_HERE).await
+        }
+        Err(e) => Err(e),
     };
-    match api::update(&state, viewer.scope(), webhook.id.as_str(), patch, DISABLED_HERE).await {
+    match updated {
         Ok(_) => {
             Ok(Redirect::to(&format!("/dashboard/webhooks/{}?done=updated", webhook.id)).into_response())
         }
@@ -581,6 +626,7 @@ pub async fn set_status(
         description: None,
         url: None,
         event_types: None,
+        filter: None,
         status: Some(Some(status)),
         org_id: None,
     };

@@ -4,6 +4,7 @@
 pub mod duration;
 pub mod error_class;
 pub mod event_types;
+pub mod filter;
 pub mod ids;
 pub mod json;
 pub mod net;

@@ -20,6 +20,7 @@ use super::rows::{
     SESSION_COLUMNS, WEBHOOK_COLUMNS, event_types_json,
 };
 use super::*;
+use crate::domain::filter::Filter;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
@@ -33,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_lean_deliveries.sql"),
     include_str!("../../migrations/postgres/0008_keys_and_org_lifecycle.sql"),
     include_str!("../../migrations/postgres/0009_events_by_org.sql"),
+    include_str!("../../migrations/postgres/0010_webhook_filters.sql"),
 ];
 /// A retry makes an ended delivery pending again, which retention must then keep. The purge
 /// locks the events it looks at (`FOR UPDATE … SKIP LOCKED`) before it reads whether any of
@@ -703,6 +705,7 @@ impl Store for PostgresStore {
                 .bind(&new.secret_last4)
                 .bind(new.now)
                 .bind(new.now)
+                .bind(new.filter.as_ref().map(Filter::to_json_string))
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(shared_sql!(INSERT_SECRET))
@@ -758,7 +761,7 @@ impl Store for PostgresStore {
             changes.apply(&mut webhook);
             sqlx::query(
                 "UPDATE webhooks SET name = $1, description = $2, url = $3, event_types = $4, status = $5, \
-                 disabled_reason = $6, updated_at = $7, \
+                 disabled_reason = $6, updated_at = $7, filter = $9, \
                  failing_since = CASE WHEN $5 = 'active' THEN NULL ELSE failing_since END WHERE id = $8",
             )
             .bind(&webhook.name)
@@ -769,6 +772,7 @@ impl Store for PostgresStore {
             .bind(&webhook.disabled_reason)
             .bind(webhook.updated_at)
             .bind(webhook.id.as_str())
+            .bind(webhook.filter.as_ref().map(Filter::to_json_string))
             .execute(&mut *tx)
             .await?;
             let unparked = match (was, webhook.status) {

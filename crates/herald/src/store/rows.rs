@@ -9,6 +9,7 @@ use super::{
 };
 use crate::domain::error_class::ErrorClass;
 use crate::domain::event_types::Subscription;
+use crate::domain::filter::Filter;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 
 /// One result row, column by column, in a backend's own error type.
@@ -64,13 +65,14 @@ pub fn org_lifecycle<R: Columns + ?Sized>(row: &R) -> Result<OrgLifecycle, R::Er
 }
 
 pub const WEBHOOK_COLUMNS: &str = "id, org_id, name, description, url, status, disabled_reason, \
-     event_types, secret_last4, last_triggered_at, created_at, updated_at";
+     event_types, secret_last4, last_triggered_at, created_at, updated_at, filter";
 
 pub fn webhook<R: Columns + ?Sized>(row: &R) -> Result<Webhook, R::Error> {
     let event_types = row
         .text_opt(7)?
         .map(|json| serde_json::from_str(&json).map_err(|_| row.corrupt(7, "event types")))
         .transpose()?;
+    let filter = stored_filter(row, 12)?;
     Ok(Webhook {
         id: parsed(row, 0, "webhook id", WebhookId::parse)?,
         org_id: parsed(row, 1, "org id", OrgId::parse)?,
@@ -80,6 +82,7 @@ pub fn webhook<R: Columns + ?Sized>(row: &R) -> Result<Webhook, R::Error> {
         status: parsed(row, 5, "status", WebhookStatus::parse)?,
         disabled_reason: row.text_opt(6)?,
         event_types,
+        filter,
         secret_last4: row.text(8)?,
         last_triggered_at: row.int_opt(9)?,
         created_at: row.int(10)?,
@@ -196,7 +199,15 @@ pub fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, s
         .map_err(|e| super::StoreError::Backend(e.to_string()))
 }
 
-pub const CANDIDATE_COLUMNS: &str = "id, org_id, status, event_types, url";
+pub const CANDIDATE_COLUMNS: &str = "id, org_id, status, event_types, url, filter";
+
+/// A filter as stored: written by the API from a parsed [`Filter`], so one that no longer
+/// parses is corrupt.
+fn stored_filter<R: Columns + ?Sized>(row: &R, i: usize) -> Result<Option<Filter>, R::Error> {
+    row.text_opt(i)?
+        .map(|text| Filter::from_stored(&text).ok_or_else(|| row.corrupt(i, "filter")))
+        .transpose()
+}
 
 /// A webhook as a publish weighs it: its subscription parsed once, here.
 pub fn candidate<R: Columns + ?Sized>(row: &R) -> Result<Candidate, R::Error> {
@@ -208,6 +219,7 @@ pub fn candidate<R: Columns + ?Sized>(row: &R) -> Result<Candidate, R::Error> {
         active: parsed(row, 2, "status", WebhookStatus::parse)? == WebhookStatus::Active,
         subscription,
         url: row.text(4)?,
+        filter: stored_filter(row, 5)?,
     })
 }
 

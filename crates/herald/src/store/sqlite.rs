@@ -40,6 +40,7 @@ use super::rows::{
     EVENT_COLUMNS, ORG_COLUMNS, SESSION_COLUMNS, WEBHOOK_COLUMNS, event_types_json,
 };
 use super::*;
+use crate::domain::filter::Filter;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
@@ -599,7 +600,8 @@ impl Store for SqliteStore {
                 event_types_json(&new.event_types)?,
                 new.secret_last4,
                 new.now,
-                new.now
+                new.now,
+                new.filter.as_ref().map(Filter::to_json_string)
             ])?;
             conn.prepare_cached(sql::INSERT_SECRET)?.execute(params![
                 new.id.as_str(),
@@ -644,7 +646,7 @@ impl Store for SqliteStore {
             changes.clone().apply(&mut webhook);
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?1, description = ?2, url = ?3, event_types = ?4, status = ?5, \
-                 disabled_reason = ?6, updated_at = ?7, \
+                 disabled_reason = ?6, updated_at = ?7, filter = ?9, \
                  failing_since = CASE WHEN ?5 = 'active' THEN NULL ELSE failing_since END WHERE id = ?8",
             )?
             .execute(params![
@@ -655,7 +657,8 @@ impl Store for SqliteStore {
                 webhook.status.as_str(),
                 webhook.disabled_reason,
                 webhook.updated_at,
-                webhook.id.as_str()
+                webhook.id.as_str(),
+                webhook.filter.as_ref().map(Filter::to_json_string)
             ])?;
             match (was, webhook.status) {
                 (WebhookStatus::Active, WebhookStatus::Disabled) => park(conn, &webhook.id)?,
@@ -1237,6 +1240,7 @@ mod tests {
                     description: None,
                     url: format!("https://example.com/{n}"),
                     event_types: None,
+                    filter: None,
                     secret_ciphertext: vec![1, 2, 3],
                     secret_last4: "abcd".into(),
                     now,
@@ -1658,6 +1662,7 @@ mod tests {
             description: None,
             url: None,
             event_types: Some(Some(vec!["invoice.*".into()])),
+            filter: None,
             status: None,
             now: now_ms(),
         };

@@ -54,6 +54,7 @@ mod sqlite {
     mod delivery;
     mod erasure;
     mod errors;
+    mod filters;
     mod full_disk;
     mod idempotency;
     mod keys;
@@ -88,6 +89,7 @@ mod postgres {
     mod delivery;
     mod erasure;
     mod errors;
+    mod filters;
     mod full_disk;
     mod idempotency;
     mod keys;

@@ -439,6 +439,85 @@ async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
     );
 }
 
+#[tokio::test]
+async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+    let csrf = browser.csrf().await;
+
+    let created = browser
+        .post(
+            "/dashboard/webhooks",
+            &[
+                ("url", "https://example.com/hook"),
+                ("filter", r#"{"symbol": "AAPL"}"#),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
+    let id = list["data"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(list["data"][0]["filter"], json!({"symbol": "AAPL"}));
+
+    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
+    let html = form.text().await.expect("html");
+    assert!(
+        html.contains("&quot;symbol&quot;: &quot;AAPL&quot;"),
+        "the form shows the filter: {html}"
+    );
+
+    let edit = |filter: &'static str| {
+        let browser = &browser;
+        let csrf = csrf.clone();
+        let id = id.clone();
+        async move {
+            browser
+                .post(
+                    &format!("/dashboard/webhooks/{id}/edit"),
+                    &[
+                        ("url", "https://example.com/hook"),
+                        ("filter", filter),
+                        ("csrf", &csrf),
+                    ],
+                )
+                .await
+        }
+    };
+    for (typed, says) in [
+        (r#"{"qty": {"$in": 1}}"#, "filter.qty.$in: $in takes an array"),
+        ("symbol = AAPL", "filter is not JSON"),
+    ] {
+        let refused = edit(typed).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let html = refused.text().await.expect("html");
+        assert!(html.contains(says), "{says}: {html}");
+        assert!(html.contains("id=\"filter-error\""), "said next to the field");
+    }
+    let api_view =
+        || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
+    assert_eq!(
+        api_view().await["filter"],
+        json!({"symbol": "AAPL"}),
+        "refused edits change nothing"
+    );
+
+    assert_eq!(
+        edit(r#"{"qty": {"$gte": 10}}"#).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(api_view().await["filter"], json!({"qty": {"$gte": 10}}));
+    assert_eq!(edit("  ").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        api_view().await["filter"],
+        serde_json::Value::Null,
+        "an empty field removes the filter"
+    );
+}
+
 /// A development app with a fast retry schedule, a tenant's key, and a receiver whose
 /// `/hook` answers 500 to everything.
 async fn tenant_with_a_failing_receiver() -> (TestApp, String, TestReceiver) {

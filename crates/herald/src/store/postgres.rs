@@ -34,7 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_lean_deliveries.sql"),
     include_str!("../../migrations/postgres/0008_keys_and_org_lifecycle.sql"),
     include_str!("../../migrations/postgres/0009_events_by_org.sql"),
-    include_str!("../../migrations/postgres/0010_webhook_filters.sql"),
+    include_str!("../../migrations/postgres/0011_webhook_filters.sql"),
 ];
 /// A retry makes an ended delivery pending again, which retention must then keep. The purge
 /// locks the events it looks at (`FOR UPDATE … SKIP LOCKED`) before it reads whether any of

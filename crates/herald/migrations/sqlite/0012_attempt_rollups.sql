@@ -1,6 +1,6 @@
--- Per-minute rollups of attempts, which the dashboard reads instead of a day of attempts
--- (see src/store/rollup.rs). Both are written with the attempt records and deleted past
--- 25 hours by the janitor (through the `minute` indexes) and with an erased org.
+-- Rollups of attempts per minute (and per 20 minutes), which the dashboard reads instead of
+-- a day of attempts (see src/store/rollup.rs). They are written with the attempt records and
+-- deleted past 25 hours by the janitor (through the `minute` indexes) and with an erased org.
 CREATE TABLE attempt_minutes (
     webhook_id    TEXT NOT NULL,
     minute        INTEGER NOT NULL, -- epoch minute of the attempts' start
@@ -10,6 +10,17 @@ CREATE TABLE attempt_minutes (
     PRIMARY KEY (webhook_id, minute, outcome, latency_class)
 ) WITHOUT ROWID;
 CREATE INDEX attempt_minutes_by_minute ON attempt_minutes (minute);
+
+-- The same per 20 minutes (`minute`: the period's first), for the day chart.
+CREATE TABLE attempt_20min (
+    webhook_id    TEXT NOT NULL,
+    minute        INTEGER NOT NULL,
+    outcome       INTEGER NOT NULL,
+    latency_class INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL,
+    PRIMARY KEY (webhook_id, minute, outcome, latency_class)
+) WITHOUT ROWID;
+CREATE INDEX attempt_20min_by_minute ON attempt_20min (minute);
 
 CREATE TABLE webhook_minutes (
     webhook_id           TEXT NOT NULL,
@@ -33,6 +44,10 @@ SELECT d.webhook_id, a.started_at / 60000,
 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
 WHERE a.started_at >= (unixepoch() - 25 * 3600) * 1000
 GROUP BY 1, 2, 3, 4;
+
+INSERT INTO attempt_20min (webhook_id, minute, outcome, latency_class, attempts)
+SELECT webhook_id, minute - minute % 20, outcome, latency_class, CAST(SUM(attempts) AS INTEGER)
+FROM attempt_minutes GROUP BY 1, 2, 3, 4;
 
 -- SQLite fills the bare columns from the row that holds the MAX: the minute's last answer.
 INSERT INTO webhook_minutes (webhook_id, minute, delivered, failed, last_attempt_at, last_response_status, last_error)

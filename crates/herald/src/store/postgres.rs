@@ -1457,11 +1457,12 @@ impl Store for PostgresStore {
 
     fn attempt_counts(&self, query: StatsQuery) -> StoreFuture<'_, Vec<AttemptCount>> {
         Box::pin(async move {
-            let statement = match &query.webhook_id {
-                Some(_) => shared_sql!(WEBHOOK_ATTEMPT_COUNTS),
-                None => shared_sql!(ATTEMPT_COUNTS),
-            };
-            let mut q = sqlx::query(statement)
+            static COUNTS: std::sync::LazyLock<[[String; 2]; 2]> = std::sync::LazyLock::new(|| {
+                [sql::ATTEMPT_COUNTS, sql::WEBHOOK_ATTEMPT_COUNTS].map(|s| s.map(sql::numbered))
+            });
+            let table = rollup::Resolution::for_buckets(query.since, query.bucket_ms) as usize;
+            let statement = &COUNTS[usize::from(query.webhook_id.is_some())][table];
+            let mut q = sqlx::query(AssertSqlSafe(statement.as_str()))
                 .bind(query.since)
                 .bind(query.bucket_ms.max(1))
                 .bind(query.org_id.as_str().to_owned())

@@ -1124,12 +1124,13 @@ impl Store for SqliteStore {
                 Value::Text(query.org_id.as_str().to_owned()),
                 Value::Integer(rollup::first_minute(query.since)),
             ];
+            let table = rollup::Resolution::for_buckets(query.since, query.bucket_ms) as usize;
             let statement = match &query.webhook_id {
                 Some(webhook) => {
                     params.push(Value::Text(webhook.as_str().to_owned()));
-                    sql::WEBHOOK_ATTEMPT_COUNTS
+                    sql::WEBHOOK_ATTEMPT_COUNTS[table]
                 }
-                None => sql::ATTEMPT_COUNTS,
+                None => sql::ATTEMPT_COUNTS[table],
             };
             let rows = conn
                 .prepare_cached(statement)?

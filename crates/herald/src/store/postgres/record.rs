@@ -15,7 +15,7 @@ use sqlx::AssertSqlSafe;
 use super::{park, shared_sql};
 use crate::domain::error_class::ErrorClass;
 use crate::domain::time::Millis;
-use crate::store::rollup::Rollup;
+use crate::store::rollup::{AttemptMinute, Rollup};
 use crate::store::{
     AttemptRecord, BatchWebhooks, ClockChange, QueueStep, StoreError, WebhookEffect, WebhookWrites,
 };
@@ -38,23 +38,45 @@ pub(super) async fn write(
     Ok(effects)
 }
 
+/// Adds counts of attempts to one rollup table with `upsert`, in one statement.
+async fn add_attempts(
+    tx: &mut PgConnection,
+    upsert: &'static str,
+    counts: &std::collections::BTreeMap<AttemptMinute, i64>,
+) -> Result<(), StoreError> {
+    let keys = counts.keys();
+    sqlx::query(upsert)
+        .bind(keys.clone().map(|k| k.webhook_id.as_str()).collect::<Vec<_>>())
+        .bind(keys.clone().map(|k| k.minute).collect::<Vec<_>>())
+        .bind(keys.clone().map(|k| k.outcome).collect::<Vec<_>>())
+        .bind(keys.map(|k| k.latency_class).collect::<Vec<_>>())
+        .bind(counts.values().copied().collect::<Vec<_>>())
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// Adds the batch's attempts to the dashboard's rollups: one multi-row upsert per table, each
 /// key once (one statement may not change a row twice), in key order.
 async fn add_rollup(tx: &mut PgConnection, records: &[AttemptRecord]) -> Result<(), StoreError> {
     let rollup = Rollup::of(records);
-    let keys = rollup.attempts.keys();
-    sqlx::query(
+    add_attempts(
+        tx,
         "INSERT INTO attempt_minutes (webhook_id, minute, outcome, latency_class, attempts) \
          SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
          ON CONFLICT (webhook_id, minute, outcome, latency_class) \
          DO UPDATE SET attempts = attempt_minutes.attempts + excluded.attempts",
+        &rollup.attempts,
     )
-    .bind(keys.clone().map(|k| k.webhook_id.as_str()).collect::<Vec<_>>())
-    .bind(keys.clone().map(|k| k.minute).collect::<Vec<_>>())
-    .bind(keys.clone().map(|k| k.outcome).collect::<Vec<_>>())
-    .bind(keys.map(|k| k.latency_class).collect::<Vec<_>>())
-    .bind(rollup.attempts.values().copied().collect::<Vec<_>>())
-    .execute(&mut *tx)
+    .await?;
+    add_attempts(
+        tx,
+        "INSERT INTO attempt_20min (webhook_id, minute, outcome, latency_class, attempts) \
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+         ON CONFLICT (webhook_id, minute, outcome, latency_class) \
+         DO UPDATE SET attempts = attempt_20min.attempts + excluded.attempts",
+        &rollup.coarse,
+    )
     .await?;
     let rows = || rollup.webhooks.iter();
     sqlx::query(

@@ -18,6 +18,16 @@ pub(super) fn add_rollup(conn: &Connection, records: &[AttemptRecord]) -> Result
             attempts
         ])?;
     }
+    let mut add = conn.prepare_cached(sql::ADD_ATTEMPT_20MIN)?;
+    for (key, attempts) in &rollup.coarse {
+        add.execute(params![
+            key.webhook_id,
+            key.minute,
+            key.outcome,
+            key.latency_class,
+            attempts
+        ])?;
+    }
     let mut add = conn.prepare_cached(sql::ADD_WEBHOOK_MINUTE)?;
     for ((webhook, minute), row) in &rollup.webhooks {
         add.execute(params![

@@ -808,6 +808,7 @@ fn rollup_rows(app: &TestApp, webhooks: &[&str]) -> i64 {
         app.dir.path(),
         &format!(
             "SELECT (SELECT COUNT(*) FROM attempt_minutes WHERE webhook_id IN ({ids})) \
+             + (SELECT COUNT(*) FROM attempt_20min WHERE webhook_id IN ({ids})) \
              + (SELECT COUNT(*) FROM webhook_minutes WHERE webhook_id IN ({ids}))"
         ),
     )

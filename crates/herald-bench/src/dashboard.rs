@@ -271,11 +271,42 @@ fn fill(db: &Path, org: &str, webhooks: &[String], deliveries: u64) -> anyhow::R
         }
         tx.commit()?;
     }
+    // A Herald from before the rollups (to compare with) has none to write.
+    if has_rollups(&conn)? {
+        write_rollups(
+            &mut conn,
+            webhooks,
+            &attempt_minutes,
+            &attempt_20min,
+            &webhook_minutes,
+        )?;
+    }
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")?;
+    Ok(())
+}
+
+fn has_rollups(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'attempt_minutes'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+type AttemptCounts = HashMap<(usize, i64, i64, i64), i64>;
+
+fn write_rollups(
+    conn: &mut Connection,
+    webhooks: &[String],
+    attempt_minutes: &AttemptCounts,
+    attempt_20min: &AttemptCounts,
+    webhook_minutes: &HashMap<(usize, i64), WebhookMinute>,
+) -> anyhow::Result<()> {
     let tx = conn.transaction()?;
     {
         for (table, counts) in [
-            ("attempt_minutes", &attempt_minutes),
-            ("attempt_20min", &attempt_20min),
+            ("attempt_minutes", attempt_minutes),
+            ("attempt_20min", attempt_20min),
         ] {
             let mut add = tx.prepare(&format!(
                 "INSERT INTO {table} (webhook_id, minute, outcome, latency_class, attempts) VALUES (?, ?, ?, ?, ?)"
@@ -288,7 +319,7 @@ fn fill(db: &Path, org: &str, webhooks: &[String], deliveries: u64) -> anyhow::R
             "INSERT INTO webhook_minutes (webhook_id, minute, delivered, failed, last_attempt_at, \
              last_response_status, last_error) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )?;
-        for ((w, minute), m) in &webhook_minutes {
+        for ((w, minute), m) in webhook_minutes {
             add.execute(params![
                 webhooks[*w],
                 minute,
@@ -301,7 +332,6 @@ fn fill(db: &Path, org: &str, webhooks: &[String], deliveries: u64) -> anyhow::R
         }
     }
     tx.commit()?;
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")?;
     Ok(())
 }
 
@@ -392,12 +422,18 @@ pub async fn run(common: &CommonArgs, params: &Params) -> anyhow::Result<Dashboa
     let deliveries = params.deliveries;
     tokio::task::spawn_blocking(move || fill(&db_for_fill, &org, &wh, deliveries)).await??;
     let fill_s = t.elapsed().as_secs_f64();
-    let rollup_rows: i64 = Connection::open(&db)?.query_row(
-        "SELECT (SELECT COUNT(*) FROM attempt_minutes) + (SELECT COUNT(*) FROM attempt_20min) \
-         + (SELECT COUNT(*) FROM webhook_minutes)",
-        [],
-        |r| r.get(0),
-    )?;
+    let conn = Connection::open(&db)?;
+    let rollup_rows: i64 = if has_rollups(&conn)? {
+        conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM attempt_minutes) + (SELECT COUNT(*) FROM attempt_20min) \
+             + (SELECT COUNT(*) FROM webhook_minutes)",
+            [],
+            |r| r.get(0),
+        )?
+    } else {
+        0
+    };
+    drop(conn);
     let db_bytes = std::fs::metadata(&db).map_or(0, |m| m.len());
 
     // 3. Herald again on it, and the pages.

@@ -79,10 +79,10 @@ impl AttemptOutcome {
     }
 }
 
-/// A row of `attempt_minutes`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AttemptMinute {
-    pub webhook_id: String,
+/// A row of `attempt_minutes` (or `attempt_20min`), borrowing its webhook's id from the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AttemptMinute<'a> {
+    pub webhook_id: &'a str,
     pub minute: i64,
     pub outcome: i64,
     pub latency_class: i64,
@@ -101,33 +101,33 @@ pub struct WebhookMinute {
 /// A batch of records summed per rollup key. Keys are ordered, so concurrent writers
 /// (PostgreSQL nodes) take the rows' locks in the same order and cannot deadlock.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Rollup {
-    pub attempts: BTreeMap<AttemptMinute, i64>,
+pub struct Rollup<'a> {
+    pub attempts: BTreeMap<AttemptMinute<'a>, i64>,
     /// The same per [`COARSE_MINUTES`], keyed by each period's first minute.
-    pub coarse: BTreeMap<AttemptMinute, i64>,
-    pub webhooks: BTreeMap<(String, i64), WebhookMinute>,
+    pub coarse: BTreeMap<AttemptMinute<'a>, i64>,
+    pub webhooks: BTreeMap<(&'a str, i64), WebhookMinute>,
 }
 
-impl Rollup {
-    pub fn of(records: &[AttemptRecord]) -> Self {
+impl<'a> Rollup<'a> {
+    pub fn of(records: &'a [AttemptRecord]) -> Self {
         let mut rollup = Self::default();
         for record in records {
             let a = &record.attempt;
             let minute = minute_of(a.started_at);
             let webhook = record.webhook_id.as_str();
             let key = AttemptMinute {
-                webhook_id: webhook.to_owned(),
+                webhook_id: webhook,
                 minute,
                 outcome: AttemptOutcome::of(a.error, a.response_status).code(),
                 latency_class: i64::try_from(latency_class(a.duration_ms)).unwrap_or(0),
             };
             let coarse = AttemptMinute {
                 minute: minute - minute.rem_euclid(COARSE_MINUTES),
-                ..key.clone()
+                ..key
             };
             *rollup.attempts.entry(key).or_default() += 1;
             *rollup.coarse.entry(coarse).or_default() += 1;
-            let row = rollup.webhooks.entry((webhook.to_owned(), minute)).or_default();
+            let row = rollup.webhooks.entry((webhook, minute)).or_default();
             match record.next {
                 Next::Delivered => row.delivered += 1,
                 Next::Failed => row.failed += 1,
@@ -260,18 +260,21 @@ mod tests {
         ];
         let rollup = Rollup::of(&records);
         let count = |w: &WebhookId, minute, outcome: AttemptOutcome, ms| {
-            rollup.attempts.get(&AttemptMinute {
-                webhook_id: w.as_str().to_owned(),
-                minute,
-                outcome: outcome.code(),
-                latency_class: i64::try_from(latency_class(ms)).unwrap_or(0),
-            })
+            rollup
+                .attempts
+                .get(&AttemptMinute {
+                    webhook_id: w.as_str(),
+                    minute,
+                    outcome: outcome.code(),
+                    latency_class: i64::try_from(latency_class(ms)).unwrap_or(0),
+                })
+                .copied()
         };
-        assert_eq!(count(&a, 1, AttemptOutcome::Delivered, 3), Some(&2));
-        assert_eq!(count(&a, 1, AttemptOutcome::HttpError, 700), Some(&1));
-        assert_eq!(count(&a, 1, AttemptOutcome::NoResponse, 30_000), Some(&1));
-        assert_eq!(count(&a, 2, AttemptOutcome::Delivered, 3), Some(&1));
-        assert_eq!(count(&b, 1, AttemptOutcome::Delivered, 3), Some(&1));
+        assert_eq!(count(&a, 1, AttemptOutcome::Delivered, 3), Some(2));
+        assert_eq!(count(&a, 1, AttemptOutcome::HttpError, 700), Some(1));
+        assert_eq!(count(&a, 1, AttemptOutcome::NoResponse, 30_000), Some(1));
+        assert_eq!(count(&a, 2, AttemptOutcome::Delivered, 3), Some(1));
+        assert_eq!(count(&b, 1, AttemptOutcome::Delivered, 3), Some(1));
         assert_eq!(rollup.attempts.len(), 5);
         assert_eq!(
             rollup.attempts.values().sum::<i64>(),
@@ -290,7 +293,7 @@ mod tests {
         assert_eq!(coarse(&b, 0), 1);
         assert_eq!(rollup.coarse.len(), 4, "{:?}", rollup.coarse);
 
-        let minute = &rollup.webhooks[&(a.as_str().to_owned(), 1)];
+        let minute = &rollup.webhooks[&(a.as_str(), 1)];
         assert_eq!((minute.delivered, minute.failed), (2, 1), "a retry ends nothing");
         assert_eq!(minute.last_attempt_at, 62_000, "the minute's latest attempt");
         assert_eq!(minute.last_response_status, None);
@@ -301,11 +304,12 @@ mod tests {
     #[test]
     fn the_last_answer_is_the_latest_attempt_whatever_the_order_of_the_batch() {
         let a = WebhookId::new();
-        let rollup = Rollup::of(&[
+        let records = [
             record(&a, 60_900, 3, Some(200), Next::Delivered),
             record(&a, 60_100, 3, Some(503), Next::RetryAt(1)),
-        ]);
-        let minute = &rollup.webhooks[&(a.as_str().to_owned(), 1)];
+        ];
+        let rollup = Rollup::of(&records);
+        let minute = &rollup.webhooks[&(a.as_str(), 1)];
         assert_eq!(minute.last_attempt_at, 60_900);
         assert_eq!(minute.last_response_status, Some(200));
         assert_eq!(minute.last_error, None);

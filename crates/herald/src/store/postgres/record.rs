@@ -42,11 +42,11 @@ pub(super) async fn write(
 async fn add_attempts(
     tx: &mut PgConnection,
     upsert: &'static str,
-    counts: &std::collections::BTreeMap<AttemptMinute, i64>,
+    counts: &std::collections::BTreeMap<AttemptMinute<'_>, i64>,
 ) -> Result<(), StoreError> {
     let keys = counts.keys();
     sqlx::query(upsert)
-        .bind(keys.clone().map(|k| k.webhook_id.as_str()).collect::<Vec<_>>())
+        .bind(keys.clone().map(|k| k.webhook_id).collect::<Vec<_>>())
         .bind(keys.clone().map(|k| k.minute).collect::<Vec<_>>())
         .bind(keys.clone().map(|k| k.outcome).collect::<Vec<_>>())
         .bind(keys.map(|k| k.latency_class).collect::<Vec<_>>())
@@ -92,7 +92,7 @@ async fn add_rollup(tx: &mut PgConnection, records: &[AttemptRecord]) -> Result<
            THEN excluded.last_error ELSE webhook_minutes.last_error END, \
          last_attempt_at = GREATEST(excluded.last_attempt_at, webhook_minutes.last_attempt_at)",
     )
-    .bind(rows().map(|((w, _), _)| w.as_str()).collect::<Vec<_>>())
+    .bind(rows().map(|((w, _), _)| *w).collect::<Vec<_>>())
     .bind(rows().map(|((_, m), _)| *m).collect::<Vec<_>>())
     .bind(rows().map(|(_, r)| r.delivered).collect::<Vec<_>>())
     .bind(rows().map(|(_, r)| r.failed).collect::<Vec<_>>())

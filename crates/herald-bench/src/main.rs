@@ -2,6 +2,7 @@
 //! deliveries on a local receiver, report rates, latencies, Herald's RSS and CPU.
 //! See docs/PERFORMANCE.md.
 
+mod dashboard;
 mod load;
 mod procstat;
 mod receiver;
@@ -63,9 +64,30 @@ enum Workload {
     /// Open loop for a long while with a short retention: the database file's size and
     /// Herald's RSS sampled as the oldest data ages past it and is purged.
     Soak(SoakArgs),
+    /// The dashboard's pages timed over a large embedded database: a day of deliveries written
+    /// straight into the file, then each page fetched signed in (median of --runs).
+    Dashboard(DashboardArgs),
     /// The instrument alone, no Herald: the load generator posts delivery-like requests straight
     /// to the receiver, to show how many requests per second the bench itself can drive.
     Selftest(SelftestArgs),
+}
+
+#[derive(Args)]
+struct DashboardArgs {
+    /// Deliveries to write, spread over the last 24 hours (one attempt each).
+    #[arg(long, default_value_t = 10_000_000)]
+    deliveries: u64,
+    /// Webhooks; each event goes to every one of them.
+    #[arg(long, default_value_t = 10)]
+    fanout: u64,
+    /// Times each page is fetched; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The target for every page's median, in milliseconds.
+    #[arg(long, default_value_t = 100.0)]
+    target_ms: f64,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -352,7 +374,9 @@ impl Plan {
                     common: a.common,
                 }
             }
-            Workload::Selftest(_) => anyhow::bail!("selftest is not a Herald workload"),
+            Workload::Selftest(_) | Workload::Dashboard(_) => {
+                anyhow::bail!("not a delivery workload")
+            }
         };
         anyhow::ensure!(
             plan.events > 0 && plan.fanout > 0,
@@ -901,6 +925,20 @@ fn finish<R: serde::Serialize>(
 async fn run_cli(cli: Cli) -> ExitCode {
     if let Workload::Selftest(a) = &cli.workload {
         return finish(selftest(a).await, a.json, |r| r.ok, print_selftest);
+    }
+    if let Workload::Dashboard(a) = &cli.workload {
+        let params = dashboard::Params {
+            deliveries: a.deliveries,
+            fanout: a.fanout,
+            runs: a.runs,
+            target_ms: a.target_ms,
+        };
+        return finish(
+            dashboard::run(&a.common, &params).await,
+            a.common.json,
+            |r| r.ok,
+            |r| print!("{}", r.table()),
+        );
     }
     let plan = match Plan::from_cli(cli.workload) {
         Ok(p) => p,

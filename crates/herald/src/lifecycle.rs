@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::domain::ids::{EventId, OrgId};
 use crate::domain::time::{Millis, now_ms};
-use crate::store::{OrgLifecycle, PurgeStep, Purged, Store, StoreError};
+use crate::store::{OrgLifecycle, PurgeStep, Purged, Store, StoreError, rollup};
 
 /// Events looked at per batch: a batch is one short transaction (on SQLite, one turn of the
 /// writer that publishes also wait for).
@@ -63,6 +63,9 @@ pub struct Janitor {
     store: Arc<dyn Store>,
     settings: Settings,
     walks: HashMap<OrgId, Walk>,
+    /// The dashboard's rollups are deleted up to this epoch minute: a time-ordered delete,
+    /// once a minute.
+    rollups_purged_to: i64,
 }
 
 impl Janitor {
@@ -74,6 +77,7 @@ impl Janitor {
             store,
             settings,
             walks: HashMap::new(),
+            rollups_purged_to: 0,
         }
     }
 
@@ -98,6 +102,7 @@ impl Janitor {
 
     /// One batch for each org with something to do; whether any has more.
     pub async fn pass(&mut self) -> Result<bool, StoreError> {
+        self.purge_rollups().await?;
         let orgs = self.store.org_lifecycles().await?;
         let known: std::collections::HashSet<&OrgId> = orgs.iter().map(|org| &org.id).collect();
         self.walks.retain(|id, _| known.contains(id));
@@ -109,6 +114,18 @@ impl Janitor {
             };
         }
         Ok(more)
+    }
+
+    /// The dashboard's rollups older than any page shows, when a minute has passed since the
+    /// last time.
+    async fn purge_rollups(&mut self) -> Result<(), StoreError> {
+        let before = now_ms() - rollup::KEEP_MS;
+        if rollup::minute_of(before) > self.rollups_purged_to {
+            let rows = self.store.purge_rollups(before).await?;
+            tracing::debug!(rows, "old dashboard rollups deleted");
+            self.rollups_purged_to = rollup::minute_of(before);
+        }
+        Ok(())
     }
 
     /// The next batch of `org`'s events past its retention; whether more may be left.

@@ -48,7 +48,7 @@ async fn find(state: &AppState, viewer: &Viewer, raw: &str) -> Result<Webhook> {
 fn success_rate(h: &WebhookHealth) -> Markup {
     let finished = h.delivered + h.failed;
     if finished == 0 {
-        let none = if h.deliveries == 0 {
+        let none = if h.pending == 0 {
             "no deliveries"
         } else {
             "none finished"
@@ -126,7 +126,8 @@ pub async fn list(
                         th scope="col" { "Webhook" }
                         th scope="col" { "Status" }
                         th scope="col" { "Event types" }
-                        th scope="col" class="num" { "Deliveries, 24\u{a0}h" }
+                        th scope="col" class="num" { "Ended, 24\u{a0}h" }
+                        th scope="col" class="num" { "Pending" }
                         th scope="col" class="num" { "Success, 24\u{a0}h" }
                         th scope="col" { "Last response" }
                     } }
@@ -145,7 +146,8 @@ pub async fn list(
                                     }
                                 }
                                 td.small { (event_types_text(&w.event_types)) }
-                                td.num { (h.deliveries) }
+                                td.num { (h.delivered + h.failed) }
+                                td.num { (h.pending) }
                                 td.num { (success_rate(&h)) }
                                 td { (last_response(&h)) }
                             }
@@ -530,9 +532,10 @@ async fn detail_page(
                 dt { "Created" } dd { (views::time(webhook.created_at)) }
                 dt { "Last attempt" } dd { (views::maybe_time(webhook.last_triggered_at)) }
                 dt { "Last 24 hours" } dd {
-                    (h.deliveries) " deliveries, " (h.delivered) " delivered, " (h.failed) " failed; success rate "
+                    (h.delivered) " delivered, " (h.failed) " failed; success rate "
                     (success_rate(&h)) "; last response " (last_response(&h))
                 }
+                dt { "Pending now" } dd { (h.pending) }
             }
             (charts)
             h2 { "Recent deliveries" }

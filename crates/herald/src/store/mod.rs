@@ -15,6 +15,7 @@ use crate::domain::time::Millis;
 
 pub mod lock;
 pub mod postgres;
+pub mod rollup;
 pub mod rows;
 pub mod sql;
 pub mod sqlite;
@@ -823,7 +824,8 @@ pub const LATENCY_BOUNDS_MS: &[i64] = &[
     800, 1000, 1200, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10_000, 15_000, 20_000, 30_000, 60_000,
 ];
 
-/// SQL for an attempt's latency class (same text on every backend).
+/// SQL for an attempt's latency class, as [`rollup::latency_class`] computes it: the
+/// migrations' backfill of the rollups holds this text (a test checks).
 pub fn latency_class_sql(column: &str) -> String {
     let mut sql = String::from("CASE");
     for (class, bound) in LATENCY_BOUNDS_MS.iter().enumerate() {
@@ -833,16 +835,18 @@ pub fn latency_class_sql(column: &str) -> String {
     sql
 }
 
-/// SQL for an attempt's [`AttemptOutcome`] code, over attempts aliased `a`.
-pub const OUTCOME_SQL: &str =
-    "CASE WHEN a.error IS NULL THEN 0 WHEN a.response_status IS NOT NULL THEN 1 ELSE 2 END";
-
-/// One webhook's deliveries over a recent window, for the dashboard's list.
+/// One webhook's deliveries, for the dashboard's list: those that ended over a recent window
+/// (read from the rollups, so the page costs the same whatever the traffic), and those
+/// pending now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebhookHealth {
-    pub deliveries: u64,
+    /// Deliveries that ended delivered in the window (a delivery sent again and delivered
+    /// again counts each time).
     pub delivered: u64,
+    /// Deliveries that ended failed in the window: retries exhausted.
     pub failed: u64,
+    /// Deliveries waiting for an attempt now, whenever they were made.
+    pub pending: u64,
     /// The most recent attempt in the window.
     pub last_attempt_at: Option<Millis>,
     pub last_response_status: Option<i64>,
@@ -1286,11 +1290,16 @@ pub trait Store: Send + Sync + 'static {
     /// The last step of erasing an org, once its events are gone: its webhooks, their secrets,
     /// its keys, their idempotency records and sessions, and the org itself.
     fn forget_org(&self, org: OrgId) -> StoreFuture<'_, ()>;
+    /// Deletes the dashboard's rollups of attempts started before `before` (see
+    /// [`rollup::KEEP_MS`]); how many rows went.
+    fn purge_rollups(&self, before: Millis) -> StoreFuture<'_, u64>;
 
     /// Attempts of one org (or one webhook) since a time, counted per bucket, outcome and
-    /// latency class: what the charts draw.
+    /// latency class: what the charts draw. Read from the per-minute rollups, so `since` and
+    /// `bucket_ms` are whole minutes (a partial first minute is left out).
     fn attempt_counts(&self, query: StatsQuery) -> StoreFuture<'_, Vec<AttemptCount>>;
-    /// Per webhook of `org`: its deliveries created since `since`.
+    /// Per webhook of `org`: its deliveries ended since `since`, its pending ones and its last
+    /// answer since then (see [`WebhookHealth`]).
     fn webhook_health(
         &self,
         org: OrgId,

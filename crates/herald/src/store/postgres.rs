@@ -21,7 +21,7 @@ use super::rows::{
 };
 use super::*;
 use crate::domain::filter::Filter;
-use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
+use crate::domain::ids::{DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
 const MIGRATIONS: &[&str] = &[
@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_lean_deliveries.sql"),
     include_str!("../../migrations/postgres/0008_keys_and_org_lifecycle.sql"),
     include_str!("../../migrations/postgres/0009_events_by_org.sql"),
+    include_str!("../../migrations/postgres/0010_attempt_rollups.sql"),
     include_str!("../../migrations/postgres/0011_webhook_filters.sql"),
 ];
 /// A retry makes an ended delivery pending again, which retention must then keep. The purge
@@ -1464,26 +1465,34 @@ impl Store for PostgresStore {
         })
     }
 
+    fn purge_rollups(&self, before: Millis) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            static PURGE: std::sync::LazyLock<Vec<String>> =
+                std::sync::LazyLock::new(|| sql::PURGE_ROLLUPS.iter().map(|s| sql::numbered(s)).collect());
+            let mut n = 0;
+            for statement in PURGE.iter() {
+                n += sqlx::query(AssertSqlSafe(statement.as_str()))
+                    .bind(rollup::minute_of(before))
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+            }
+            Ok(n)
+        })
+    }
+
     fn attempt_counts(&self, query: StatsQuery) -> StoreFuture<'_, Vec<AttemptCount>> {
         Box::pin(async move {
-            let webhook = if query.webhook_id.is_some() {
-                " AND d.webhook_id = $6"
-            } else {
-                ""
-            };
-            let sql = format!(
-                "SELECT (a.started_at - $1) / $2, {OUTCOME_SQL}, {}, COUNT(*) \
-                 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
-                 WHERE a.id >= $3 AND a.started_at >= $4 AND d.org_id = $5{webhook} \
-                 GROUP BY 1, 2, 3",
-                latency_class_sql("a.duration_ms")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql))
+            static COUNTS: std::sync::LazyLock<[[String; 2]; 2]> = std::sync::LazyLock::new(|| {
+                [sql::ATTEMPT_COUNTS, sql::WEBHOOK_ATTEMPT_COUNTS].map(|s| s.map(sql::numbered))
+            });
+            let table = rollup::Resolution::for_buckets(query.since, query.bucket_ms) as usize;
+            let statement = &COUNTS[usize::from(query.webhook_id.is_some())][table];
+            let mut q = sqlx::query(AssertSqlSafe(statement.as_str()))
                 .bind(query.since)
                 .bind(query.bucket_ms.max(1))
-                .bind(AttemptId::floor_at(query.since))
-                .bind(query.since)
-                .bind(query.org_id.as_str().to_owned());
+                .bind(query.org_id.as_str().to_owned())
+                .bind(rollup::first_minute(query.since));
             if let Some(webhook) = &query.webhook_id {
                 q = q.bind(webhook.as_str().to_owned());
             }
@@ -1493,8 +1502,8 @@ impl Store for PostgresStore {
                 .map(|row| {
                     Ok(AttemptCount {
                         bucket: get(row, 0)?,
-                        outcome: AttemptOutcome::from_code(i64::from(get::<i32>(row, 1)?)),
-                        latency_class: usize::try_from(get::<i32>(row, 2)?).unwrap_or(0),
+                        outcome: AttemptOutcome::from_code(get(row, 1)?),
+                        latency_class: usize::try_from(get::<i64>(row, 2)?).unwrap_or(0),
                         count: u64::try_from(get::<i64>(row, 3)?).unwrap_or(0),
                     })
                 })
@@ -1508,45 +1517,40 @@ impl Store for PostgresStore {
         since: Millis,
     ) -> StoreFuture<'_, HashMap<WebhookId, WebhookHealth>> {
         Box::pin(async move {
-            let floor = DeliveryId::floor_at(since);
-            let counts = sqlx::query(
-                "SELECT webhook_id, COUNT(*), COUNT(*) FILTER (WHERE status = 'delivered'), \
-                 COUNT(*) FILTER (WHERE status = 'failed') \
-                 FROM deliveries WHERE org_id = $1 AND id >= $2 GROUP BY webhook_id",
+            let ended = sqlx::query(
+                "SELECT m.webhook_id, SUM(m.delivered)::bigint, SUM(m.failed)::bigint, MAX(m.last_attempt_at), \
+                 (array_agg(m.last_response_status ORDER BY m.last_attempt_at DESC))[1], \
+                 (array_agg(m.last_error ORDER BY m.last_attempt_at DESC))[1] \
+                 FROM webhooks w JOIN webhook_minutes m ON m.webhook_id = w.id \
+                 WHERE w.org_id = $1 AND m.minute >= $2 GROUP BY m.webhook_id",
             )
             .bind(org.as_str())
-            .bind(&floor)
+            .bind(rollup::first_minute(since))
             .fetch_all(&self.pool)
             .await?;
+            let webhook_id =
+                |row: &PgRow| WebhookId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("webhook id"));
             let mut health = HashMap::new();
-            for row in &counts {
-                let id = WebhookId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("webhook id"))?;
+            for row in &ended {
                 health.insert(
-                    id,
+                    webhook_id(row)?,
                     WebhookHealth {
-                        deliveries: u64::try_from(get::<i64>(row, 1)?).unwrap_or(0),
-                        delivered: u64::try_from(get::<i64>(row, 2)?).unwrap_or(0),
-                        failed: u64::try_from(get::<i64>(row, 3)?).unwrap_or(0),
-                        ..WebhookHealth::default()
+                        delivered: u64::try_from(get::<i64>(row, 1)?).unwrap_or(0),
+                        failed: u64::try_from(get::<i64>(row, 2)?).unwrap_or(0),
+                        pending: 0,
+                        last_attempt_at: get(row, 3)?,
+                        last_response_status: get(row, 4)?,
+                        last_error: rows::error_class(row, 5)?,
                     },
                 );
             }
-            let last = sqlx::query(
-                "SELECT DISTINCT ON (webhook_id) webhook_id, last_attempt_at, last_response_status, last_error \
-                 FROM deliveries WHERE org_id = $1 AND id >= $2 AND last_attempt_at IS NOT NULL \
-                 ORDER BY webhook_id, last_attempt_at DESC",
-            )
-            .bind(org.as_str())
-            .bind(&floor)
-            .fetch_all(&self.pool)
-            .await?;
-            for row in &last {
-                let id = WebhookId::parse(&get::<String>(row, 0)?).ok_or_else(|| corrupt("webhook id"))?;
-                if let Some(entry) = health.get_mut(&id) {
-                    entry.last_attempt_at = get(row, 1)?;
-                    entry.last_response_status = get(row, 2)?;
-                    entry.last_error = rows::error_class(row, 3)?;
-                }
+            let pending = sqlx::query(shared_sql!(PENDING_BY_WEBHOOK))
+                .bind(org.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &pending {
+                health.entry(webhook_id(row)?).or_default().pending =
+                    u64::try_from(get::<i64>(row, 1)?).unwrap_or(0);
             }
             Ok(health)
         })

@@ -134,6 +134,9 @@ pub const PURGE_SCAN: &str = purge_scan!();
 /// each takes the `org_id` once. A session of another org's admin that was looking at it
 /// goes back to its own org.
 pub const FORGET_ORG: &[&str] = &[
+    "DELETE FROM attempt_minutes WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)",
+    "DELETE FROM attempt_20min WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)",
+    "DELETE FROM webhook_minutes WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)",
     "DELETE FROM webhook_secrets WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)",
     "DELETE FROM webhooks WHERE org_id = ?",
     "DELETE FROM idempotency_keys WHERE key_id IN (SELECT id FROM api_keys WHERE org_id = ?)",
@@ -165,6 +168,61 @@ pub const QUEUE_DELIVERY: &str = "INSERT INTO delivery_queue (delivery, webhook_
 pub const SET_SECRET_LAST4: &str = "UPDATE webhooks SET secret_last4 = ?, updated_at = ? WHERE id = ?";
 /// An admin's session switches org: `org_id`, `token_hash`.
 pub const SET_SESSION_ORG: &str = "UPDATE dashboard_sessions SET org_id = ? WHERE token_hash = ?";
+
+/// Adds one key's attempts to the charts' rollup: `webhook_id`, `minute`, `outcome`,
+/// `latency_class`, `attempts` (see [`crate::store::rollup`]).
+pub const ADD_ATTEMPT_MINUTE: &str = "INSERT INTO attempt_minutes (webhook_id, minute, outcome, latency_class, attempts) \
+     VALUES (?, ?, ?, ?, ?) ON CONFLICT (webhook_id, minute, outcome, latency_class) \
+     DO UPDATE SET attempts = attempt_minutes.attempts + excluded.attempts";
+/// [`ADD_ATTEMPT_MINUTE`] per 20 minutes (`minute`: the period's first).
+pub const ADD_ATTEMPT_20MIN: &str = "INSERT INTO attempt_20min (webhook_id, minute, outcome, latency_class, attempts) \
+     VALUES (?, ?, ?, ?, ?) ON CONFLICT (webhook_id, minute, outcome, latency_class) \
+     DO UPDATE SET attempts = attempt_20min.attempts + excluded.attempts";
+/// Adds one webhook-minute's ended deliveries, and keeps its latest answer: `webhook_id`,
+/// `minute`, `delivered`, `failed`, `last_attempt_at`, `last_response_status`, `last_error`.
+pub const ADD_WEBHOOK_MINUTE: &str = "INSERT INTO webhook_minutes (webhook_id, minute, delivered, failed, \
+     last_attempt_at, last_response_status, last_error) VALUES (?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (webhook_id, minute) DO UPDATE SET delivered = webhook_minutes.delivered + excluded.delivered, \
+     failed = webhook_minutes.failed + excluded.failed, \
+     last_response_status = CASE WHEN excluded.last_attempt_at >= webhook_minutes.last_attempt_at \
+       THEN excluded.last_response_status ELSE webhook_minutes.last_response_status END, \
+     last_error = CASE WHEN excluded.last_attempt_at >= webhook_minutes.last_attempt_at \
+       THEN excluded.last_error ELSE webhook_minutes.last_error END, \
+     last_attempt_at = CASE WHEN excluded.last_attempt_at >= webhook_minutes.last_attempt_at \
+       THEN excluded.last_attempt_at ELSE webhook_minutes.last_attempt_at END";
+/// The charts' counts from a rollup table, of an org or (`AND w.id = ?`) one webhook.
+macro_rules! attempt_counts {
+    ($table:literal, $webhook:literal) => {
+        concat!(
+            "SELECT (m.minute * 60000 - ?) / ?, m.outcome, m.latency_class, CAST(SUM(m.attempts) AS BIGINT) \
+             FROM webhooks w JOIN ",
+            $table,
+            " m ON m.webhook_id = w.id WHERE w.org_id = ? AND m.minute >= ?",
+            $webhook,
+            " GROUP BY 1, 2, 3"
+        )
+    };
+}
+/// The charts' counts of an org from the rollup: `since`, `bucket_ms`, `org_id`, first minute.
+/// Webhooks deleted since still count (their rows keep their org). Indexed by
+/// [`crate::store::rollup::Resolution`]; the `WEBHOOK_` ones take `webhook_id` too.
+pub const ATTEMPT_COUNTS: [&str; 2] = [
+    attempt_counts!("attempt_minutes", ""),
+    attempt_counts!("attempt_20min", ""),
+];
+pub const WEBHOOK_ATTEMPT_COUNTS: [&str; 2] = [
+    attempt_counts!("attempt_minutes", " AND w.id = ?"),
+    attempt_counts!("attempt_20min", " AND w.id = ?"),
+];
+/// Pending deliveries per webhook of an org, now (the queue holds exactly those): `org_id`.
+pub const PENDING_BY_WEBHOOK: &str = "SELECT q.webhook_id, COUNT(*) FROM webhooks w \
+     JOIN delivery_queue q ON q.webhook_id = w.id WHERE w.org_id = ? GROUP BY q.webhook_id";
+/// Rollup rows from before a minute, which no page shows: `minute`.
+pub const PURGE_ROLLUPS: &[&str] = &[
+    "DELETE FROM attempt_minutes WHERE minute < ?",
+    "DELETE FROM attempt_20min WHERE minute < ?",
+    "DELETE FROM webhook_minutes WHERE minute < ?",
+];
 
 /// `sql` with each `?` outside quotes numbered for PostgreSQL (`$1`, `$2`, …).
 pub fn numbered(sql: &str) -> String {

@@ -41,7 +41,7 @@ use super::rows::{
 };
 use super::*;
 use crate::domain::filter::Filter;
-use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
+use crate::domain::ids::{DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::time::Millis;
 
 // The backend's parts; each takes what it needs from here with `use super::*`.
@@ -805,10 +805,12 @@ impl Store for SqliteStore {
     fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>> {
         Box::pin(self.write_bookkeeping(move |conn| {
             let mut batch = BatchWebhooks::default();
-            records
+            let effects: Vec<WebhookEffect> = records
                 .iter()
                 .map(|record| record_one(conn, record, batch.writes_for(record)))
-                .collect()
+                .collect::<Result<_, _>>()?;
+            add_rollup(conn, &records)?;
+            Ok(effects)
         }))
     }
 
@@ -1105,32 +1107,36 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn purge_rollups(&self, before: Millis) -> StoreFuture<'_, u64> {
+        Box::pin(self.write(move |conn| {
+            let mut n = 0;
+            for statement in sql::PURGE_ROLLUPS {
+                n += conn
+                    .prepare_cached(statement)?
+                    .execute([rollup::minute_of(before)])?;
+            }
+            Ok(u64::try_from(n).unwrap_or(0))
+        }))
+    }
+
     fn attempt_counts(&self, query: StatsQuery) -> StoreFuture<'_, Vec<AttemptCount>> {
         Box::pin(self.read(move |conn| {
-            let webhook = if query.webhook_id.is_some() {
-                " AND d.webhook_id = ?"
-            } else {
-                ""
-            };
-            let sql = format!(
-                "SELECT (a.started_at - ?) / ?, {OUTCOME_SQL}, {}, COUNT(*) \
-                 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
-                 WHERE a.id >= ? AND a.started_at >= ? AND d.org_id = ?{webhook} \
-                 GROUP BY 1, 2, 3",
-                latency_class_sql("a.duration_ms")
-            );
             let mut params = vec![
                 Value::Integer(query.since),
                 Value::Integer(query.bucket_ms.max(1)),
-                Value::Text(AttemptId::floor_at(query.since)),
-                Value::Integer(query.since),
                 Value::Text(query.org_id.as_str().to_owned()),
+                Value::Integer(rollup::first_minute(query.since)),
             ];
-            if let Some(webhook) = &query.webhook_id {
-                params.push(Value::Text(webhook.as_str().to_owned()));
-            }
+            let table = rollup::Resolution::for_buckets(query.since, query.bucket_ms) as usize;
+            let statement = match &query.webhook_id {
+                Some(webhook) => {
+                    params.push(Value::Text(webhook.as_str().to_owned()));
+                    sql::WEBHOOK_ATTEMPT_COUNTS[table]
+                }
+                None => sql::ATTEMPT_COUNTS[table],
+            };
             let rows = conn
-                .prepare_cached(&sql)?
+                .prepare_cached(statement)?
                 .query_map(params_from_iter(params), |row| {
                     Ok(AttemptCount {
                         bucket: row.get(0)?,
@@ -1150,30 +1156,39 @@ impl Store for SqliteStore {
         since: Millis,
     ) -> StoreFuture<'_, std::collections::HashMap<WebhookId, WebhookHealth>> {
         Box::pin(self.read(move |conn| {
+            let webhook_id = |row: &rusqlite::Row<'_>| {
+                let webhook: String = row.get(0)?;
+                WebhookId::parse(&webhook).ok_or_else(|| corrupt(0, "webhook id"))
+            };
             // SQLite fills the bare columns from the row that holds the MAX: the last answer.
-            let rows = conn
+            let mut health: std::collections::HashMap<WebhookId, WebhookHealth> = conn
                 .prepare_cached(
-                    "SELECT webhook_id, COUNT(*), SUM(status = 'delivered'), SUM(status = 'failed'), \
-                     MAX(last_attempt_at), last_response_status, last_error \
-                     FROM deliveries WHERE org_id = ? AND id >= ? GROUP BY webhook_id",
+                    "SELECT m.webhook_id, SUM(m.delivered), SUM(m.failed), MAX(m.last_attempt_at), \
+                     m.last_response_status, m.last_error \
+                     FROM webhooks w JOIN webhook_minutes m ON m.webhook_id = w.id \
+                     WHERE w.org_id = ? AND m.minute >= ? GROUP BY m.webhook_id",
                 )?
-                .query_map(params![org.as_str(), DeliveryId::floor_at(since)], |row| {
-                    let webhook: String = row.get(0)?;
-                    let last_attempt_at: Option<Millis> = row.get(4)?;
+                .query_map(params![org.as_str(), rollup::first_minute(since)], |row| {
                     Ok((
-                        WebhookId::parse(&webhook).ok_or_else(|| corrupt(0, "webhook id"))?,
+                        webhook_id(row)?,
                         WebhookHealth {
-                            deliveries: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
-                            delivered: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
-                            failed: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
-                            last_attempt_at,
-                            last_response_status: last_attempt_at.and(row.get(5)?),
-                            last_error: last_attempt_at.and(rows::error_class(row, 6)?),
+                            delivered: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                            failed: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                            pending: 0,
+                            last_attempt_at: row.get(3)?,
+                            last_response_status: row.get(4)?,
+                            last_error: rows::error_class(row, 5)?,
                         },
                     ))
                 })?
                 .collect::<Result<_, _>>()?;
-            Ok(rows)
+            let mut pending = conn.prepare_cached(sql::PENDING_BY_WEBHOOK)?;
+            let mut rows = pending.query([org.as_str()])?;
+            while let Some(row) = rows.next()? {
+                health.entry(webhook_id(row)?).or_default().pending =
+                    u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
+            }
+            Ok(health)
         }))
     }
 }

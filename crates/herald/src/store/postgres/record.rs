@@ -15,6 +15,7 @@ use sqlx::AssertSqlSafe;
 use super::{park, shared_sql};
 use crate::domain::error_class::ErrorClass;
 use crate::domain::time::Millis;
+use crate::store::rollup::{AttemptMinute, Rollup};
 use crate::store::{
     AttemptRecord, BatchWebhooks, ClockChange, QueueStep, StoreError, WebhookEffect, WebhookWrites,
 };
@@ -33,7 +34,74 @@ pub(super) async fn write(
             effects.push(webhook(tx, record, batch.writes_for(record)).await?);
         }
     }
+    add_rollup(tx, records).await?;
     Ok(effects)
+}
+
+/// Adds counts of attempts to one rollup table with `upsert`, in one statement.
+async fn add_attempts(
+    tx: &mut PgConnection,
+    upsert: &'static str,
+    counts: &std::collections::BTreeMap<AttemptMinute<'_>, i64>,
+) -> Result<(), StoreError> {
+    let keys = counts.keys();
+    sqlx::query(upsert)
+        .bind(keys.clone().map(|k| k.webhook_id).collect::<Vec<_>>())
+        .bind(keys.clone().map(|k| k.minute).collect::<Vec<_>>())
+        .bind(keys.clone().map(|k| k.outcome).collect::<Vec<_>>())
+        .bind(keys.map(|k| k.latency_class).collect::<Vec<_>>())
+        .bind(counts.values().copied().collect::<Vec<_>>())
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Adds the batch's attempts to the dashboard's rollups: one multi-row upsert per table, each
+/// key once (one statement may not change a row twice), in key order.
+async fn add_rollup(tx: &mut PgConnection, records: &[AttemptRecord]) -> Result<(), StoreError> {
+    let rollup = Rollup::of(records);
+    add_attempts(
+        tx,
+        "INSERT INTO attempt_minutes (webhook_id, minute, outcome, latency_class, attempts) \
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+         ON CONFLICT (webhook_id, minute, outcome, latency_class) \
+         DO UPDATE SET attempts = attempt_minutes.attempts + excluded.attempts",
+        &rollup.attempts,
+    )
+    .await?;
+    add_attempts(
+        tx,
+        "INSERT INTO attempt_20min (webhook_id, minute, outcome, latency_class, attempts) \
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+         ON CONFLICT (webhook_id, minute, outcome, latency_class) \
+         DO UPDATE SET attempts = attempt_20min.attempts + excluded.attempts",
+        &rollup.coarse,
+    )
+    .await?;
+    let rows = || rollup.webhooks.iter();
+    sqlx::query(
+        "INSERT INTO webhook_minutes (webhook_id, minute, delivered, failed, last_attempt_at, \
+         last_response_status, last_error) \
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
+         $6::bigint[], $7::text[]) \
+         ON CONFLICT (webhook_id, minute) DO UPDATE SET delivered = webhook_minutes.delivered + excluded.delivered, \
+         failed = webhook_minutes.failed + excluded.failed, \
+         last_response_status = CASE WHEN excluded.last_attempt_at >= webhook_minutes.last_attempt_at \
+           THEN excluded.last_response_status ELSE webhook_minutes.last_response_status END, \
+         last_error = CASE WHEN excluded.last_attempt_at >= webhook_minutes.last_attempt_at \
+           THEN excluded.last_error ELSE webhook_minutes.last_error END, \
+         last_attempt_at = GREATEST(excluded.last_attempt_at, webhook_minutes.last_attempt_at)",
+    )
+    .bind(rows().map(|((w, _), _)| *w).collect::<Vec<_>>())
+    .bind(rows().map(|((_, m), _)| *m).collect::<Vec<_>>())
+    .bind(rows().map(|(_, r)| r.delivered).collect::<Vec<_>>())
+    .bind(rows().map(|(_, r)| r.failed).collect::<Vec<_>>())
+    .bind(rows().map(|(_, r)| r.last_attempt_at).collect::<Vec<_>>())
+    .bind(rows().map(|(_, r)| r.last_response_status).collect::<Vec<_>>())
+    .bind(rows().map(|(_, r)| r.last_error.map(ErrorClass::as_str)).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// `records` cut where a delivery repeats: one `UPDATE … FROM` changes a row once, however

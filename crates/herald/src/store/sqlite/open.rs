@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0009_lean_deliveries.sql"),
     include_str!("../../../migrations/sqlite/0010_keys_and_org_lifecycle.sql"),
     include_str!("../../../migrations/sqlite/0011_events_by_org.sql"),
+    include_str!("../../../migrations/sqlite/0012_attempt_rollups.sql"),
     include_str!("../../../migrations/sqlite/0013_webhook_filters.sql"),
 ];
 

@@ -3,6 +3,45 @@
 
 use super::*;
 use crate::domain::error_class::ErrorClass;
+use crate::store::rollup::Rollup;
+
+/// Adds a batch's attempts to the dashboard's rollups: one upsert per key of the batch.
+pub(super) fn add_rollup(conn: &Connection, records: &[AttemptRecord]) -> Result<(), StoreError> {
+    let rollup = Rollup::of(records);
+    let mut add = conn.prepare_cached(sql::ADD_ATTEMPT_MINUTE)?;
+    for (key, attempts) in &rollup.attempts {
+        add.execute(params![
+            key.webhook_id,
+            key.minute,
+            key.outcome,
+            key.latency_class,
+            attempts
+        ])?;
+    }
+    let mut add = conn.prepare_cached(sql::ADD_ATTEMPT_20MIN)?;
+    for (key, attempts) in &rollup.coarse {
+        add.execute(params![
+            key.webhook_id,
+            key.minute,
+            key.outcome,
+            key.latency_class,
+            attempts
+        ])?;
+    }
+    let mut add = conn.prepare_cached(sql::ADD_WEBHOOK_MINUTE)?;
+    for ((webhook, minute), row) in &rollup.webhooks {
+        add.execute(params![
+            webhook,
+            minute,
+            row.delivered,
+            row.failed,
+            row.last_attempt_at,
+            row.last_response_status,
+            row.last_error.map(ErrorClass::as_str)
+        ])?;
+    }
+    Ok(())
+}
 
 /// One attempt and its delivery's new state, inside the caller's transaction.
 pub(super) fn record_one(

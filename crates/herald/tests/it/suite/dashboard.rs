@@ -875,3 +875,150 @@ async fn an_admin_sees_an_orgs_keys_and_revokes_one_but_never_the_last_admin_key
         StatusCode::FORBIDDEN
     );
 }
+
+/// Rollup rows of the webhooks whose ids are listed, in either table.
+fn rollup_rows(app: &TestApp, webhooks: &[&str]) -> i64 {
+    let ids = webhooks
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    super::support::query_number(
+        app.dir.path(),
+        &format!(
+            "SELECT (SELECT COUNT(*) FROM attempt_minutes WHERE webhook_id IN ({ids})) \
+             + (SELECT COUNT(*) FROM attempt_20min WHERE webhook_id IN ({ids})) \
+             + (SELECT COUNT(*) FROM webhook_minutes WHERE webhook_id IN ({ids}))"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_from_per_minute_rollups_which_go_with_their_org_and_their_age() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn_with(Settings {
+        dev: true,
+        retry_schedule: Some("10ms".into()),
+        // A short lease, so an erased org's data goes a few seconds after the erasure.
+        delivery_timeout: Some("1s".into()),
+        ..Settings::default()
+    })
+    .await;
+    let (org, key) = app.tenant("tenant").await;
+    let receiver = TestReceiver::start().await;
+    receiver.always("/ok", Reply::status(204));
+    receiver.always("/bad", Reply::status(500));
+    let ok = app
+        .create_webhook(&key, json!({"url": receiver.url("/ok"), "name": "ok"}))
+        .await;
+    let bad = app
+        .create_webhook(&key, json!({"url": receiver.url("/bad"), "name": "bad"}))
+        .await;
+    let (ok, bad) = (ok["id"].as_str().expect("id"), bad["id"].as_str().expect("id"));
+    // Another org's webhook, whose rollups stay after the tenant is erased.
+    let own = app
+        .create_webhook(&app.admin_key, json!({"url": receiver.url("/ok")}))
+        .await;
+    let own = own["id"].as_str().expect("id");
+    let event = app.publish(&app.admin_key, "order.filled", json!({})).await;
+    let delivery = app
+        .deliveries_of(&app.admin_key, event["id"].as_str().expect("id"))
+        .await;
+    app.wait_status(
+        &app.admin_key,
+        delivery[0]["id"].as_str().expect("id"),
+        "delivered",
+    )
+    .await;
+    for n in 0..3 {
+        let event = app.publish(&key, "order.filled", json!({"n": n})).await;
+        for delivery in app.deliveries_of(&key, event["id"].as_str().expect("id")).await {
+            let status = if delivery["webhook_id"] == ok {
+                "delivered"
+            } else {
+                "failed"
+            };
+            app.wait_status(&key, delivery["id"].as_str().expect("id"), status)
+                .await;
+        }
+    }
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+
+    let list = browser
+        .get("/dashboard/webhooks")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let row = |name: &str| {
+        list.split("<tr")
+            .find(|row| row.contains(&format!(">{name}</a>")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(list.contains("Ended, 24\u{a0}h"), "{list}");
+    assert!(
+        row("ok").contains("<td class=\"num\">3</td>"),
+        "three ended: {}",
+        row("ok")
+    );
+    assert!(row("ok").contains("100\u{a0}%"), "{}", row("ok"));
+    assert!(
+        row("ok").contains("<code>204</code>"),
+        "its last answer: {}",
+        row("ok")
+    );
+    assert!(row("bad").contains("<td class=\"num\">3</td>"), "{}", row("bad"));
+    assert!(row("bad").contains("0\u{a0}%"), "{}", row("bad"));
+    assert!(row("bad").contains("<code>500</code>"), "{}", row("bad"));
+
+    // Each failed delivery was tried twice: one retry, then failed for good.
+    for range in ["hour", "day"] {
+        let overview = browser
+            .get(&format!("/dashboard?range={range}"))
+            .await
+            .text()
+            .await
+            .expect("html");
+        assert!(overview.contains("Delivered (3)"), "{range}: {overview}");
+        assert!(overview.contains("Error status (6)"), "{range}: {overview}");
+    }
+    let page = browser
+        .get(&format!("/dashboard/webhooks/{bad}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("Delivered (0)") && page.contains("Error status (6)"),
+        "{page}"
+    );
+    assert!(page.contains("0 delivered, 3 failed"), "{page}");
+
+    // The rollups past what any page shows go; a day's worth stays.
+    let store = app.store().await;
+    assert!(rollup_rows(&app, &[ok, bad]) > 0);
+    store
+        .purge_rollups(herald::domain::time::now_ms() - herald::store::rollup::KEEP_MS)
+        .await
+        .expect("purge");
+    assert!(rollup_rows(&app, &[ok, bad]) > 0, "recent rollups are kept");
+    let erased = app.delete(&format!("/v1/orgs/{org}"), &app.admin_key).await;
+    assert_eq!(erased.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while rollup_rows(&app, &[ok, bad]) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an erased org's rollups are still stored after a minute"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(rollup_rows(&app, &[own]) > 0, "another org's rollups stay");
+    // Rows as old as the cutoff go, the janitor's way.
+    store
+        .purge_rollups(herald::domain::time::now_ms() + 120_000)
+        .await
+        .expect("purge");
+    assert_eq!(rollup_rows(&app, &[own]), 0);
+}

@@ -80,6 +80,23 @@ pub fn stored_bytes(dir: &Path) -> Vec<u8> {
     }
 }
 
+/// The number the database of `dir` answers `sql` with (a count, say), for rows no route
+/// shows.
+pub fn query_number(dir: &Path, sql: &str) -> i64 {
+    match BACKEND {
+        Backend::Sqlite => {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+            let conn = rusqlite::Connection::open_with_flags(dir.join("herald.db"), flags)
+                .expect("open the database");
+            conn.query_row(sql, [], |row| row.get(0)).expect("query")
+        }
+        Backend::Postgres => pg_cluster::psql(pg_cluster::database_name(&database_url(dir)), sql)
+            .trim()
+            .parse()
+            .expect("a number"),
+    }
+}
+
 /// An HTTP client for tests (the crate's TLS provider is installed first).
 pub fn http_client() -> reqwest::Client {
     herald::delivery::client::install_crypto_provider();

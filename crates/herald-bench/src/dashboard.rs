@@ -405,7 +405,9 @@ pub async fn run(common: &CommonArgs, params: &Params) -> anyhow::Result<Dashboa
     // 1. A fresh database with Herald's schema, its admin key and the webhooks.
     let mut first = Target::open(common, &[], &client).await?;
     let publisher = Publisher::new(client.clone(), &first.base_url, &first.key, 100)?;
-    let webhooks = publisher.create_webhooks("127.0.0.1:9", params.fanout).await?;
+    let webhooks = publisher
+        .create_webhooks("127.0.0.1:9", params.fanout, false)
+        .await?;
     first.stop().await;
     let db = first.database_file().context("no embedded database file")?;
     let key = first.key.clone();

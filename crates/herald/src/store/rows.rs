@@ -336,6 +336,7 @@ mod tests {
                 Null,
                 Int(1),
                 Int(2),
+                Null,
             ])
         };
         let subscribed = webhook(&row(Text(r#"["order.*"]"#))).expect("row");
@@ -346,5 +347,35 @@ mod tests {
             "null: every type"
         );
         assert!(webhook(&row(Text("not json"))).is_err());
+    }
+
+    #[test]
+    fn a_webhooks_filter_is_parsed_as_stored_and_a_malformed_one_is_corrupt() {
+        use Cell::{Int, Null, Text};
+        let row = |filter: Cell| {
+            let mut cells = vec![
+                Text("wh_01jd5k3m6x7y8z9a0b1c2d3e4f"),
+                Text("org_01jd5k3m6x7y8z9a0b1c2d3e4f"),
+                Null,
+                Null,
+                Text("https://example.com/hook"),
+                Text("active"),
+                Null,
+                Null,
+                Text("abcd"),
+                Null,
+                Int(1),
+                Int(2),
+            ];
+            cells.push(filter);
+            Cells(cells)
+        };
+        let filtered = webhook(&row(Text(r#"{"symbol":"AAPL"}"#))).expect("row");
+        assert_eq!(
+            filtered.filter.map(|f| f.json().clone()),
+            Some(serde_json::json!({"symbol": "AAPL"}))
+        );
+        assert_eq!(webhook(&row(Null)).expect("row").filter, None);
+        assert!(webhook(&row(Text(r#"{"a":{"$regex":"x"}}"#))).is_err());
     }
 }

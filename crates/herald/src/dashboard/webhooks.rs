@@ -376,20 +376,18 @@ pub async fn create(
     CheckedForm(viewer, fields): CheckedForm,
 ) -> Result<Response> {
     let values = FormValues::from_fields(&fields);
-    let created = match values.filter() {
-        Ok(filter) => {
-            let input = WebhookIn {
-                url: values.url.clone(),
-                name: FormValues::optional(&values.name),
-                description: FormValues::optional(&values.description),
-                event_types: values.event_types(),
-                filter,
-                org_id: Some(viewer.org.id.to_string()),
-            };
-            api::create(&state, &viewer.caller, input).await
-        }
-        Err(e) => Err(e),
-    };
+    let created = async {
+        let input = WebhookIn {
+            url: values.url.clone(),
+            name: FormValues::optional(&values.name),
+            description: FormValues::optional(&values.description),
+            event_types: values.event_types(),
+            filter: values.filter()?,
+            org_id: Some(viewer.org.id.to_string()),
+        };
+        api::create(&state, &viewer.caller, input).await
+    }
+    .await;
     match created {
         Ok((webhook, secret)) => Ok(detail_page(
             &state,
@@ -581,21 +579,19 @@ pub async fn edit(
 ) -> Result<Response> {
     let webhook = find(&state, &viewer, &raw).await?;
     let values = FormValues::from_fields(&fields);
-    let updated = match values.filter() {
-        Ok(filter) => {
-            let patch = WebhookPatch {
-                name: Some(FormValues::optional(&values.name)),
-                description: Some(FormValues::optional(&values.description)),
-                url: Some(Some(values.url.clone())),
-                event_types: Some(values.event_types()),
-                filter: Some(filter),
-                status: None,
-                org_id: None,
-            };
-            api::update(&state, viewer.scope(), webhook.id.as_str(), patch, DISABLED_HERE).await
-        }
-        Err(e) => Err(e),
-    };
+    let updated = async {
+        let patch = WebhookPatch {
+            name: Some(FormValues::optional(&values.name)),
+            description: Some(FormValues::optional(&values.description)),
+            url: Some(Some(values.url.clone())),
+            event_types: Some(values.event_types()),
+            filter: Some(values.filter()?),
+            status: None,
+            org_id: None,
+        };
+        api::update(&state, viewer.scope(), webhook.id.as_str(), patch, DISABLED_HERE).await
+    }
+    .await;
     match updated {
         Ok(_) => {
             Ok(Redirect::to(&format!("/dashboard/webhooks/{}?done=updated", webhook.id)).into_response())

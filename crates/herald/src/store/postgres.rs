@@ -426,6 +426,22 @@ async fn xact_lock(conn: &mut PgConnection, lock: i64) -> Result<(), StoreError>
     Ok(())
 }
 
+/// An erased org's pending deliveries end `canceled` and leave the queue, so nothing of it
+/// is sent again; how many.
+async fn cancel_org_pending(conn: &mut PgConnection, org: &str, now: Millis) -> Result<u64, StoreError> {
+    let n = sqlx::query(shared_sql!(CANCEL_ORG_PENDING))
+        .bind(now)
+        .bind(org)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    sqlx::query(shared_sql!(DEQUEUE_ORG))
+        .bind(org)
+        .execute(conn)
+        .await?;
+    Ok(n)
+}
+
 async fn park(conn: &mut PgConnection, webhook: &WebhookId) -> Result<(), StoreError> {
     sqlx::query(shared_sql!(PARK))
         .bind(webhook.as_str())
@@ -679,15 +695,7 @@ impl Store for PostgresStore {
                 .bind(org)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(shared_sql!(CANCEL_ORG_PENDING))
-                .bind(now)
-                .bind(org)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(shared_sql!(DEQUEUE_ORG))
-                .bind(org)
-                .execute(&mut *tx)
-                .await?;
+            cancel_org_pending(&mut tx, org, now).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -1434,16 +1442,7 @@ impl Store for PostgresStore {
     fn cancel_org_deliveries(&self, org: OrgId, now: Millis) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            let n = sqlx::query(shared_sql!(CANCEL_ORG_PENDING))
-                .bind(now)
-                .bind(org.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            sqlx::query(shared_sql!(DEQUEUE_ORG))
-                .bind(org.as_str())
-                .execute(&mut *tx)
-                .await?;
+            let n = cancel_org_pending(&mut tx, org.as_str(), now).await?;
             tx.commit().await?;
             Ok(n)
         })

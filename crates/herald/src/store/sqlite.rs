@@ -385,6 +385,16 @@ fn page<T>(
 }
 
 /// Holds a disabled webhook's pending deliveries until it is enabled again.
+/// An erased org's pending deliveries end `canceled` and leave the queue, so nothing of it
+/// is sent again; how many.
+fn cancel_org_pending(conn: &Connection, org: &str, now: Millis) -> Result<u64, StoreError> {
+    let n = conn
+        .prepare_cached(sql::CANCEL_ORG_PENDING)?
+        .execute(params![now, org])?;
+    conn.prepare_cached(sql::DEQUEUE_ORG)?.execute([org])?;
+    Ok(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
 fn park(conn: &Connection, webhook: &WebhookId) -> Result<(), StoreError> {
     conn.prepare_cached(sql::PARK)?.execute([webhook.as_str()])?;
     Ok(())
@@ -519,9 +529,7 @@ impl Store for SqliteStore {
                 .execute(params![now, org])?;
             conn.prepare_cached(sql::DELETE_ORG_SESSIONS)?
                 .execute(params![org, org])?;
-            conn.prepare_cached(sql::CANCEL_ORG_PENDING)?
-                .execute(params![now, org])?;
-            conn.prepare_cached(sql::DEQUEUE_ORG)?.execute([org])?;
+            cancel_org_pending(conn, org, now)?;
             Ok(true)
         }))
     }
@@ -1089,13 +1097,7 @@ impl Store for SqliteStore {
     }
 
     fn cancel_org_deliveries(&self, org: OrgId, now: Millis) -> StoreFuture<'_, u64> {
-        Box::pin(self.write(move |conn| {
-            let n = conn
-                .prepare_cached(sql::CANCEL_ORG_PENDING)?
-                .execute(params![now, org.as_str()])?;
-            conn.prepare_cached(sql::DEQUEUE_ORG)?.execute([org.as_str()])?;
-            Ok(u64::try_from(n).unwrap_or(u64::MAX))
-        }))
+        Box::pin(self.write(move |conn| cancel_org_pending(conn, org.as_str(), now)))
     }
 
     fn forget_org(&self, org: OrgId) -> StoreFuture<'_, ()> {

@@ -18,6 +18,7 @@ use super::pagination::{ListOut, page_request};
 use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
 use crate::domain::filter::Filter;
 use crate::domain::ids::WebhookId;
+use crate::domain::rate_limit::RateLimit;
 use crate::domain::time::{Millis, format_ms, now_ms};
 use crate::domain::webhook_url::{UrlError, WebhookUrl};
 use crate::secrets;
@@ -67,6 +68,11 @@ pub struct WebhookIn {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
+    /// Deliveries per second at most (1–10,000), across every node; `null`: no limit.
+    /// Deliveries over the limit wait, `pending`, spending no attempt.
+    #[serde(default)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    pub rate_limit: Option<serde_json::Value>,
     /// Admin keys only: the org to create the webhook in.
     #[serde(default)]
     pub org_id: Option<String>,
@@ -97,6 +103,10 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Option<serde_json::Value>>,
+    /// Replaces the limit; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    pub rate_limit: Option<Option<serde_json::Value>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<StatusIn>)]
     pub status: Option<Option<StatusIn>>,
@@ -126,6 +136,8 @@ pub struct WebhookOut {
     /// `null` = every event of its types.
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
+    /// Deliveries per second at most; `null`: no limit.
+    pub rate_limit: Option<u32>,
     pub has_signing_secret: bool,
     pub signing_secret_last4: String,
     /// Omitted until the first delivery attempt.
@@ -152,6 +164,7 @@ impl From<Webhook> for WebhookOut {
             status: w.status.as_str(),
             event_types: w.event_types,
             filter: w.filter.map(|f| f.json().clone()),
+            rate_limit: w.rate_limit.map(RateLimit::per_second),
             has_signing_secret: !w.secret_last4.is_empty(),
             signing_secret_last4: w.secret_last4,
             last_triggered_at: w.last_triggered_at.map(format_ms),
@@ -261,6 +274,16 @@ fn parse_filter(value: Option<serde_json::Value>) -> Result<Option<Filter>> {
         .transpose()
 }
 
+/// A rate limit as the API takes it; `None` (absent or `null`): no limit.
+fn parse_rate_limit(value: Option<serde_json::Value>) -> Result<Option<RateLimit>> {
+    match value {
+        None => Ok(None),
+        Some(json) => {
+            RateLimit::parse(&json).map_err(|e| ApiError::invalid("invalid_value", "rate_limit", e))
+        }
+    }
+}
+
 fn parse_id(raw: &str) -> Result<WebhookId> {
     WebhookId::parse(raw).ok_or_else(|| ApiError::not_found("webhook"))
 }
@@ -293,6 +316,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
     check_text(&input.description, "description", MAX_DESCRIPTION)?;
     let event_types = parse_event_types(state, input.event_types)?;
     let filter = parse_filter(input.filter)?;
+    let rate_limit = parse_rate_limit(input.rate_limit)?;
 
     let id = WebhookId::new();
     let secret = secrets::new_signing_secret()?;
@@ -307,6 +331,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
             url: url.into_string(),
             event_types,
             filter,
+            rate_limit,
             secret_ciphertext: sealed,
             secret_last4: secrets::last4(&secret),
             now: now_ms(),
@@ -410,6 +435,7 @@ pub async fn update(
         Some(entries) => Some(parse_event_types(state, entries)?),
     };
     let filter = patch.filter.map(parse_filter).transpose()?;
+    let rate_limit = patch.rate_limit.map(parse_rate_limit).transpose()?;
     let status = match patch.status {
         None => None,
         Some(None) => {
@@ -428,6 +454,7 @@ pub async fn update(
         url,
         event_types,
         filter,
+        rate_limit,
         status,
         now: now_ms(),
     };

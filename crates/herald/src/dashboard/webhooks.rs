@@ -172,6 +172,8 @@ struct FormValues {
     more: String,
     /// The filter as JSON text; empty: none.
     filter: String,
+    /// Deliveries per second as typed; empty: no limit.
+    rate_limit: String,
 }
 
 impl FormValues {
@@ -190,6 +192,10 @@ impl FormValues {
                 .as_ref()
                 .and_then(|f| serde_json::to_string_pretty(f.json()).ok())
                 .unwrap_or_default(),
+            rate_limit: w
+                .rate_limit
+                .map(|r| r.per_second().to_string())
+                .unwrap_or_default(),
         }
     }
 
@@ -201,6 +207,7 @@ impl FormValues {
             checked: fields.all("event_types").map(str::to_owned).collect(),
             more: fields.get("patterns").unwrap_or_default().to_owned(),
             filter: fields.get("filter").unwrap_or_default().to_owned(),
+            rate_limit: fields.get("rate_limit").unwrap_or_default().trim().to_owned(),
         }
     }
 
@@ -213,6 +220,20 @@ impl FormValues {
         serde_json::from_str(&self.filter)
             .map(Some)
             .map_err(|e| ApiError::invalid("invalid_value", "filter", format!("filter is not JSON: {e}")))
+    }
+
+    /// The rate limit field as the API takes it: blank is none; a number is sent as one, and
+    /// anything else as the text it is, for the API's own message about it.
+    fn rate_limit(&self) -> Option<serde_json::Value> {
+        if self.rate_limit.is_empty() {
+            return None;
+        }
+        Some(
+            serde_json::from_str::<serde_json::Number>(&self.rate_limit).map_or_else(
+                |_| serde_json::Value::String(self.rate_limit.clone()),
+                serde_json::Value::Number,
+            ),
+        )
     }
 
     /// Checked boxes and typed patterns; none at all means every type.
@@ -263,7 +284,14 @@ struct FormError {
 }
 
 /// The fields of the webhook form that show their own error.
-const FIELDS: [&str; 5] = ["url", "name", "description", "event_types", "filter"];
+const FIELDS: [&str; 6] = [
+    "url",
+    "name",
+    "description",
+    "event_types",
+    "filter",
+    "rate_limit",
+];
 
 fn form(
     state: &AppState,
@@ -343,6 +371,14 @@ fn form(
                 (values.filter)
             }
             (field_error("filter"))
+            label for="rate_limit" { "Rate limit" }
+            p.muted.small #rate_limit-help {
+                "At most this many deliveries a second (1–10,000), across every node. Leave empty for no limit."
+            }
+            input #rate_limit type="text" inputmode="numeric" name="rate_limit" value=(values.rate_limit)
+                aria-invalid=[invalid("rate_limit").then_some("true")]
+                aria-describedby=(if invalid("rate_limit") { "rate_limit-help rate_limit-error" } else { "rate_limit-help" });
+            (field_error("rate_limit"))
             button type="submit" { (submit) }
         }
     }
@@ -383,6 +419,7 @@ pub async fn create(
             description: FormValues::optional(&values.description),
             event_types: values.event_types(),
             filter: values.filter()?,
+            rate_limit: values.rate_limit(),
             org_id: Some(viewer.org.id.to_string()),
         };
         api::create(&state, &viewer.caller, input).await
@@ -525,6 +562,12 @@ async fn detail_page(
                 dt { "URL" } dd { code { (webhook.url) } }
                 @if let Some(d) = &webhook.description { dt { "Description" } dd { (d) } }
                 dt { "Event types" } dd { (event_types_text(&webhook.event_types)) }
+                dt { "Rate limit" } dd {
+                    @match webhook.rate_limit {
+                        Some(limit) => { (limit.per_second()) " deliveries/s" }
+                        None => { "none" }
+                    }
+                }
                 dt { "Signing secret" } dd { code { "whsec_…" (webhook.secret_last4) } }
                 dt { "Id" } dd { code { (id) } }
                 dt { "Created" } dd { (views::time(webhook.created_at)) }
@@ -586,6 +629,7 @@ pub async fn edit(
             url: Some(Some(values.url.clone())),
             event_types: Some(values.event_types()),
             filter: Some(values.filter()?),
+            rate_limit: Some(values.rate_limit()),
             status: None,
             org_id: None,
         };
@@ -626,6 +670,7 @@ pub async fn set_status(
         url: None,
         event_types: None,
         filter: None,
+        rate_limit: None,
         status: Some(Some(status)),
         org_id: None,
     };

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::domain::ids::WebhookId;
+use crate::domain::rate_limit::RateLimit;
 use crate::store::{Claimed, Lease, Leasing};
 
 /// The engine's state as a store sees it through [`Leasing`]: the leases per webhook, the
@@ -63,8 +64,9 @@ impl Leasing for EngineLeasing {
     }
 
     /// The window's permit travels with the lease: the attempt gives it back when done.
-    fn try_fresh(&self, webhook: &WebhookId) -> Option<Lease> {
-        let hold = self.leases.try_hold(webhook)?;
+    fn try_fresh(&self, webhook: &WebhookId, rate_limit: Option<RateLimit>) -> Option<Lease> {
+        let cap = RateLimit::lease_cap(rate_limit, self.leases.per_webhook());
+        let hold = self.leases.try_hold(webhook, cap)?;
         let slot = Arc::clone(&self.window).try_acquire_owned().ok()?;
         Some(Lease::new((hold, slot)))
     }
@@ -106,11 +108,11 @@ impl Leases {
             .collect()
     }
 
-    /// A lease on `webhook` if it is under the cap.
-    pub fn try_hold(self: &Arc<Self>, webhook: &WebhookId) -> Option<LeaseHold> {
+    /// A lease on `webhook` if it holds fewer than `cap` (at most the cap of every webhook).
+    pub fn try_hold(self: &Arc<Self>, webhook: &WebhookId, cap: u32) -> Option<LeaseHold> {
         let mut held = self.lock();
         let n = held.entry(webhook.clone()).or_insert(0);
-        if *n >= self.per_webhook {
+        if *n >= cap.min(self.per_webhook) {
             return None;
         }
         *n += 1;
@@ -163,12 +165,12 @@ mod tests {
     fn a_webhook_holds_at_most_its_cap_and_a_dropped_lease_frees_room() {
         let leases = Leases::new(2);
         let (a, b) = (WebhookId::new(), WebhookId::new());
-        let first = leases.try_hold(&a).expect("under the cap");
-        let _second = leases.try_hold(&a).expect("under the cap");
-        assert!(leases.try_hold(&a).is_none(), "two leases reach a cap of two");
-        let _other = leases.try_hold(&b).expect("another webhook has its own room");
+        let first = leases.try_hold(&a, 2).expect("under the cap");
+        let _second = leases.try_hold(&a, 2).expect("under the cap");
+        assert!(leases.try_hold(&a, 2).is_none(), "two leases reach a cap of two");
+        let _other = leases.try_hold(&b, 2).expect("another webhook has its own room");
         drop(first);
-        let third = leases.try_hold(&a).expect("a dropped lease frees its room");
+        let third = leases.try_hold(&a, 2).expect("a dropped lease frees its room");
         assert_eq!(
             leases.held().into_iter().find(|(w, _)| w == a.as_str()),
             Some((a.as_str().to_owned(), 2))
@@ -186,7 +188,7 @@ mod tests {
     fn a_lease_a_claim_already_took_is_counted_whatever_the_cap() {
         let leases = Leases::new(1);
         let a = WebhookId::new();
-        let by_publish = leases.try_hold(&a).expect("under the cap");
+        let by_publish = leases.try_hold(&a, 2).expect("under the cap");
         let by_claim = leases.hold(&a);
         assert_eq!(leases.held(), vec![(a.as_str().to_owned(), 2)]);
         drop(by_publish);

@@ -8,5 +8,6 @@ pub mod filter;
 pub mod ids;
 pub mod json;
 pub mod net;
+pub mod rate_limit;
 pub mod time;
 pub mod webhook_url;

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use crate::domain::error_class::ErrorClass;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
+use crate::domain::rate_limit::RateLimit;
 use crate::domain::time::Millis;
 
 pub mod lock;
@@ -199,6 +200,8 @@ pub struct Webhook {
     pub event_types: Option<Vec<String>>,
     /// Matched against each event's `data` at publish; `None`: every event of its types.
     pub filter: Option<Filter>,
+    /// Deliveries a second at most; `None`: as fast as the endpoint takes them.
+    pub rate_limit: Option<RateLimit>,
     pub secret_last4: String,
     pub last_triggered_at: Option<Millis>,
     pub created_at: Millis,
@@ -214,6 +217,7 @@ pub struct NewWebhook {
     pub url: String,
     pub event_types: Option<Vec<String>>,
     pub filter: Option<Filter>,
+    pub rate_limit: Option<RateLimit>,
     /// The signing secret sealed by `secrets::SecretBox`, bound to `id`.
     pub secret_ciphertext: Vec<u8>,
     pub secret_last4: String,
@@ -228,6 +232,7 @@ pub struct WebhookChanges {
     pub url: Option<String>,
     pub event_types: Option<Option<Vec<String>>>,
     pub filter: Option<Option<Filter>>,
+    pub rate_limit: Option<Option<RateLimit>>,
     /// The new status and, when disabling, why.
     pub status: Option<(WebhookStatus, Option<String>)>,
     pub now: Millis,
@@ -455,6 +460,7 @@ pub struct Candidate {
     pub subscription: crate::domain::event_types::Subscription,
     pub url: String,
     pub filter: Option<Filter>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Which of `candidates` `event` goes to, for both backends. A test send goes to its one
@@ -535,8 +541,8 @@ pub trait Leasing: Send + Sync + std::fmt::Debug {
     /// Counts a lease that a claim's budget allowed.
     fn hold(&self, webhook: &WebhookId) -> Lease;
     /// A lease on a fresh delivery at publish: granted only with room in the engine's window
-    /// and under the webhook's cap.
-    fn try_fresh(&self, webhook: &WebhookId) -> Option<Lease>;
+    /// and under the webhook's cap (lowered by its rate limit, [`RateLimit::lease_cap`]).
+    fn try_fresh(&self, webhook: &WebhookId, rate_limit: Option<RateLimit>) -> Option<Lease>;
     /// Called once a publish's transaction has committed: the deliveries it leased, and
     /// whether it also stored deliveries due now that it did not lease (a claim picks those
     /// up). The publish path ends here, on both backends: nothing goes back to the API.
@@ -712,6 +718,8 @@ pub struct Claimed {
     pub cycle_start: i64,
     /// Sealed signing secrets, the current one first.
     pub secrets: Vec<Vec<u8>>,
+    /// The webhook's rate limit: the attempt waits for its turn.
+    pub rate_limit: Option<RateLimit>,
     /// Counts against its webhook's cap (and, leased at publish, holds its place in the
     /// engine's window) until the job is done with.
     pub lease: Lease,
@@ -866,6 +874,7 @@ impl NewWebhook {
             disabled_reason: None,
             event_types: self.event_types,
             filter: self.filter,
+            rate_limit: self.rate_limit,
             secret_last4: self.secret_last4,
             last_triggered_at: None,
             created_at: self.now,
@@ -916,6 +925,9 @@ impl WebhookChanges {
         }
         if let Some(filter) = self.filter {
             webhook.filter = filter;
+        }
+        if let Some(rate_limit) = self.rate_limit {
+            webhook.rate_limit = rate_limit;
         }
         if let Some((status, reason)) = self.status {
             webhook.status = status;
@@ -1020,8 +1032,10 @@ impl QueueStep {
 /// of their whole backlog).
 #[derive(Debug)]
 pub struct ClaimBudget {
-    /// What each webhook may still lease; webhooks not in the map have `per_webhook`.
+    /// What each webhook may still lease; webhooks not in the map have their whole cap.
     allowance: std::collections::HashMap<String, u32>,
+    /// The caps of rate-limited webhooks ([`RateLimit::lease_cap`]); others have `per_webhook`.
+    caps: std::collections::HashMap<String, u32>,
     per_webhook: u32,
     remaining: usize,
 }
@@ -1030,21 +1044,45 @@ impl ClaimBudget {
     /// Due deliveries read from the head of the queue.
     pub const HEAD: usize = 128;
 
-    /// The budget of `request`: its limit, and each webhook's cap less what it holds.
-    pub fn of(request: &ClaimRequest) -> Self {
-        Self::new(request.leases.held(), request.leases.per_webhook(), request.limit)
+    /// The budget of `request`: its limit, and each webhook's cap less what it holds, the
+    /// `limited` webhooks' caps lowered to a second of their sends.
+    pub fn of(request: &ClaimRequest, limited: Vec<(String, RateLimit)>) -> Self {
+        Self::new(
+            request.leases.held(),
+            request.leases.per_webhook(),
+            request.limit,
+            limited,
+        )
     }
 
     /// `leased`: deliveries each webhook holds right now.
-    pub fn new(leased: impl IntoIterator<Item = (String, u32)>, per_webhook: u32, limit: u32) -> Self {
+    pub fn new(
+        leased: impl IntoIterator<Item = (String, u32)>,
+        per_webhook: u32,
+        limit: u32,
+        limited: Vec<(String, RateLimit)>,
+    ) -> Self {
+        let caps: std::collections::HashMap<String, u32> = limited
+            .into_iter()
+            .map(|(webhook, rate)| (webhook, RateLimit::lease_cap(Some(rate), per_webhook)))
+            .collect();
+        let cap = |webhook: &str| caps.get(webhook).copied().unwrap_or(per_webhook);
         Self {
             allowance: leased
                 .into_iter()
-                .map(|(webhook, n)| (webhook, per_webhook.saturating_sub(n)))
+                .map(|(webhook, n)| {
+                    let left = cap(&webhook).saturating_sub(n);
+                    (webhook, left)
+                })
                 .collect(),
+            caps,
             per_webhook,
             remaining: usize::try_from(limit).unwrap_or(usize::MAX),
         }
+    }
+
+    fn cap(&self, webhook: &str) -> u32 {
+        self.caps.get(webhook).copied().unwrap_or(self.per_webhook)
     }
 
     pub fn remaining(&self) -> usize {
@@ -1053,7 +1091,11 @@ impl ClaimBudget {
 
     /// How many more this webhook may lease in this claim.
     pub fn room(&self, webhook: &str) -> usize {
-        let left = self.allowance.get(webhook).copied().unwrap_or(self.per_webhook);
+        let left = self
+            .allowance
+            .get(webhook)
+            .copied()
+            .unwrap_or_else(|| self.cap(webhook));
         usize::try_from(left).unwrap_or(usize::MAX).min(self.remaining)
     }
 
@@ -1064,7 +1106,8 @@ impl ClaimBudget {
             if self.remaining == 0 {
                 break;
             }
-            let left = self.allowance.entry(webhook).or_insert(self.per_webhook);
+            let cap = self.cap(&webhook);
+            let left = self.allowance.entry(webhook).or_insert(cap);
             if *left > 0 {
                 *left -= 1;
                 self.remaining -= 1;
@@ -1238,6 +1281,10 @@ pub trait Store: Send + Sync + 'static {
     /// for many attempts); one effect per record, in order.
     fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreFuture<'_, Vec<WebhookEffect>>;
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats>;
+    /// Reserves the next `span_us` of a rate-limited webhook's sending time, from its first
+    /// free moment at or after `now_us`; returns where the reserved span starts (µs since the
+    /// epoch). Every node reserves from the same counter, so their turns never overlap.
+    fn reserve_turns(&self, webhook: WebhookId, span_us: i64, now_us: i64) -> StoreFuture<'_, i64>;
     /// Calls `wake` whenever another process makes deliveries due (PostgreSQL's
     /// `LISTEN/NOTIFY`). The embedded store has no other process, so it does nothing.
     fn forward_wakeups(&self, wake: Wake) {
@@ -1402,7 +1449,7 @@ mod tests {
 
     #[test]
     fn a_claim_takes_only_what_each_webhook_has_room_for() {
-        let mut budget = ClaimBudget::new([("w1".to_owned(), 63)], 64, 10);
+        let mut budget = ClaimBudget::new([("w1".to_owned(), 63)], 64, 10, Vec::new());
         let chosen = budget.take(due(&[("d1", "w1"), ("d2", "w1"), ("d3", "w2"), ("d4", "w1")]));
         assert_eq!(chosen, vec!["d1", "d3"]);
         assert_eq!(budget.room("w1"), 0, "w1 is full");
@@ -1411,8 +1458,29 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_limited_webhook_is_claimed_a_second_of_its_sends_at_most() {
+        let limited = vec![
+            ("slow".to_owned(), RateLimit::new(2).expect("in range")),
+            ("held".to_owned(), RateLimit::new(3).expect("in range")),
+        ];
+        let mut budget = ClaimBudget::new([("held".to_owned(), 2)], 64, 100, limited);
+        assert_eq!(budget.room("slow"), 2);
+        assert_eq!(budget.room("held"), 1, "a cap of 3 less the 2 held");
+        let due = due(&[
+            ("d1", "slow"),
+            ("d2", "slow"),
+            ("d3", "slow"),
+            ("d4", "held"),
+            ("d5", "held"),
+            ("d6", "fast"),
+        ]);
+        assert_eq!(budget.take(due), vec!["d1", "d2", "d4", "d6"]);
+        assert_eq!(budget.room("fast"), 63);
+    }
+
+    #[test]
     fn a_claim_stops_at_its_limit() {
-        let mut budget = ClaimBudget::new([], 2, 3);
+        let mut budget = ClaimBudget::new([], 2, 3, Vec::new());
         assert_eq!(
             budget.take(due(&[("d1", "w1"), ("d2", "w1"), ("d3", "w1")])),
             vec!["d1", "d2"]
@@ -1473,6 +1541,7 @@ mod tests {
             subscription: Subscription::from_stored(types).expect("stored forms"),
             url: "https://example.com/hook".into(),
             filter: None,
+            rate_limit: None,
         };
         let candidates = [
             candidate(&org, true, None),

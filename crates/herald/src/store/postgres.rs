@@ -22,6 +22,7 @@ use super::rows::{
 use super::*;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{DeliveryId, EventId, KeyId, OrgId, WebhookId};
+use crate::domain::rate_limit::RateLimit;
 use crate::domain::time::Millis;
 
 const MIGRATIONS: &[&str] = &[
@@ -36,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0009_events_by_org.sql"),
     include_str!("../../migrations/postgres/0010_attempt_rollups.sql"),
     include_str!("../../migrations/postgres/0011_webhook_filters.sql"),
+    include_str!("../../migrations/postgres/0013_webhook_rate_limits.sql"),
 ];
 /// A retry makes an ended delivery pending again, which retention must then keep. The purge
 /// locks the events it looks at (`FOR UPDATE … SKIP LOCKED`) before it reads whether any of
@@ -715,6 +717,7 @@ impl Store for PostgresStore {
                 .bind(new.now)
                 .bind(new.now)
                 .bind(new.filter.as_ref().map(Filter::to_json_string))
+                .bind(new.rate_limit.map(|r| i64::from(r.per_second())))
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(shared_sql!(INSERT_SECRET))
@@ -770,7 +773,7 @@ impl Store for PostgresStore {
             changes.apply(&mut webhook);
             sqlx::query(
                 "UPDATE webhooks SET name = $1, description = $2, url = $3, event_types = $4, status = $5, \
-                 disabled_reason = $6, updated_at = $7, filter = $9, \
+                 disabled_reason = $6, updated_at = $7, filter = $9, rate_limit = $10, \
                  failing_since = CASE WHEN $5 = 'active' THEN NULL ELSE failing_since END WHERE id = $8",
             )
             .bind(&webhook.name)
@@ -782,6 +785,7 @@ impl Store for PostgresStore {
             .bind(webhook.updated_at)
             .bind(webhook.id.as_str())
             .bind(webhook.filter.as_ref().map(Filter::to_json_string))
+            .bind(webhook.rate_limit.map(|r| i64::from(r.per_second())))
             .execute(&mut *tx)
             .await?;
             let unparked = match (was, webhook.status) {
@@ -933,7 +937,17 @@ impl Store for PostgresStore {
         Box::pin(async move {
             // A lease lost in a crash only makes the delivery due again.
             let mut tx = begin_unflushed(&self.pool).await?;
-            let mut budget = ClaimBudget::of(&request);
+            let limited = sqlx::query(shared_sql!(RATE_LIMITED))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| {
+                    let webhook: String = get(row, 0)?;
+                    let limit = RateLimit::from_stored(get(row, 1)?).ok_or_else(|| corrupt("rate limit"))?;
+                    Ok((webhook, limit))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let mut budget = ClaimBudget::of(&request, limited);
             let head = sqlx::query(
                 "SELECT delivery, webhook_id FROM delivery_queue WHERE due_at <= $1 \
                  ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -995,7 +1009,8 @@ impl Store for PostgresStore {
             let rows = sqlx::query(
                 "UPDATE delivery_queue q SET due_at = $1, claim_token = $2 FROM deliveries d, webhooks w, events e \
                  WHERE q.delivery = ANY($3) AND d.seq = q.delivery AND w.id = d.webhook_id AND e.id = d.event_id \
-                 RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload, d.seq",
+                 RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload, d.seq, \
+                   w.rate_limit",
             )
             .bind(request.lease_until)
             .bind(token)
@@ -1042,6 +1057,7 @@ impl Store for PostgresStore {
                     cycle_start: get(row, 4)?,
                     url: get(row, 5)?,
                     payload: get(row, 6)?,
+                    rate_limit: rows::stored_rate_limit(row, 8)?,
                 });
             }
             Ok(Claim { jobs, more_due })
@@ -1117,6 +1133,23 @@ impl Store for PostgresStore {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         });
+    }
+
+    fn reserve_turns(&self, webhook: WebhookId, span_us: i64, now_us: i64) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let end: i64 = sqlx::query_scalar(
+                "INSERT INTO webhook_pacing (webhook_id, next_turn_us) VALUES ($1, $2 + $3) \
+                 ON CONFLICT (webhook_id) DO UPDATE \
+                 SET next_turn_us = GREATEST(webhook_pacing.next_turn_us, $2) + $3 \
+                 RETURNING next_turn_us",
+            )
+            .bind(webhook.as_str())
+            .bind(now_us)
+            .bind(span_us)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(end - span_us)
+        })
     }
 
     fn list_deliveries(

@@ -11,6 +11,7 @@ use crate::domain::error_class::ErrorClass;
 use crate::domain::event_types::Subscription;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
+use crate::domain::rate_limit::RateLimit;
 
 /// One result row, column by column, in a backend's own error type.
 pub trait Columns {
@@ -65,7 +66,7 @@ pub fn org_lifecycle<R: Columns + ?Sized>(row: &R) -> Result<OrgLifecycle, R::Er
 }
 
 pub const WEBHOOK_COLUMNS: &str = "id, org_id, name, description, url, status, disabled_reason, \
-     event_types, secret_last4, last_triggered_at, created_at, updated_at, filter";
+     event_types, secret_last4, last_triggered_at, created_at, updated_at, filter, rate_limit";
 
 pub fn webhook<R: Columns + ?Sized>(row: &R) -> Result<Webhook, R::Error> {
     let event_types = row
@@ -83,6 +84,7 @@ pub fn webhook<R: Columns + ?Sized>(row: &R) -> Result<Webhook, R::Error> {
         disabled_reason: row.text_opt(6)?,
         event_types,
         filter,
+        rate_limit: stored_rate_limit(row, 13)?,
         secret_last4: row.text(8)?,
         last_triggered_at: row.int_opt(9)?,
         created_at: row.int(10)?,
@@ -199,7 +201,14 @@ pub fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, s
         .map_err(|e| super::StoreError::Backend(e.to_string()))
 }
 
-pub const CANDIDATE_COLUMNS: &str = "id, org_id, status, event_types, url, filter";
+pub const CANDIDATE_COLUMNS: &str = "id, org_id, status, event_types, url, filter, rate_limit";
+
+/// A rate limit as stored: written by the API in range, so one out of range is corrupt.
+pub fn stored_rate_limit<R: Columns + ?Sized>(row: &R, i: usize) -> Result<Option<RateLimit>, R::Error> {
+    row.int_opt(i)?
+        .map(|n| RateLimit::from_stored(n).ok_or_else(|| row.corrupt(i, "rate limit")))
+        .transpose()
+}
 
 /// A filter as stored: written by the API from a parsed [`Filter`], so one that no longer
 /// parses is corrupt.
@@ -220,6 +229,7 @@ pub fn candidate<R: Columns + ?Sized>(row: &R) -> Result<Candidate, R::Error> {
         subscription,
         url: row.text(4)?,
         filter: stored_filter(row, 5)?,
+        rate_limit: stored_rate_limit(row, 6)?,
     })
 }
 
@@ -337,6 +347,7 @@ mod tests {
                 Int(1),
                 Int(2),
                 Null,
+                Null,
             ])
         };
         let subscribed = webhook(&row(Text(r#"["order.*"]"#))).expect("row");
@@ -368,6 +379,7 @@ mod tests {
                 Int(2),
             ];
             cells.push(filter);
+            cells.push(Null);
             Cells(cells)
         };
         let filtered = webhook(&row(Text(r#"{"symbol":"AAPL"}"#))).expect("row");

@@ -42,6 +42,7 @@ use super::rows::{
 use super::*;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{DeliveryId, EventId, KeyId, OrgId, WebhookId};
+use crate::domain::rate_limit::RateLimit;
 use crate::domain::time::Millis;
 
 // The backend's parts; each takes what it needs from here with `use super::*`.
@@ -609,7 +610,8 @@ impl Store for SqliteStore {
                 new.secret_last4,
                 new.now,
                 new.now,
-                new.filter.as_ref().map(Filter::to_json_string)
+                new.filter.as_ref().map(Filter::to_json_string),
+                new.rate_limit.map(RateLimit::per_second)
             ])?;
             conn.prepare_cached(sql::INSERT_SECRET)?.execute(params![
                 new.id.as_str(),
@@ -654,7 +656,7 @@ impl Store for SqliteStore {
             changes.clone().apply(&mut webhook);
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?1, description = ?2, url = ?3, event_types = ?4, status = ?5, \
-                 disabled_reason = ?6, updated_at = ?7, filter = ?9, \
+                 disabled_reason = ?6, updated_at = ?7, filter = ?9, rate_limit = ?10, \
                  failing_since = CASE WHEN ?5 = 'active' THEN NULL ELSE failing_since END WHERE id = ?8",
             )?
             .execute(params![
@@ -666,7 +668,8 @@ impl Store for SqliteStore {
                 webhook.disabled_reason,
                 webhook.updated_at,
                 webhook.id.as_str(),
-                webhook.filter.as_ref().map(Filter::to_json_string)
+                webhook.filter.as_ref().map(Filter::to_json_string),
+                webhook.rate_limit.map(RateLimit::per_second)
             ])?;
             match (was, webhook.status) {
                 (WebhookStatus::Active, WebhookStatus::Disabled) => park(conn, &webhook.id)?,
@@ -786,7 +789,7 @@ impl Store for SqliteStore {
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Claim> {
         let cache = Arc::clone(&self.cache);
         Box::pin(self.write_bookkeeping(move |conn| {
-            let mut budget = ClaimBudget::of(&request);
+            let mut budget = ClaimBudget::of(&request, rate_limited(conn)?);
             let head = due_head(conn, request.now)?;
             let (read, head_full) = (head.len(), head.len() == ClaimBudget::HEAD);
             let chosen = budget.take(head);
@@ -831,6 +834,19 @@ impl Store for SqliteStore {
                 pending: u64::try_from(pending).unwrap_or(0),
                 oldest_pending_created_at: oldest,
             })
+        }))
+    }
+
+    fn reserve_turns(&self, webhook: WebhookId, span_us: i64, now_us: i64) -> StoreFuture<'_, i64> {
+        Box::pin(self.write_bookkeeping(move |conn| {
+            let end: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO webhook_pacing (webhook_id, next_turn_us) VALUES (?1, ?2 + ?3) \
+                     ON CONFLICT (webhook_id) DO UPDATE SET next_turn_us = MAX(next_turn_us, ?2) + ?3 \
+                     RETURNING next_turn_us",
+                )?
+                .query_row(params![webhook.as_str(), now_us, span_us], |row| row.get(0))?;
+            Ok(end - span_us)
         }))
     }
 
@@ -1258,6 +1274,7 @@ mod tests {
                     url: format!("https://example.com/{n}"),
                     event_types: None,
                     filter: None,
+                    rate_limit: None,
                     secret_ciphertext: vec![1, 2, 3],
                     secret_last4: "abcd".into(),
                     now,
@@ -1303,7 +1320,7 @@ mod tests {
                     !live_secrets(&secret_rows(&conn, webhook.as_str()).expect("secrets"), now).is_empty()
                 );
             }
-            let budget = ClaimBudget::new(Vec::new(), 64, 1024);
+            let budget = ClaimBudget::new(Vec::new(), 64, 1024, Vec::new());
             due_per_webhook(&conn, &budget, now).expect("per webhook");
             let request = ClaimRequest {
                 now,
@@ -1680,6 +1697,7 @@ mod tests {
             url: None,
             event_types: Some(Some(vec!["invoice.*".into()])),
             filter: None,
+            rate_limit: None,
             status: None,
             now: now_ms(),
         };

@@ -62,6 +62,7 @@ mod sqlite {
     mod openapi_client;
     mod ops;
     mod pagination;
+    mod rate_limits;
     mod retention;
     mod secrets;
     mod ssrf;
@@ -99,6 +100,7 @@ mod postgres {
     mod openapi_client;
     mod ops;
     mod pagination;
+    mod rate_limits;
     mod retention;
     mod secrets;
     mod ssrf;

@@ -85,8 +85,24 @@ pub(super) const SQL_DUE_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM delivery_
 /// Read before the lease rather than by `RETURNING`: SQLite gathers returned rows in a
 /// temporary table, opened and dropped on every run.
 pub(super) const SQL_LEASE_READ: &str = "SELECT id, event_id, webhook_id, attempt_count, cycle_start, \
-     (SELECT url FROM webhooks WHERE id = d.webhook_id), (SELECT payload FROM events WHERE id = d.event_id) \
+     (SELECT url FROM webhooks WHERE id = d.webhook_id), (SELECT payload FROM events WHERE id = d.event_id), \
+     (SELECT rate_limit FROM webhooks WHERE id = d.webhook_id) \
      FROM deliveries d WHERE seq = ?";
+
+/// The rate-limited webhooks, for a claim's budget (a handful, through their partial index).
+pub(super) fn rate_limited(conn: &Connection) -> Result<Vec<(String, RateLimit)>, StoreError> {
+    let mut limited = Vec::new();
+    for row in conn
+        .prepare_cached(sql::RATE_LIMITED)?
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?
+    {
+        let (webhook, n) = row?;
+        let limit = RateLimit::from_stored(n)
+            .ok_or_else(|| StoreError::Backend(format!("corrupt rate limit of {webhook}")))?;
+        limited.push((webhook, limit));
+    }
+    Ok(limited)
+}
 
 pub(super) const SQL_SIGNING_SECRETS: &str =
     "SELECT ciphertext, expires_at, seq FROM webhook_secrets WHERE webhook_id = ?";
@@ -120,8 +136,8 @@ pub(super) fn lease_claims(
     let mut claimed = Vec::with_capacity(chosen.len());
     for seq in chosen {
         let token = claim_token();
-        let (delivery_id, event_id, webhook_id, attempt_count, cycle_start, url, payload) =
-            read.query_row([seq], |row| {
+        let (delivery_id, event_id, webhook_id, attempt_count, cycle_start, url, payload, rate_limit) = read
+            .query_row([seq], |row| {
                 let (id, event): (String, String) = (row.get(0)?, row.get(1)?);
                 Ok((
                     DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
@@ -131,6 +147,7 @@ pub(super) fn lease_claims(
                     row.get(4)?,
                     row.get::<_, String>(5)?,
                     row.get::<_, String>(6)?,
+                    rows::stored_rate_limit(row, 7)?,
                 ))
             })?;
         lease.execute(params![request.lease_until, token, seq])?;
@@ -146,6 +163,7 @@ pub(super) fn lease_claims(
             payload,
             attempt_count,
             cycle_start,
+            rate_limit,
         });
     }
     Ok(claimed)

@@ -65,6 +65,7 @@ pub(super) fn publish_in(
         id: webhook,
         active,
         url,
+        rate_limit,
         ..
     } in targets
     {
@@ -73,7 +74,7 @@ pub(super) fn publish_in(
         let lease = match &event.lease {
             Some(offer) if active && !due_waiting(conn, webhook.as_str(), event.now)? => offer
                 .engine
-                .try_fresh(webhook)
+                .try_fresh(webhook, *rate_limit)
                 .map(|held| (offer.lease_until, claim_token(), held)),
             _ => None,
         };
@@ -111,6 +112,7 @@ pub(super) fn publish_in(
                 payload: event.payload.clone(),
                 attempt_count: 0,
                 cycle_start: 0,
+                rate_limit: *rate_limit,
             });
         }
     }

@@ -356,3 +356,55 @@ async fn a_key_revoked_on_one_node_is_refused_by_another_within_a_second() {
     drop(node_b);
     assert!(node_a.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_rate_limit() {
+    skip_if_backend_unavailable!();
+    let env = [("HERALD_DEV", "true")];
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let node_a = Server::start(dir_a.path(), &env);
+    let url = super::support::database_url(dir_a.path());
+    std::fs::write(dir_b.path().join("postgres-database-url"), &url).expect("share the database");
+    let node_b = Server::start(dir_b.path(), &env);
+    let key = node_a.admin_key();
+    let receiver = TestReceiver::start().await;
+    let created = http_client()
+        .post(node_a.url("/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver.url("/limited"), "event_types": ["order.*"], "rate_limit": 20}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+
+    let urls = [node_a.url(""), node_b.url("")];
+    let accepted = publish_round_robin(&urls, &key, 200).await;
+    wait_all_seen(&receiver, "/limited", &accepted).await;
+    let arrived = receiver.received("/limited");
+    assert_eq!(arrived.len(), 200, "each delivery once");
+    let most = super::rate_limits::most_in_any_window(&arrived, Duration::from_secs(1));
+    assert!(
+        most <= 23,
+        "{most} deliveries in one second at a shared limit of 20"
+    );
+    let took = super::rate_limits::span(&arrived);
+    assert!(
+        took >= Duration::from_millis(9_500),
+        "200 deliveries at 20/s took {took:?}"
+    );
+    for node in [&node_a, &node_b] {
+        let page = http_client()
+            .get(node.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let delivered = metric_value(&page, "herald_deliveries_total{outcome=\"delivered\"}");
+        assert!(delivered > 0.0, "both nodes delivered under the shared limit");
+    }
+    assert!(node_a.stop().success());
+    assert!(node_b.stop().success());
+}

@@ -17,6 +17,8 @@ pub struct Received {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: String,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -97,6 +99,7 @@ async fn receive(
                 .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
                 .collect(),
             body: String::from_utf8_lossy(&body).into_owned(),
+            at: Instant::now(),
         });
         let queued = inner.queued.get_mut(&path).and_then(VecDeque::pop_front);
         queued

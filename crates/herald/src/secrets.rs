@@ -101,7 +101,11 @@ fn headers_context(webhook: &str) -> String {
 impl SecretBox {
     /// A webhook's custom headers sealed for its row; `None` when there are none (stored as
     /// NULL, so a webhook without headers costs its deliveries nothing).
-    pub fn seal_headers(&self, headers: &CustomHeaders, webhook: &str) -> Result<Option<Vec<u8>>, SecretsError> {
+    pub fn seal_headers(
+        &self,
+        headers: &CustomHeaders,
+        webhook: &str,
+    ) -> Result<Option<Vec<u8>>, SecretsError> {
         if headers.is_empty() {
             return Ok(None);
         }
@@ -225,7 +229,10 @@ mod tests {
             .expect("seal")
             .expect("some headers");
         assert!(!blob.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(sealed_box.open_headers(Some(&blob), "wh_1").expect("open"), headers);
+        assert_eq!(
+            sealed_box.open_headers(Some(&blob), "wh_1").expect("open"),
+            headers
+        );
         assert!(sealed_box.open_headers(Some(&blob), "wh_2").is_err());
         assert!(
             sealed_box.open(&blob, "wh_1").is_err(),
@@ -237,7 +244,9 @@ mod tests {
             "a signing secret never opens as headers"
         );
         assert_eq!(
-            sealed_box.seal_headers(&CustomHeaders::default(), "wh_1").expect("seal"),
+            sealed_box
+                .seal_headers(&CustomHeaders::default(), "wh_1")
+                .expect("seal"),
             None
         );
         assert!(sealed_box.open_headers(None, "wh_1").expect("none").is_empty());

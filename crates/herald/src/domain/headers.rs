@@ -89,7 +89,9 @@ impl CustomHeaders {
     }
 
     /// The one set of rules, whatever the form the headers came in.
-    fn from_pairs<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a Value)>) -> Result<Self, HeadersError> {
+    fn from_pairs<'a>(
+        pairs: impl ExactSizeIterator<Item = (&'a str, &'a Value)>,
+    ) -> Result<Self, HeadersError> {
         if pairs.len() > MAX_HEADERS {
             return Err(HeadersError::whole(format!(
                 "at most {MAX_HEADERS} headers; got {}",
@@ -245,7 +247,13 @@ mod tests {
 
     #[test]
     fn a_value_that_is_not_a_string_names_its_header() {
-        for bad in [json!(1), json!(null), json!(["k"]), json!({"a": "b"}), json!(false)] {
+        for bad in [
+            json!(1),
+            json!(null),
+            json!(["k"]),
+            json!({"a": "b"}),
+            json!(false),
+        ] {
             let e = refused(json!({"X-Key": bad}));
             assert_eq!(e.param, "headers.X-Key");
             assert!(e.message.contains("must be a string"), "{}", e.message);
@@ -328,7 +336,9 @@ mod tests {
         assert_eq!(CustomHeaders::parse_lines(&headers.to_lines()), Ok(headers));
         assert!(CustomHeaders::parse_lines("").expect("blank").is_empty());
         assert_eq!(
-            CustomHeaders::parse_lines("X-Bad Name: v").expect_err("space").param,
+            CustomHeaders::parse_lines("X-Bad Name: v")
+                .expect_err("space")
+                .param,
             "headers.X-Bad Name"
         );
         assert_eq!(
@@ -338,7 +348,9 @@ mod tests {
             "headers.Content-Type"
         );
         assert_eq!(
-            CustomHeaders::parse_lines("no colon here").expect_err("colon").param,
+            CustomHeaders::parse_lines("no colon here")
+                .expect_err("colon")
+                .param,
             "headers"
         );
     }

@@ -199,6 +199,9 @@ pub struct Webhook {
     pub event_types: Option<Vec<String>>,
     /// Matched against each event's `data` at publish; `None`: every event of its types.
     pub filter: Option<Filter>,
+    /// Custom headers sealed by `secrets::SecretBox::seal_headers`, bound to `id`; `None`:
+    /// none. Sealed above the store, as the signing secrets are, so no plaintext reaches it.
+    pub headers_ciphertext: Option<Vec<u8>>,
     pub secret_last4: String,
     pub last_triggered_at: Option<Millis>,
     pub created_at: Millis,
@@ -214,6 +217,8 @@ pub struct NewWebhook {
     pub url: String,
     pub event_types: Option<Vec<String>>,
     pub filter: Option<Filter>,
+    /// Custom headers sealed by `secrets::SecretBox::seal_headers`; `None`: none.
+    pub headers_ciphertext: Option<Vec<u8>>,
     /// The signing secret sealed by `secrets::SecretBox`, bound to `id`.
     pub secret_ciphertext: Vec<u8>,
     pub secret_last4: String,
@@ -228,6 +233,8 @@ pub struct WebhookChanges {
     pub url: Option<String>,
     pub event_types: Option<Option<Vec<String>>>,
     pub filter: Option<Option<Filter>>,
+    /// Replaces the sealed custom headers; `Some(None)` removes them.
+    pub headers_ciphertext: Option<Option<Vec<u8>>>,
     /// The new status and, when disabling, why.
     pub status: Option<(WebhookStatus, Option<String>)>,
     pub now: Millis,
@@ -455,6 +462,8 @@ pub struct Candidate {
     pub subscription: crate::domain::event_types::Subscription,
     pub url: String,
     pub filter: Option<Filter>,
+    /// Sealed custom headers, handed on to a delivery leased at publish.
+    pub headers: Option<Vec<u8>>,
 }
 
 /// Which of `candidates` `event` goes to, for both backends. A test send goes to its one
@@ -712,6 +721,8 @@ pub struct Claimed {
     pub cycle_start: i64,
     /// Sealed signing secrets, the current one first.
     pub secrets: Vec<Vec<u8>>,
+    /// The webhook's sealed custom headers (`secrets::SecretBox::open_headers`); `None`: none.
+    pub headers: Option<Vec<u8>>,
     /// Counts against its webhook's cap (and, leased at publish, holds its place in the
     /// engine's window) until the job is done with.
     pub lease: Lease,
@@ -866,6 +877,7 @@ impl NewWebhook {
             disabled_reason: None,
             event_types: self.event_types,
             filter: self.filter,
+            headers_ciphertext: self.headers_ciphertext,
             secret_last4: self.secret_last4,
             last_triggered_at: None,
             created_at: self.now,
@@ -916,6 +928,9 @@ impl WebhookChanges {
         }
         if let Some(filter) = self.filter {
             webhook.filter = filter;
+        }
+        if let Some(headers) = self.headers_ciphertext {
+            webhook.headers_ciphertext = headers;
         }
         if let Some((status, reason)) = self.status {
             webhook.status = status;
@@ -1473,6 +1488,7 @@ mod tests {
             subscription: Subscription::from_stored(types).expect("stored forms"),
             url: "https://example.com/hook".into(),
             filter: None,
+            headers: None,
         };
         let candidates = [
             candidate(&org, true, None),

@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0009_events_by_org.sql"),
     include_str!("../../migrations/postgres/0010_attempt_rollups.sql"),
     include_str!("../../migrations/postgres/0011_webhook_filters.sql"),
+    include_str!("../../migrations/postgres/0012_webhook_headers.sql"),
 ];
 /// A retry makes an ended delivery pending again, which retention must then keep. The purge
 /// locks the events it looks at (`FOR UPDATE … SKIP LOCKED`) before it reads whether any of
@@ -338,6 +339,10 @@ impl rows::Columns for PgRow {
     }
 
     fn bytes(&self, column: usize) -> Result<Vec<u8>, StoreError> {
+        get(self, column)
+    }
+
+    fn bytes_opt(&self, column: usize) -> Result<Option<Vec<u8>>, StoreError> {
         get(self, column)
     }
 
@@ -715,6 +720,7 @@ impl Store for PostgresStore {
                 .bind(new.now)
                 .bind(new.now)
                 .bind(new.filter.as_ref().map(Filter::to_json_string))
+                .bind(&new.headers_ciphertext)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(shared_sql!(INSERT_SECRET))
@@ -770,7 +776,7 @@ impl Store for PostgresStore {
             changes.apply(&mut webhook);
             sqlx::query(
                 "UPDATE webhooks SET name = $1, description = $2, url = $3, event_types = $4, status = $5, \
-                 disabled_reason = $6, updated_at = $7, filter = $9, \
+                 disabled_reason = $6, updated_at = $7, filter = $9, headers = $10, \
                  failing_since = CASE WHEN $5 = 'active' THEN NULL ELSE failing_since END WHERE id = $8",
             )
             .bind(&webhook.name)
@@ -782,6 +788,7 @@ impl Store for PostgresStore {
             .bind(webhook.updated_at)
             .bind(webhook.id.as_str())
             .bind(webhook.filter.as_ref().map(Filter::to_json_string))
+            .bind(&webhook.headers_ciphertext)
             .execute(&mut *tx)
             .await?;
             let unparked = match (was, webhook.status) {
@@ -995,7 +1002,7 @@ impl Store for PostgresStore {
             let rows = sqlx::query(
                 "UPDATE delivery_queue q SET due_at = $1, claim_token = $2 FROM deliveries d, webhooks w, events e \
                  WHERE q.delivery = ANY($3) AND d.seq = q.delivery AND w.id = d.webhook_id AND e.id = d.event_id \
-                 RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload, d.seq",
+                 RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload, d.seq, w.headers",
             )
             .bind(request.lease_until)
             .bind(token)
@@ -1042,6 +1049,7 @@ impl Store for PostgresStore {
                     cycle_start: get(row, 4)?,
                     url: get(row, 5)?,
                     payload: get(row, 6)?,
+                    headers: get(row, 8)?,
                 });
             }
             Ok(Claim { jobs, more_due })

@@ -102,8 +102,8 @@ pub const INSERT_SECRET: &str =
     "INSERT INTO webhook_secrets (webhook_id, ciphertext, created_at) VALUES (?, ?, ?)";
 /// `token_hash`, `key_id`, `org_id`, `created_at`, `expires_at`.
 pub const INSERT_SESSION: &str = "INSERT INTO dashboard_sessions (token_hash, key_id, org_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)";
-/// `id`, `org_id`, `name`, `description`, `url`, `event_types`, `secret_last4`, `created_at`, `updated_at`.
-pub const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, secret_last4, created_at, updated_at, filter) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?)";
+/// `id`, `org_id`, `name`, `description`, `url`, `event_types`, `secret_last4`, `created_at`, `updated_at`, `filter`, `headers`.
+pub const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, secret_last4, created_at, updated_at, filter, headers) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)";
 /// A webhook's sealed secrets that sign at `now`, the current one first: `webhook_id`, `now`.
 pub const LIVE_SECRETS: &str = "SELECT ciphertext, expires_at FROM webhook_secrets WHERE webhook_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY expires_at IS NOT NULL, seq DESC";
 /// When the next pending delivery is due (a lease's end included).

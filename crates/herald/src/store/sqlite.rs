@@ -120,6 +120,10 @@ impl rows::Columns for Row<'_> {
         self.get(column)
     }
 
+    fn bytes_opt(&self, column: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+        self.get(column)
+    }
+
     fn flag(&self, column: usize) -> rusqlite::Result<bool> {
         Ok(self.get::<_, i64>(column)? != 0)
     }
@@ -609,7 +613,8 @@ impl Store for SqliteStore {
                 new.secret_last4,
                 new.now,
                 new.now,
-                new.filter.as_ref().map(Filter::to_json_string)
+                new.filter.as_ref().map(Filter::to_json_string),
+                new.headers_ciphertext
             ])?;
             conn.prepare_cached(sql::INSERT_SECRET)?.execute(params![
                 new.id.as_str(),
@@ -654,7 +659,7 @@ impl Store for SqliteStore {
             changes.clone().apply(&mut webhook);
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?1, description = ?2, url = ?3, event_types = ?4, status = ?5, \
-                 disabled_reason = ?6, updated_at = ?7, filter = ?9, \
+                 disabled_reason = ?6, updated_at = ?7, filter = ?9, headers = ?10, \
                  failing_since = CASE WHEN ?5 = 'active' THEN NULL ELSE failing_since END WHERE id = ?8",
             )?
             .execute(params![
@@ -666,7 +671,8 @@ impl Store for SqliteStore {
                 webhook.disabled_reason,
                 webhook.updated_at,
                 webhook.id.as_str(),
-                webhook.filter.as_ref().map(Filter::to_json_string)
+                webhook.filter.as_ref().map(Filter::to_json_string),
+                webhook.headers_ciphertext
             ])?;
             match (was, webhook.status) {
                 (WebhookStatus::Active, WebhookStatus::Disabled) => park(conn, &webhook.id)?,
@@ -1258,6 +1264,7 @@ mod tests {
                     url: format!("https://example.com/{n}"),
                     event_types: None,
                     filter: None,
+                    headers_ciphertext: None,
                     secret_ciphertext: vec![1, 2, 3],
                     secret_last4: "abcd".into(),
                     now,
@@ -1680,6 +1687,7 @@ mod tests {
             url: None,
             event_types: Some(Some(vec!["invoice.*".into()])),
             filter: None,
+            headers_ciphertext: None,
             status: None,
             now: now_ms(),
         };

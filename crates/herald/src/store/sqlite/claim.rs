@@ -85,7 +85,8 @@ pub(super) const SQL_DUE_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM delivery_
 /// Read before the lease rather than by `RETURNING`: SQLite gathers returned rows in a
 /// temporary table, opened and dropped on every run.
 pub(super) const SQL_LEASE_READ: &str = "SELECT id, event_id, webhook_id, attempt_count, cycle_start, \
-     (SELECT url FROM webhooks WHERE id = d.webhook_id), (SELECT payload FROM events WHERE id = d.event_id) \
+     (SELECT url FROM webhooks WHERE id = d.webhook_id), (SELECT payload FROM events WHERE id = d.event_id), \
+     (SELECT headers FROM webhooks WHERE id = d.webhook_id) \
      FROM deliveries d WHERE seq = ?";
 
 pub(super) const SQL_SIGNING_SECRETS: &str =
@@ -120,8 +121,8 @@ pub(super) fn lease_claims(
     let mut claimed = Vec::with_capacity(chosen.len());
     for seq in chosen {
         let token = claim_token();
-        let (delivery_id, event_id, webhook_id, attempt_count, cycle_start, url, payload) =
-            read.query_row([seq], |row| {
+        let (delivery_id, event_id, webhook_id, attempt_count, cycle_start, url, payload, headers) = read
+            .query_row([seq], |row| {
                 let (id, event): (String, String) = (row.get(0)?, row.get(1)?);
                 Ok((
                     DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
@@ -131,6 +132,7 @@ pub(super) fn lease_claims(
                     row.get(4)?,
                     row.get::<_, String>(5)?,
                     row.get::<_, String>(6)?,
+                    row.get::<_, Option<Vec<u8>>>(7)?,
                 ))
             })?;
         lease.execute(params![request.lease_until, token, seq])?;
@@ -143,6 +145,7 @@ pub(super) fn lease_claims(
             lease: request.leases.hold(&webhook_id),
             webhook_id,
             url,
+            headers,
             payload,
             attempt_count,
             cycle_start,

@@ -65,6 +65,7 @@ pub(super) fn publish_in(
         id: webhook,
         active,
         url,
+        headers,
         ..
     } in targets
     {
@@ -108,6 +109,7 @@ pub(super) fn publish_in(
                 lease: hold,
                 webhook_id: webhook.clone(),
                 url: url.clone(),
+                headers: headers.clone(),
                 payload: event.payload.clone(),
                 attempt_count: 0,
                 cycle_start: 0,

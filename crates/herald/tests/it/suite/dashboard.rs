@@ -66,6 +66,30 @@ impl<'a> Browser<'a> {
         set_cookie
     }
 
+    /// Submits the webhook form (`id`: the edit form, else the create form) for
+    /// `https://example.com/hook` with one more `field`, as a person filling in just that would.
+    async fn submit_webhook(
+        &self,
+        id: Option<&str>,
+        csrf: &str,
+        field: &str,
+        value: &str,
+    ) -> reqwest::Response {
+        let path = id.map_or_else(
+            || "/dashboard/webhooks".to_owned(),
+            |id| format!("/dashboard/webhooks/{id}/edit"),
+        );
+        self.post(
+            &path,
+            &[
+                ("url", "https://example.com/hook"),
+                (field, value),
+                ("csrf", csrf),
+            ],
+        )
+        .await
+    }
+
     /// The CSRF token of the session, read off a page's forms.
     async fn csrf(&self) -> String {
         let page = self.get("/dashboard/webhooks").await.text().await.expect("page");
@@ -449,14 +473,7 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
     let csrf = browser.csrf().await;
 
     let created = browser
-        .post(
-            "/dashboard/webhooks",
-            &[
-                ("url", "https://example.com/hook"),
-                ("filter", r#"{"symbol": "AAPL"}"#),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_webhook(None, &csrf, "filter", r#"{"symbol": "AAPL"}"#)
         .await;
     assert_eq!(created.status(), StatusCode::OK);
     let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
@@ -470,23 +487,7 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
         "the form shows the filter: {html}"
     );
 
-    let edit = |filter: &'static str| {
-        let browser = &browser;
-        let csrf = csrf.clone();
-        let id = id.clone();
-        async move {
-            browser
-                .post(
-                    &format!("/dashboard/webhooks/{id}/edit"),
-                    &[
-                        ("url", "https://example.com/hook"),
-                        ("filter", filter),
-                        ("csrf", &csrf),
-                    ],
-                )
-                .await
-        }
-    };
+    let edit = |filter| browser.submit_webhook(Some(&id), &csrf, "filter", filter);
     for (typed, says) in [
         (r#"{"qty": {"$in": 1}}"#, "filter.qty.$in: $in takes an array"),
         ("symbol = AAPL", "filter is not JSON"),
@@ -528,13 +529,11 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
     let csrf = browser.csrf().await;
 
     let created = browser
-        .post(
-            "/dashboard/webhooks",
-            &[
-                ("url", "https://example.com/hook"),
-                ("headers", "X-Api-Key: s3cr3t-value\r\nX-Tenant: acme"),
-                ("csrf", &csrf),
-            ],
+        .submit_webhook(
+            None,
+            &csrf,
+            "headers",
+            "X-Api-Key: s3cr3t-value\r\nX-Tenant: acme",
         )
         .await;
     assert_eq!(created.status(), StatusCode::OK);
@@ -557,23 +556,7 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
         "the form shows the headers as lines: {html}"
     );
 
-    let edit = |headers: &'static str| {
-        let browser = &browser;
-        let csrf = csrf.clone();
-        let id = id.clone();
-        async move {
-            browser
-                .post(
-                    &format!("/dashboard/webhooks/{id}/edit"),
-                    &[
-                        ("url", "https://example.com/hook"),
-                        ("headers", headers),
-                        ("csrf", &csrf),
-                    ],
-                )
-                .await
-        }
-    };
+    let edit = |headers| browser.submit_webhook(Some(&id), &csrf, "headers", headers);
     // The messages are the API's own for the same headers.
     for (typed, json) in [
         ("X-Bad Name: v", json!({"X-Bad Name": "v"})),

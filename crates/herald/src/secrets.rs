@@ -2,7 +2,9 @@
 //!
 //! Signing secrets must be recoverable (Herald signs with them), so they are encrypted with
 //! XChaCha20-Poly1305 under the master key, with a random 24-byte nonce and the webhook id as
-//! associated data, so a ciphertext copied onto another row does not decrypt. API key secrets
+//! associated data, so a ciphertext copied onto another row does not decrypt. A webhook's
+//! custom headers are sealed the same way, under `<webhook id>:headers`, so a sealed header
+//! blob never opens as a signing secret, nor a secret as headers. API key secrets
 //! are 256 random bits, so a plain SHA-256 is the right hash (a slow password hash buys
 //! nothing against a key that cannot be guessed) and keeps authentication cheap.
 
@@ -16,6 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{Config, DatabaseUrl, MasterKey};
+use crate::domain::headers::CustomHeaders;
 
 const NONCE_LEN: usize = 24;
 pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
@@ -32,6 +35,8 @@ pub enum SecretsError {
     KeyFileInvalid { path: String, message: String },
     #[error("HERALD_MASTER_KEY must be set when the database is not embedded")]
     MissingMasterKey,
+    #[error("stored custom headers decrypted but are not valid headers")]
+    InvalidHeaders,
 }
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], SecretsError> {
@@ -85,6 +90,36 @@ impl SecretBox {
                 },
             )
             .map_err(|_| SecretsError::Decrypt)
+    }
+}
+
+/// What a webhook's sealed custom headers are bound to: its id, in a context of their own.
+fn headers_context(webhook: &str) -> String {
+    format!("{webhook}:headers")
+}
+
+impl SecretBox {
+    /// A webhook's custom headers sealed for its row; `None` when there are none (stored as
+    /// NULL, so a webhook without headers costs its deliveries nothing).
+    pub fn seal_headers(
+        &self,
+        headers: &CustomHeaders,
+        webhook: &str,
+    ) -> Result<Option<Vec<u8>>, SecretsError> {
+        if headers.is_empty() {
+            return Ok(None);
+        }
+        let plain = headers.to_json().to_string();
+        self.seal(plain.as_bytes(), &headers_context(webhook)).map(Some)
+    }
+
+    /// Opens what [`SecretBox::seal_headers`] sealed for `webhook` (`None`: no headers).
+    pub fn open_headers(&self, sealed: Option<&[u8]>, webhook: &str) -> Result<CustomHeaders, SecretsError> {
+        let Some(sealed) = sealed else {
+            return Ok(CustomHeaders::default());
+        };
+        let plain = self.open(sealed, &headers_context(webhook))?;
+        CustomHeaders::from_stored(&plain).ok_or(SecretsError::InvalidHeaders)
     }
 }
 
@@ -183,6 +218,38 @@ mod tests {
         assert!(sealed_box.open(&blob, "wh_2").is_err());
         assert!(SecretBox::new(&MasterKey([2; 32])).open(&blob, "wh_1").is_err());
         assert!(!blob.windows(9).any(|w| w == b"whsec_abc"));
+    }
+
+    #[test]
+    fn sealed_headers_open_only_as_headers_of_the_same_webhook() {
+        let sealed_box = SecretBox::new(&MasterKey([1; 32]));
+        let headers = CustomHeaders::parse(&serde_json::json!({"X-Api-Key": "hunter2"})).expect("valid");
+        let blob = sealed_box
+            .seal_headers(&headers, "wh_1")
+            .expect("seal")
+            .expect("some headers");
+        assert!(!blob.windows(7).any(|w| w == b"hunter2"));
+        assert_eq!(
+            sealed_box.open_headers(Some(&blob), "wh_1").expect("open"),
+            headers
+        );
+        assert!(sealed_box.open_headers(Some(&blob), "wh_2").is_err());
+        assert!(
+            sealed_box.open(&blob, "wh_1").is_err(),
+            "a header blob never opens as a signing secret"
+        );
+        let secret = sealed_box.seal(b"whsec_abc", "wh_1").expect("seal");
+        assert!(
+            sealed_box.open_headers(Some(&secret), "wh_1").is_err(),
+            "a signing secret never opens as headers"
+        );
+        assert_eq!(
+            sealed_box
+                .seal_headers(&CustomHeaders::default(), "wh_1")
+                .expect("seal"),
+            None
+        );
+        assert!(sealed_box.open_headers(None, "wh_1").expect("none").is_empty());
     }
 
     #[test]

@@ -212,6 +212,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Bad custom headers: the contract's `invalid_value`, `param` naming the header at fault.
+impl From<crate::domain::headers::HeadersError> for ApiError {
+    fn from(e: crate::domain::headers::HeadersError) -> Self {
+        Self::invalid("invalid_value", e.param, e.message)
+    }
+}
+
 impl From<crate::secrets::SecretsError> for ApiError {
     fn from(e: crate::secrets::SecretsError) -> Self {
         Self::internal("secret handling failed", e)

@@ -17,11 +17,12 @@ use super::extract::{ApiJson, ApiQuery, NoFields, OptionalJson, OrgQuery, PathId
 use super::pagination::{ListOut, page_request};
 use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
 use crate::domain::filter::Filter;
+use crate::domain::headers::CustomHeaders;
 use crate::domain::ids::WebhookId;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::time::{Millis, format_ms, now_ms};
 use crate::domain::webhook_url::{UrlError, WebhookUrl};
-use crate::secrets;
+use crate::secrets::{self, SecretBox};
 use crate::store::{
     DeliveryFilter, NewWebhook, OrgScope, PageRequest, Position, Published, SecretRotation, Webhook,
     WebhookChanges, WebhookStatus,
@@ -68,6 +69,13 @@ pub struct WebhookIn {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
+    /// Sent on every delivery, at most 20: names are HTTP tokens other than `webhook-*`,
+    /// `content-type`, `content-length`, `host`, `user-agent`, `connection`,
+    /// `transfer-encoding`, `te`, `trailer`, `upgrade`; values printable ASCII of at most
+    /// 1024 characters. Stored encrypted. Omitted, `null` or `{}`: none.
+    #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub headers: Option<serde_json::Value>,
     /// Deliveries per second at most (1–10,000), across every node; `null`: no limit.
     /// Deliveries over the limit wait, `pending`, spending no attempt.
     #[serde(default)]
@@ -103,6 +111,10 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Option<serde_json::Value>>,
+    /// Replaces the whole set of custom headers; `{}` or `null` removes them.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub headers: Option<Option<serde_json::Value>>,
     /// Replaces the limit; `null` removes it.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000)]
@@ -136,6 +148,9 @@ pub struct WebhookOut {
     /// `null` = every event of its types.
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
+    /// Custom headers sent on every delivery; `{}` = none.
+    #[schema(value_type = HashMap<String, String>)]
+    pub headers: serde_json::Value,
     /// Deliveries per second at most; `null`: no limit.
     pub rate_limit: Option<u32>,
     pub has_signing_secret: bool,
@@ -153,9 +168,11 @@ pub struct WebhookOut {
     pub signing_secret: Option<String>,
 }
 
-impl From<Webhook> for WebhookOut {
-    fn from(w: Webhook) -> Self {
-        Self {
+impl WebhookOut {
+    /// The webhook as the API shows it, its custom headers opened with `secret_box`.
+    pub fn new(w: Webhook, secret_box: &SecretBox) -> Result<Self> {
+        let headers = secret_box.open_headers(w.headers_ciphertext.as_deref(), w.id.as_str())?;
+        Ok(Self {
             id: w.id,
             object: "webhook",
             name: w.name,
@@ -164,6 +181,7 @@ impl From<Webhook> for WebhookOut {
             status: w.status.as_str(),
             event_types: w.event_types,
             filter: w.filter.map(|f| f.json().clone()),
+            headers: headers.to_json(),
             rate_limit: w.rate_limit.map(RateLimit::per_second),
             has_signing_secret: !w.secret_last4.is_empty(),
             signing_secret_last4: w.secret_last4,
@@ -175,7 +193,7 @@ impl From<Webhook> for WebhookOut {
                 WebhookStatus::Active => None,
             },
             signing_secret: None,
-        }
+        })
     }
 }
 
@@ -274,6 +292,15 @@ fn parse_filter(value: Option<serde_json::Value>) -> Result<Option<Filter>> {
         .transpose()
 }
 
+/// Custom headers as the API takes them; absent or `null`: none.
+fn parse_headers(value: Option<serde_json::Value>) -> Result<CustomHeaders> {
+    Ok(value
+        .as_ref()
+        .map(CustomHeaders::parse)
+        .transpose()?
+        .unwrap_or_default())
+}
+
 /// A rate limit as the API takes it; `None` (absent or `null`): no limit.
 fn parse_rate_limit(value: Option<serde_json::Value>) -> Result<Option<RateLimit>> {
     match value {
@@ -302,7 +329,7 @@ async fn create_webhook(
     ApiJson(input): ApiJson<WebhookIn>,
 ) -> Result<(StatusCode, Json<WebhookOut>)> {
     let (webhook, secret) = create(&state, &caller, input).await?;
-    let mut out = WebhookOut::from(webhook);
+    let mut out = WebhookOut::new(webhook, state.secret_box())?;
     out.signing_secret = Some(secret);
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -316,11 +343,13 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
     check_text(&input.description, "description", MAX_DESCRIPTION)?;
     let event_types = parse_event_types(state, input.event_types)?;
     let filter = parse_filter(input.filter)?;
+    let headers = parse_headers(input.headers)?;
     let rate_limit = parse_rate_limit(input.rate_limit)?;
 
     let id = WebhookId::new();
     let secret = secrets::new_signing_secret()?;
     let sealed = state.secret_box().seal(secret.as_bytes(), id.as_str())?;
+    let headers_ciphertext = state.secret_box().seal_headers(&headers, id.as_str())?;
     let webhook = state
         .store()
         .create_webhook(NewWebhook {
@@ -331,6 +360,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
             url: url.into_string(),
             event_types,
             filter,
+            headers_ciphertext,
             rate_limit,
             secret_ciphertext: sealed,
             secret_last4: secrets::last4(&secret),
@@ -360,7 +390,9 @@ async fn list_webhooks(
         query.before.as_deref(),
     )?;
     let page = state.store().list_webhooks(org_id, request).await?;
-    Ok(Json(ListOut::from_page(page, WebhookOut::from)))
+    Ok(Json(ListOut::try_from_page(page, |w| {
+        WebhookOut::new(w, state.secret_box())
+    })?))
 }
 
 /// Get one webhook.
@@ -381,7 +413,7 @@ async fn get_webhook(
         .get_webhook(scope, parse_id(&raw)?)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    Ok(Json(webhook.into()))
+    Ok(Json(WebhookOut::new(webhook, state.secret_box())?))
 }
 
 /// Change some fields of a webhook; `event_types` replaces the whole set.
@@ -435,6 +467,14 @@ pub async fn update(
         Some(entries) => Some(parse_event_types(state, entries)?),
     };
     let filter = patch.filter.map(parse_filter).transpose()?;
+    let headers_ciphertext = match patch.headers {
+        None => None,
+        Some(headers) => Some(
+            state
+                .secret_box()
+                .seal_headers(&parse_headers(headers)?, id.as_str())?,
+        ),
+    };
     let rate_limit = patch.rate_limit.map(parse_rate_limit).transpose()?;
     let status = match patch.status {
         None => None,
@@ -454,6 +494,7 @@ pub async fn update(
         url,
         event_types,
         filter,
+        headers_ciphertext,
         rate_limit,
         status,
         now: now_ms(),
@@ -464,7 +505,7 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
     tracing::info!(webhook.id = %webhook.id, webhook.status = webhook.status.as_str(), "webhook updated");
-    Ok(webhook.into())
+    WebhookOut::new(webhook, state.secret_box())
 }
 
 /// Delete a webhook (soft: its delivery history stays queryable).

@@ -19,6 +19,7 @@ use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::pagination::page_request;
 use crate::api::webhooks::{self as api, StatusIn, WebhookIn, WebhookPatch};
+use crate::domain::headers::CustomHeaders;
 use crate::domain::ids::WebhookId;
 use crate::domain::time::now_ms;
 use crate::store::{DeliveryFilter, PageRequest, Position, Webhook, WebhookHealth, WebhookStatus};
@@ -172,16 +173,18 @@ struct FormValues {
     more: String,
     /// The filter as JSON text; empty: none.
     filter: String,
+    /// Custom headers as `Name: value` lines; empty: none.
+    headers: String,
     /// Deliveries per second as typed; empty: no limit.
     rate_limit: String,
 }
 
 impl FormValues {
-    fn from_webhook(w: &Webhook, state: &AppState) -> Self {
+    fn from_webhook(w: &Webhook, state: &AppState) -> Result<Self> {
         let types = w.event_types.clone().unwrap_or_default();
         let (checked, more): (Vec<String>, Vec<String>) =
             types.into_iter().partition(|t| is_offered(state, t));
-        Self {
+        Ok(Self {
             url: w.url.clone(),
             name: w.name.clone().unwrap_or_default(),
             description: w.description.clone().unwrap_or_default(),
@@ -192,11 +195,12 @@ impl FormValues {
                 .as_ref()
                 .and_then(|f| serde_json::to_string_pretty(f.json()).ok())
                 .unwrap_or_default(),
+            headers: opened_headers(state, w)?.to_lines(),
             rate_limit: w
                 .rate_limit
                 .map(|r| r.per_second().to_string())
                 .unwrap_or_default(),
-        }
+        })
     }
 
     fn from_fields(fields: &Fields) -> Self {
@@ -207,8 +211,15 @@ impl FormValues {
             checked: fields.all("event_types").map(str::to_owned).collect(),
             more: fields.get("patterns").unwrap_or_default().to_owned(),
             filter: fields.get("filter").unwrap_or_default().to_owned(),
+            headers: fields.get("headers").unwrap_or_default().to_owned(),
             rate_limit: fields.get("rate_limit").unwrap_or_default().trim().to_owned(),
         }
+    }
+
+    /// The headers field as the API takes it (`{}`: none), checked by the API's own rules
+    /// first so a bad line gets the API's message.
+    fn headers(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(CustomHeaders::parse_lines(&self.headers)?.to_json())
     }
 
     /// The filter field as the API takes it: blank is no filter; text that is not JSON gets
@@ -284,14 +295,31 @@ struct FormError {
 }
 
 /// The fields of the webhook form that show their own error.
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "url",
     "name",
     "description",
     "event_types",
     "filter",
+    "headers",
     "rate_limit",
 ];
+
+/// The form field an error's `param` is about: `headers.<name>` is the headers field's.
+fn field_of(param: &str) -> &str {
+    if param.starts_with("headers.") {
+        "headers"
+    } else {
+        param
+    }
+}
+
+/// A webhook's custom headers, opened to be shown to its org.
+fn opened_headers(state: &AppState, w: &Webhook) -> Result<CustomHeaders> {
+    Ok(state
+        .secret_box()
+        .open_headers(w.headers_ciphertext.as_deref(), w.id.as_str())?)
+}
 
 fn form(
     state: &AppState,
@@ -301,16 +329,17 @@ fn form(
     values: &FormValues,
     error: Option<&FormError>,
 ) -> Markup {
-    let invalid = |param: &str| error.is_some_and(|e| e.param.as_deref() == Some(param));
+    let error_field = error.and_then(|e| e.param.as_deref()).map(field_of);
+    let invalid = |param: &str| error_field == Some(param);
     // The message is said once: next to its field when the form has one, else above the form.
     let field_error = |param: &str| {
         html! {
-            @if let Some(e) = error.filter(|e| e.param.as_deref() == Some(param)) {
+            @if let Some(e) = error.filter(|_| invalid(param)) {
                 p.field-error id={ (param) "-error" } role="alert" { (e.message) }
             }
         }
     };
-    let at_a_field = error.is_some_and(|e| e.param.as_deref().is_some_and(|p| FIELDS.contains(&p)));
+    let at_a_field = error_field.is_some_and(|p| FIELDS.contains(&p));
     html! {
         @if let Some(e) = error.filter(|_| !at_a_field) {
             p.error role="alert" { (e.message) }
@@ -371,6 +400,18 @@ fn form(
                 (values.filter)
             }
             (field_error("filter"))
+            label for="headers" { "Custom headers" }
+            p.muted.small #headers-help {
+                "Sent on every delivery, one per line as " code { "Name: value" } ", e.g. "
+                code { "X-Api-Key: 3f9a…" } ". At most 20; Herald's own headers ("
+                code { "webhook-*" } ", " code { "content-type" } ", " code { "user-agent" } "…) cannot be set. Stored encrypted."
+            }
+            textarea #headers name="headers" rows="3" spellcheck="false" autocomplete="off"
+                aria-invalid=[invalid("headers").then_some("true")]
+                aria-describedby=(if invalid("headers") { "headers-help headers-error" } else { "headers-help" }) {
+                (values.headers)
+            }
+            (field_error("headers"))
             label for="rate_limit" { "Rate limit" }
             p.muted.small #rate_limit-help {
                 "At most this many deliveries a second (1–10,000), across every node. Leave empty for no limit."
@@ -419,6 +460,7 @@ pub async fn create(
             description: FormValues::optional(&values.description),
             event_types: values.event_types(),
             filter: values.filter()?,
+            headers: Some(values.headers()?),
             rate_limit: values.rate_limit(),
             org_id: Some(viewer.org.id.to_string()),
         };
@@ -502,6 +544,7 @@ async fn detail_page(
     let base = format!("/dashboard/webhooks/{}", webhook.id);
     let charts = overview::chart_section(state, viewer, Some(webhook.id.clone()), range, &base).await?;
     let id = webhook.id.as_str();
+    let headers = opened_headers(state, &webhook)?;
     Ok(views::page(
         viewer,
         Nav::Webhooks,
@@ -562,6 +605,15 @@ async fn detail_page(
                 dt { "URL" } dd { code { (webhook.url) } }
                 @if let Some(d) = &webhook.description { dt { "Description" } dd { (d) } }
                 dt { "Event types" } dd { (event_types_text(&webhook.event_types)) }
+                dt { "Custom headers" } dd {
+                    @if headers.is_empty() {
+                        span.muted { "none" }
+                    } @else {
+                        ul.plain #custom-headers {
+                            @for (name, value) in headers.iter() { li { code { (name) ": " (value) } } }
+                        }
+                    }
+                }
                 dt { "Rate limit" } dd {
                     @match webhook.rate_limit {
                         Some(limit) => { (limit.per_second()) " deliveries/s" }
@@ -604,7 +656,7 @@ pub async fn edit_form(
     Path(raw): Path<String>,
 ) -> Result<Markup> {
     let webhook = find(&state, &viewer, &raw).await?;
-    let values = FormValues::from_webhook(&webhook, &state);
+    let values = FormValues::from_webhook(&webhook, &state)?;
     let action = format!("/dashboard/webhooks/{}/edit", webhook.id);
     let body = form(&state, &viewer, &action, "Save", &values, None);
     Ok(views::page(
@@ -629,6 +681,7 @@ pub async fn edit(
             url: Some(Some(values.url.clone())),
             event_types: Some(values.event_types()),
             filter: Some(values.filter()?),
+            headers: Some(Some(values.headers()?)),
             rate_limit: Some(values.rate_limit()),
             status: None,
             org_id: None,
@@ -670,6 +723,7 @@ pub async fn set_status(
         url: None,
         event_types: None,
         filter: None,
+        headers: None,
         rate_limit: None,
         status: Some(Some(status)),
         org_id: None,

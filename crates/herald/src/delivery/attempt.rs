@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::client::{BlockedAddress, DnsFailure, check_literal};
 use super::retry::parse_retry_after;
@@ -55,39 +55,60 @@ impl Outcome {
     }
 }
 
-/// Where and with which keys a webhook's deliveries are sent, as its stored `url` and sealed
-/// secrets say. Parsing the url and opening the secrets were a tenth of a worker's
-/// instructions when done for every attempt (callgrind, `herald-bench throughput`), so one
-/// `Target` serves every attempt to the webhook while they overlap (see
-/// [`super::endpoints::Slot::target`]).
+/// What a webhook keeps sealed for its deliveries, as a claim read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealed<'a> {
+    /// Signing secrets, the current one first.
+    pub secrets: &'a [Vec<u8>],
+    /// Custom headers; `None`: none.
+    pub headers: Option<&'a [u8]>,
+}
+
+/// What [`Target::prepare`]'s `open` made of [`Sealed`]: whatever it could open (it logs the
+/// rest).
+#[derive(Debug, Default)]
+pub struct Opened {
+    pub secrets: Vec<herald_verify::Secret>,
+    /// The webhook's custom headers, marked sensitive so no debug output shows a value.
+    pub headers: HeaderMap,
+}
+
+/// Where, with which keys and with which custom headers a webhook's deliveries are sent, as
+/// its stored `url` and sealed secrets and headers say. Parsing the url and opening the
+/// secrets were a tenth of a worker's instructions when done for every attempt (callgrind,
+/// `herald-bench throughput`), so one `Target` serves every attempt to the webhook while they
+/// overlap (see [`super::endpoints::Slot::target`]).
 pub struct Target {
-    /// The stored url and sealed secrets it was prepared from: a job naming others (the
+    /// The stored url and sealed parts it was prepared from: a job naming others (the
     /// webhook was updated or its secret rotated) gets a new `Target`.
     stored_url: String,
-    sealed: Vec<Vec<u8>>,
+    sealed_secrets: Vec<Vec<u8>>,
+    sealed_headers: Option<Vec<u8>>,
     url: Result<reqwest::Url, String>,
     /// The secrets to sign with, the current one first; several during a rotation overlap.
     secrets: Vec<herald_verify::Secret>,
+    headers: HeaderMap,
 }
 
 impl Target {
-    /// `open` turns the sealed secrets into the keys it could open (it logs the others).
-    pub fn prepare(
-        stored_url: &str,
-        sealed: &[Vec<u8>],
-        open: impl FnOnce(&[Vec<u8>]) -> Vec<herald_verify::Secret>,
-    ) -> Self {
+    /// `open` turns the sealed parts into what it could open.
+    pub fn prepare(stored_url: &str, sealed: Sealed<'_>, open: impl FnOnce(Sealed<'_>) -> Opened) -> Self {
+        let opened = open(sealed);
         Self {
             stored_url: stored_url.to_owned(),
-            sealed: sealed.to_vec(),
+            sealed_secrets: sealed.secrets.to_vec(),
+            sealed_headers: sealed.headers.map(<[u8]>::to_vec),
             url: reqwest::Url::parse(stored_url).map_err(|e| format!("invalid url: {e}")),
-            secrets: open(sealed),
+            secrets: opened.secrets,
+            headers: opened.headers,
         }
     }
 
-    /// Whether this was prepared from exactly this url and these sealed secrets.
-    pub fn is_for(&self, stored_url: &str, sealed: &[Vec<u8>]) -> bool {
-        self.stored_url == stored_url && self.sealed == sealed
+    /// Whether this was prepared from exactly this url and these sealed parts.
+    pub fn is_for(&self, stored_url: &str, sealed: Sealed<'_>) -> bool {
+        self.stored_url == stored_url
+            && self.sealed_secrets == sealed.secrets
+            && self.sealed_headers.as_deref() == sealed.headers
     }
 }
 
@@ -198,9 +219,12 @@ pub async fn send(
         timestamp,
         request.payload.as_bytes(),
     );
+    // The custom headers go first, and validation keeps every name Herald sets (or the
+    // client adds) out of them, so they add to Herald's headers and never replace one.
     let sent = client
         .post(url)
         .timeout(timeout)
+        .headers(target.headers.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(WEBHOOK_ID, request.event_id)
         .header(WEBHOOK_TIMESTAMP, timestamp.to_string())

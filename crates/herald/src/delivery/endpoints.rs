@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::attempt::Target;
+use super::attempt::{Opened, Sealed, Target};
 use crate::domain::ids::WebhookId;
 
 /// One gate per webhook with work in this process; a gate nobody holds is dropped.
@@ -74,14 +74,14 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// The webhook's [`Target`] for this url and these sealed secrets: the one an overlapping
-    /// attempt prepared if it was prepared from the same, else a new one (see
+    /// The webhook's [`Target`] for this url and these sealed secrets and headers: the one an
+    /// overlapping attempt prepared if it was prepared from the same, else a new one (see
     /// [`Target::prepare`] for `open`), which replaces it.
     pub fn target(
         &self,
         url: &str,
-        sealed: &[Vec<u8>],
-        open: impl FnOnce(&[Vec<u8>]) -> Vec<herald_verify::Secret>,
+        sealed: Sealed<'_>,
+        open: impl FnOnce(Sealed<'_>) -> Opened,
     ) -> Arc<Target> {
         let shared = || self.gate.target.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(target) = shared().as_ref().filter(|t| t.is_for(url, sealed)) {
@@ -151,22 +151,30 @@ mod tests {
     }
 
     /// An `open` that counts its calls and opens nothing.
-    fn counted(opened: &AtomicUsize) -> impl FnOnce(&[Vec<u8>]) -> Vec<herald_verify::Secret> + '_ {
+    fn counted(opened: &AtomicUsize) -> impl FnOnce(Sealed<'_>) -> Opened + '_ {
         |_| {
             opened.fetch_add(1, Ordering::Relaxed);
-            Vec::new()
+            Opened::default()
+        }
+    }
+
+    /// Sealed secrets without headers.
+    fn secrets(sealed: &[Vec<u8>]) -> Sealed<'_> {
+        Sealed {
+            secrets: sealed,
+            headers: None,
         }
     }
 
     #[tokio::test]
-    async fn overlapping_attempts_share_a_target_until_its_url_or_secrets_change() {
+    async fn overlapping_attempts_share_a_target_until_its_url_secrets_or_headers_change() {
         let endpoints = Arc::new(Endpoints::new(4));
         let webhook = WebhookId::new();
         let (first, second) = (endpoints.enter(&webhook).await, endpoints.enter(&webhook).await);
         let opened = AtomicUsize::new(0);
         let (url, sealed) = ("https://example.com/a", vec![b"one".to_vec()]);
-        let a = first.target(url, &sealed, counted(&opened));
-        let b = second.target(url, &sealed, counted(&opened));
+        let a = first.target(url, secrets(&sealed), counted(&opened));
+        let b = second.target(url, secrets(&sealed), counted(&opened));
         assert!(
             Arc::ptr_eq(&a, &b),
             "the second attempt reuses the first's target"
@@ -174,20 +182,27 @@ mod tests {
         assert_eq!(opened.load(Ordering::Relaxed), 1);
 
         let rotated = vec![b"two".to_vec(), b"one".to_vec()];
-        let c = second.target(url, &rotated, counted(&opened));
+        let c = second.target(url, secrets(&rotated), counted(&opened));
         assert!(!Arc::ptr_eq(&b, &c), "a rotated secret makes a new target");
         let moved = "https://example.com/b";
-        let d = first.target(moved, &rotated, counted(&opened));
+        let d = first.target(moved, secrets(&rotated), counted(&opened));
         assert!(!Arc::ptr_eq(&c, &d), "a new url makes a new target");
-        assert!(d.is_for(moved, &rotated) && !d.is_for(url, &rotated));
-        assert_eq!(opened.load(Ordering::Relaxed), 3);
+        assert!(d.is_for(moved, secrets(&rotated)) && !d.is_for(url, secrets(&rotated)));
+        let with_headers = Sealed {
+            secrets: &rotated,
+            headers: Some(b"headers"),
+        };
+        let e = first.target(moved, with_headers, counted(&opened));
+        assert!(!Arc::ptr_eq(&d, &e), "new headers make a new target");
+        assert!(e.is_for(moved, with_headers) && !e.is_for(moved, secrets(&rotated)));
+        assert_eq!(opened.load(Ordering::Relaxed), 4);
 
         drop((first, second));
         let later = endpoints.enter(&webhook).await;
-        later.target(moved, &rotated, counted(&opened));
+        later.target(moved, with_headers, counted(&opened));
         assert_eq!(
             opened.load(Ordering::Relaxed),
-            4,
+            5,
             "once no attempt was in flight, the opened secrets were gone with the gate"
         );
     }

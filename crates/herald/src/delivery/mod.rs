@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -371,6 +372,37 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Decrypts the webhook's custom headers. Headers that cannot be opened are logged (by
+    /// name of the webhook only: values are secrets) and the attempt goes without them, as
+    /// the contract has the signature, not these headers, prove a delivery's origin.
+    fn open_headers(&self, webhook: &WebhookId, sealed: Option<&[u8]>) -> HeaderMap {
+        let headers = match self.secret_box.open_headers(sealed, webhook.as_str()) {
+            Ok(headers) => headers,
+            Err(e) => {
+                tracing::error!(webhook.id = %webhook, error = %e, "cannot open the custom headers; sending without them");
+                return HeaderMap::new();
+            }
+        };
+        let mut map = HeaderMap::with_capacity(headers.iter().count());
+        for (name, value) in headers.iter() {
+            // Validation made every name a token and every value printable ASCII, which is
+            // what these take.
+            match (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                (Ok(name), Ok(mut value)) => {
+                    value.set_sensitive(true);
+                    map.insert(name, value);
+                }
+                _ => {
+                    tracing::error!(webhook.id = %webhook, header.name = name, "a stored custom header is not sendable; skipped")
+                }
+            }
+        }
+        map
+    }
+
     /// What follows an attempt: delivered, retried later, given up, or the webhook disabled.
     fn decide(&self, job: &Claimed, outcome: &attempt::Outcome, now: Millis) -> Next {
         if outcome.delivered() {
@@ -391,8 +423,13 @@ impl Dispatcher {
     /// that cannot be written is retried a few times; if it still fails the lease runs out and
     /// the delivery is attempted again.
     async fn process_one(&self, job: Claimed, at_endpoint: &endpoints::Slot) -> Option<Millis> {
-        let target = at_endpoint.target(&job.url, &job.secrets, |sealed| {
-            self.open_secrets(&job.webhook_id, sealed)
+        let sealed = attempt::Sealed {
+            secrets: &job.secrets,
+            headers: job.headers.as_deref(),
+        };
+        let target = at_endpoint.target(&job.url, sealed, |sealed| attempt::Opened {
+            secrets: self.open_secrets(&job.webhook_id, sealed.secrets),
+            headers: self.open_headers(&job.webhook_id, sealed.headers),
         });
         let outcome = attempt::send(
             &self.client,

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod error_class;
 pub mod event_types;
 pub mod filter;
+pub mod headers;
 pub mod ids;
 pub mod json;
 pub mod net;

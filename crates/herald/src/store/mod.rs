@@ -200,6 +200,9 @@ pub struct Webhook {
     pub event_types: Option<Vec<String>>,
     /// Matched against each event's `data` at publish; `None`: every event of its types.
     pub filter: Option<Filter>,
+    /// Custom headers sealed by `secrets::SecretBox::seal_headers`, bound to `id`; `None`:
+    /// none. Sealed above the store, as the signing secrets are, so no plaintext reaches it.
+    pub headers_ciphertext: Option<Vec<u8>>,
     /// Deliveries a second at most; `None`: as fast as the endpoint takes them.
     pub rate_limit: Option<RateLimit>,
     pub secret_last4: String,
@@ -217,6 +220,8 @@ pub struct NewWebhook {
     pub url: String,
     pub event_types: Option<Vec<String>>,
     pub filter: Option<Filter>,
+    /// Custom headers sealed by `secrets::SecretBox::seal_headers`; `None`: none.
+    pub headers_ciphertext: Option<Vec<u8>>,
     pub rate_limit: Option<RateLimit>,
     /// The signing secret sealed by `secrets::SecretBox`, bound to `id`.
     pub secret_ciphertext: Vec<u8>,
@@ -232,6 +237,8 @@ pub struct WebhookChanges {
     pub url: Option<String>,
     pub event_types: Option<Option<Vec<String>>>,
     pub filter: Option<Option<Filter>>,
+    /// Replaces the sealed custom headers; `Some(None)` removes them.
+    pub headers_ciphertext: Option<Option<Vec<u8>>>,
     pub rate_limit: Option<Option<RateLimit>>,
     /// The new status and, when disabling, why.
     pub status: Option<(WebhookStatus, Option<String>)>,
@@ -460,6 +467,8 @@ pub struct Candidate {
     pub subscription: crate::domain::event_types::Subscription,
     pub url: String,
     pub filter: Option<Filter>,
+    /// Sealed custom headers, handed on to a delivery leased at publish.
+    pub headers: Option<Vec<u8>>,
     pub rate_limit: Option<RateLimit>,
 }
 
@@ -718,6 +727,8 @@ pub struct Claimed {
     pub cycle_start: i64,
     /// Sealed signing secrets, the current one first.
     pub secrets: Vec<Vec<u8>>,
+    /// The webhook's sealed custom headers (`secrets::SecretBox::open_headers`); `None`: none.
+    pub headers: Option<Vec<u8>>,
     /// The webhook's rate limit: the attempt waits for its turn.
     pub rate_limit: Option<RateLimit>,
     /// Counts against its webhook's cap (and, leased at publish, holds its place in the
@@ -874,6 +885,7 @@ impl NewWebhook {
             disabled_reason: None,
             event_types: self.event_types,
             filter: self.filter,
+            headers_ciphertext: self.headers_ciphertext,
             rate_limit: self.rate_limit,
             secret_last4: self.secret_last4,
             last_triggered_at: None,
@@ -925,6 +937,9 @@ impl WebhookChanges {
         }
         if let Some(filter) = self.filter {
             webhook.filter = filter;
+        }
+        if let Some(headers) = self.headers_ciphertext {
+            webhook.headers_ciphertext = headers;
         }
         if let Some(rate_limit) = self.rate_limit {
             webhook.rate_limit = rate_limit;
@@ -1541,6 +1556,7 @@ mod tests {
             subscription: Subscription::from_stored(types).expect("stored forms"),
             url: "https://example.com/hook".into(),
             filter: None,
+            headers: None,
             rate_limit: None,
         };
         let candidates = [

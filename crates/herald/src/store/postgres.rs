@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0009_events_by_org.sql"),
     include_str!("../../migrations/postgres/0010_attempt_rollups.sql"),
     include_str!("../../migrations/postgres/0011_webhook_filters.sql"),
+    include_str!("../../migrations/postgres/0012_webhook_headers.sql"),
     include_str!("../../migrations/postgres/0013_webhook_rate_limits.sql"),
 ];
 /// A retry makes an ended delivery pending again, which retention must then keep. The purge
@@ -340,6 +341,10 @@ impl rows::Columns for PgRow {
     }
 
     fn bytes(&self, column: usize) -> Result<Vec<u8>, StoreError> {
+        get(self, column)
+    }
+
+    fn bytes_opt(&self, column: usize) -> Result<Option<Vec<u8>>, StoreError> {
         get(self, column)
     }
 
@@ -717,6 +722,7 @@ impl Store for PostgresStore {
                 .bind(new.now)
                 .bind(new.now)
                 .bind(new.filter.as_ref().map(Filter::to_json_string))
+                .bind(&new.headers_ciphertext)
                 .bind(new.rate_limit.map(|r| i64::from(r.per_second())))
                 .execute(&mut *tx)
                 .await?;
@@ -773,7 +779,7 @@ impl Store for PostgresStore {
             changes.apply(&mut webhook);
             sqlx::query(
                 "UPDATE webhooks SET name = $1, description = $2, url = $3, event_types = $4, status = $5, \
-                 disabled_reason = $6, updated_at = $7, filter = $9, rate_limit = $10, \
+                 disabled_reason = $6, updated_at = $7, filter = $9, headers = $10, rate_limit = $11, \
                  failing_since = CASE WHEN $5 = 'active' THEN NULL ELSE failing_since END WHERE id = $8",
             )
             .bind(&webhook.name)
@@ -785,6 +791,7 @@ impl Store for PostgresStore {
             .bind(webhook.updated_at)
             .bind(webhook.id.as_str())
             .bind(webhook.filter.as_ref().map(Filter::to_json_string))
+            .bind(&webhook.headers_ciphertext)
             .bind(webhook.rate_limit.map(|r| i64::from(r.per_second())))
             .execute(&mut *tx)
             .await?;
@@ -1010,7 +1017,7 @@ impl Store for PostgresStore {
                 "UPDATE delivery_queue q SET due_at = $1, claim_token = $2 FROM deliveries d, webhooks w, events e \
                  WHERE q.delivery = ANY($3) AND d.seq = q.delivery AND w.id = d.webhook_id AND e.id = d.event_id \
                  RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload, d.seq, \
-                   w.rate_limit",
+                   w.headers, w.rate_limit",
             )
             .bind(request.lease_until)
             .bind(token)
@@ -1057,7 +1064,8 @@ impl Store for PostgresStore {
                     cycle_start: get(row, 4)?,
                     url: get(row, 5)?,
                     payload: get(row, 6)?,
-                    rate_limit: rows::stored_rate_limit(row, 8)?,
+                    headers: get(row, 8)?,
+                    rate_limit: rows::stored_rate_limit(row, 9)?,
                 });
             }
             Ok(Claim { jobs, more_due })

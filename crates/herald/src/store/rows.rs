@@ -22,6 +22,7 @@ pub trait Columns {
     fn int(&self, column: usize) -> Result<i64, Self::Error>;
     fn int_opt(&self, column: usize) -> Result<Option<i64>, Self::Error>;
     fn bytes(&self, column: usize) -> Result<Vec<u8>, Self::Error>;
+    fn bytes_opt(&self, column: usize) -> Result<Option<Vec<u8>>, Self::Error>;
     /// A boolean: `BOOLEAN` on PostgreSQL, an integer on SQLite.
     fn flag(&self, column: usize) -> Result<bool, Self::Error>;
     /// The error for a stored value that does not parse.
@@ -66,7 +67,7 @@ pub fn org_lifecycle<R: Columns + ?Sized>(row: &R) -> Result<OrgLifecycle, R::Er
 }
 
 pub const WEBHOOK_COLUMNS: &str = "id, org_id, name, description, url, status, disabled_reason, \
-     event_types, secret_last4, last_triggered_at, created_at, updated_at, filter, rate_limit";
+     event_types, secret_last4, last_triggered_at, created_at, updated_at, filter, headers, rate_limit";
 
 pub fn webhook<R: Columns + ?Sized>(row: &R) -> Result<Webhook, R::Error> {
     let event_types = row
@@ -84,7 +85,8 @@ pub fn webhook<R: Columns + ?Sized>(row: &R) -> Result<Webhook, R::Error> {
         disabled_reason: row.text_opt(6)?,
         event_types,
         filter,
-        rate_limit: stored_rate_limit(row, 13)?,
+        headers_ciphertext: row.bytes_opt(13)?,
+        rate_limit: stored_rate_limit(row, 14)?,
         secret_last4: row.text(8)?,
         last_triggered_at: row.int_opt(9)?,
         created_at: row.int(10)?,
@@ -201,7 +203,7 @@ pub fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, s
         .map_err(|e| super::StoreError::Backend(e.to_string()))
 }
 
-pub const CANDIDATE_COLUMNS: &str = "id, org_id, status, event_types, url, filter, rate_limit";
+pub const CANDIDATE_COLUMNS: &str = "id, org_id, status, event_types, url, filter, headers, rate_limit";
 
 /// A rate limit as stored: written by the API in range, so one out of range is corrupt.
 pub fn stored_rate_limit<R: Columns + ?Sized>(row: &R, i: usize) -> Result<Option<RateLimit>, R::Error> {
@@ -229,7 +231,8 @@ pub fn candidate<R: Columns + ?Sized>(row: &R) -> Result<Candidate, R::Error> {
         subscription,
         url: row.text(4)?,
         filter: stored_filter(row, 5)?,
-        rate_limit: stored_rate_limit(row, 6)?,
+        headers: row.bytes_opt(6)?,
+        rate_limit: stored_rate_limit(row, 7)?,
     })
 }
 
@@ -275,6 +278,10 @@ mod tests {
 
         fn bytes(&self, column: usize) -> Result<Vec<u8>, String> {
             self.text(column).map(String::into_bytes)
+        }
+
+        fn bytes_opt(&self, column: usize) -> Result<Option<Vec<u8>>, String> {
+            self.text_opt(column).map(|text| text.map(String::into_bytes))
         }
 
         fn flag(&self, column: usize) -> Result<bool, String> {
@@ -348,6 +355,7 @@ mod tests {
                 Int(2),
                 Null,
                 Null,
+                Null,
             ])
         };
         let subscribed = webhook(&row(Text(r#"["order.*"]"#))).expect("row");
@@ -379,7 +387,7 @@ mod tests {
                 Int(2),
             ];
             cells.push(filter);
-            cells.push(Null);
+            cells.extend([Null, Null]);
             Cells(cells)
         };
         let filtered = webhook(&row(Text(r#"{"symbol":"AAPL"}"#))).expect("row");

@@ -103,8 +103,8 @@ pub const INSERT_SECRET: &str =
 /// `token_hash`, `key_id`, `org_id`, `created_at`, `expires_at`.
 pub const INSERT_SESSION: &str = "INSERT INTO dashboard_sessions (token_hash, key_id, org_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)";
 /// `id`, `org_id`, `name`, `description`, `url`, `event_types`, `secret_last4`, `created_at`,
-/// `updated_at`, `filter`, `rate_limit`.
-pub const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, secret_last4, created_at, updated_at, filter, rate_limit) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)";
+/// `updated_at`, `filter`, `headers`, `rate_limit`.
+pub const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, secret_last4, created_at, updated_at, filter, headers, rate_limit) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)";
 /// The rate-limited webhooks and their limits, for a claim's budget.
 pub const RATE_LIMITED: &str = "SELECT id, rate_limit FROM webhooks WHERE rate_limit IS NOT NULL";
 /// A webhook's sealed secrets that sign at `now`, the current one first: `webhook_id`, `now`.

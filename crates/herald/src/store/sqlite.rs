@@ -121,6 +121,10 @@ impl rows::Columns for Row<'_> {
         self.get(column)
     }
 
+    fn bytes_opt(&self, column: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+        self.get(column)
+    }
+
     fn flag(&self, column: usize) -> rusqlite::Result<bool> {
         Ok(self.get::<_, i64>(column)? != 0)
     }
@@ -611,6 +615,7 @@ impl Store for SqliteStore {
                 new.now,
                 new.now,
                 new.filter.as_ref().map(Filter::to_json_string),
+                new.headers_ciphertext,
                 new.rate_limit.map(RateLimit::per_second)
             ])?;
             conn.prepare_cached(sql::INSERT_SECRET)?.execute(params![
@@ -656,7 +661,7 @@ impl Store for SqliteStore {
             changes.clone().apply(&mut webhook);
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?1, description = ?2, url = ?3, event_types = ?4, status = ?5, \
-                 disabled_reason = ?6, updated_at = ?7, filter = ?9, rate_limit = ?10, \
+                 disabled_reason = ?6, updated_at = ?7, filter = ?9, headers = ?10, rate_limit = ?11, \
                  failing_since = CASE WHEN ?5 = 'active' THEN NULL ELSE failing_since END WHERE id = ?8",
             )?
             .execute(params![
@@ -669,6 +674,7 @@ impl Store for SqliteStore {
                 webhook.updated_at,
                 webhook.id.as_str(),
                 webhook.filter.as_ref().map(Filter::to_json_string),
+                webhook.headers_ciphertext,
                 webhook.rate_limit.map(RateLimit::per_second)
             ])?;
             match (was, webhook.status) {
@@ -1274,6 +1280,7 @@ mod tests {
                     url: format!("https://example.com/{n}"),
                     event_types: None,
                     filter: None,
+                    headers_ciphertext: None,
                     rate_limit: None,
                     secret_ciphertext: vec![1, 2, 3],
                     secret_last4: "abcd".into(),
@@ -1697,6 +1704,7 @@ mod tests {
             url: None,
             event_types: Some(Some(vec!["invoice.*".into()])),
             filter: None,
+            headers_ciphertext: None,
             rate_limit: None,
             status: None,
             now: now_ms(),

@@ -56,6 +56,7 @@ mod sqlite {
     mod errors;
     mod filters;
     mod full_disk;
+    mod headers;
     mod idempotency;
     mod keys;
     mod leases;
@@ -92,6 +93,7 @@ mod postgres {
     mod errors;
     mod filters;
     mod full_disk;
+    mod headers;
     mod idempotency;
     mod keys;
     mod leases;

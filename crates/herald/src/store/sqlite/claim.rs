@@ -86,6 +86,7 @@ pub(super) const SQL_DUE_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM delivery_
 /// temporary table, opened and dropped on every run.
 pub(super) const SQL_LEASE_READ: &str = "SELECT id, event_id, webhook_id, attempt_count, cycle_start, \
      (SELECT url FROM webhooks WHERE id = d.webhook_id), (SELECT payload FROM events WHERE id = d.event_id), \
+     (SELECT headers FROM webhooks WHERE id = d.webhook_id), \
      (SELECT rate_limit FROM webhooks WHERE id = d.webhook_id) \
      FROM deliveries d WHERE seq = ?";
 
@@ -136,20 +137,30 @@ pub(super) fn lease_claims(
     let mut claimed = Vec::with_capacity(chosen.len());
     for seq in chosen {
         let token = claim_token();
-        let (delivery_id, event_id, webhook_id, attempt_count, cycle_start, url, payload, rate_limit) = read
-            .query_row([seq], |row| {
-                let (id, event): (String, String) = (row.get(0)?, row.get(1)?);
-                Ok((
-                    DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
-                    EventId::parse(&event).ok_or_else(|| corrupt(1, "event id"))?,
-                    webhook_id_at(row, 2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, String>(6)?,
-                    rows::stored_rate_limit(row, 7)?,
-                ))
-            })?;
+        let (
+            delivery_id,
+            event_id,
+            webhook_id,
+            attempt_count,
+            cycle_start,
+            url,
+            payload,
+            headers,
+            rate_limit,
+        ) = read.query_row([seq], |row| {
+            let (id, event): (String, String) = (row.get(0)?, row.get(1)?);
+            Ok((
+                DeliveryId::parse(&id).ok_or_else(|| corrupt(0, "delivery id"))?,
+                EventId::parse(&event).ok_or_else(|| corrupt(1, "event id"))?,
+                webhook_id_at(row, 2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, String>(6)?,
+                row.get::<_, Option<Vec<u8>>>(7)?,
+                rows::stored_rate_limit(row, 8)?,
+            ))
+        })?;
         lease.execute(params![request.lease_until, token, seq])?;
         claimed.push(Claimed {
             seq,
@@ -160,6 +171,7 @@ pub(super) fn lease_claims(
             lease: request.leases.hold(&webhook_id),
             webhook_id,
             url,
+            headers,
             payload,
             attempt_count,
             cycle_start,

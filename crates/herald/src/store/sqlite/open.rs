@@ -17,6 +17,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0011_events_by_org.sql"),
     include_str!("../../../migrations/sqlite/0012_attempt_rollups.sql"),
     include_str!("../../../migrations/sqlite/0013_webhook_filters.sql"),
+    include_str!("../../../migrations/sqlite/0014_webhook_headers.sql"),
     include_str!("../../../migrations/sqlite/0015_webhook_rate_limits.sql"),
 ];
 

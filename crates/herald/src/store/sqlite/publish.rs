@@ -65,6 +65,7 @@ pub(super) fn publish_in(
         id: webhook,
         active,
         url,
+        headers,
         rate_limit,
         ..
     } in targets
@@ -109,6 +110,7 @@ pub(super) fn publish_in(
                 lease: hold,
                 webhook_id: webhook.clone(),
                 url: url.clone(),
+                headers: headers.clone(),
                 payload: event.payload.clone(),
                 attempt_count: 0,
                 cycle_start: 0,

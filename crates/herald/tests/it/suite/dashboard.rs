@@ -66,6 +66,30 @@ impl<'a> Browser<'a> {
         set_cookie
     }
 
+    /// Submits the webhook form (`id`: the edit form, else the create form) for
+    /// `https://example.com/hook` with one more `field`, as a person filling in just that would.
+    async fn submit_webhook(
+        &self,
+        id: Option<&str>,
+        csrf: &str,
+        field: &str,
+        value: &str,
+    ) -> reqwest::Response {
+        let path = id.map_or_else(
+            || "/dashboard/webhooks".to_owned(),
+            |id| format!("/dashboard/webhooks/{id}/edit"),
+        );
+        self.post(
+            &path,
+            &[
+                ("url", "https://example.com/hook"),
+                (field, value),
+                ("csrf", csrf),
+            ],
+        )
+        .await
+    }
+
     /// The CSRF token of the session, read off a page's forms.
     async fn csrf(&self) -> String {
         let page = self.get("/dashboard/webhooks").await.text().await.expect("page");
@@ -449,14 +473,7 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
     let csrf = browser.csrf().await;
 
     let created = browser
-        .post(
-            "/dashboard/webhooks",
-            &[
-                ("url", "https://example.com/hook"),
-                ("filter", r#"{"symbol": "AAPL"}"#),
-                ("csrf", &csrf),
-            ],
-        )
+        .submit_webhook(None, &csrf, "filter", r#"{"symbol": "AAPL"}"#)
         .await;
     assert_eq!(created.status(), StatusCode::OK);
     let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
@@ -470,23 +487,7 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
         "the form shows the filter: {html}"
     );
 
-    let edit = |filter: &'static str| {
-        let browser = &browser;
-        let csrf = csrf.clone();
-        let id = id.clone();
-        async move {
-            browser
-                .post(
-                    &format!("/dashboard/webhooks/{id}/edit"),
-                    &[
-                        ("url", "https://example.com/hook"),
-                        ("filter", filter),
-                        ("csrf", &csrf),
-                    ],
-                )
-                .await
-        }
-    };
+    let edit = |filter| browser.submit_webhook(Some(&id), &csrf, "filter", filter);
     for (typed, says) in [
         (r#"{"qty": {"$in": 1}}"#, "filter.qty.$in: $in takes an array"),
         ("symbol = AAPL", "filter is not JSON"),
@@ -516,6 +517,96 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
         serde_json::Value::Null,
         "an empty field removes the filter"
     );
+}
+
+#[tokio::test]
+async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_messages() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+    let csrf = browser.csrf().await;
+
+    let created = browser
+        .submit_webhook(
+            None,
+            &csrf,
+            "headers",
+            "X-Api-Key: s3cr3t-value\r\nX-Tenant: acme",
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let page = created.text().await.expect("html");
+    assert!(
+        page.contains("X-Api-Key: s3cr3t-value") && page.contains("X-Tenant: acme"),
+        "the webhook page shows the headers, names and values: {page}"
+    );
+    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
+    let id = list["data"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        list["data"][0]["headers"],
+        json!({"X-Api-Key": "s3cr3t-value", "X-Tenant": "acme"})
+    );
+
+    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
+    let html = form.text().await.expect("html");
+    assert!(
+        html.contains("X-Api-Key: s3cr3t-value\nX-Tenant: acme"),
+        "the form shows the headers as lines: {html}"
+    );
+
+    let edit = |headers| browser.submit_webhook(Some(&id), &csrf, "headers", headers);
+    // The messages are the API's own for the same headers.
+    for (typed, json) in [
+        ("X-Bad Name: v", json!({"X-Bad Name": "v"})),
+        ("Webhook-Id: mine", json!({"Webhook-Id": "mine"})),
+        ("User-Agent: mine", json!({"User-Agent": "mine"})),
+    ] {
+        let refused = edit(typed).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let html = refused.text().await.expect("html");
+        let api = app
+            .post(
+                "/v1/webhooks",
+                &key,
+                &json!({"url": "https://example.com/hook", "headers": json}),
+            )
+            .await;
+        let api = expect_json(api, StatusCode::BAD_REQUEST).await;
+        let says = api["error"]["message"].as_str().expect("message");
+        let escaped = says.replace('&', "&amp;").replace('"', "&quot;");
+        assert!(html.contains(&escaped), "{says}: {html}");
+        assert!(html.contains("id=\"headers-error\""), "said next to the field");
+    }
+    let refused = edit("X-No-Colon").await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.expect("html").contains("has no colon"));
+    let api_view =
+        || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
+    assert_eq!(
+        api_view().await["headers"],
+        json!({"X-Api-Key": "s3cr3t-value", "X-Tenant": "acme"}),
+        "refused edits change nothing"
+    );
+
+    assert_eq!(
+        edit("Authorization: Bearer t").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        api_view().await["headers"],
+        json!({"Authorization": "Bearer t"}),
+        "an edit replaces the whole set"
+    );
+    assert_eq!(edit("").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        api_view().await["headers"],
+        json!({}),
+        "an empty field removes them"
+    );
+    let page = browser.get(&format!("/dashboard/webhooks/{id}")).await;
+    assert!(!page.text().await.expect("html").contains("Bearer t"));
 }
 
 /// A development app with a fast retry schedule, a tenant's key, and a receiver whose

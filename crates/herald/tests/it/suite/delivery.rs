@@ -9,7 +9,7 @@ use super::support::receiver::{Received, Reply, TestReceiver};
 use super::support::{Settings, TestApp, expect_error, expect_json};
 
 /// Verifies a delivery with the `standardwebhooks` crate: an implementation that is not ours.
-fn verify_independently(secret: &str, received: &Received) {
+pub(super) fn verify_independently(secret: &str, received: &Received) {
     let verifier = standardwebhooks::Webhook::new(secret).expect("secret");
     let mut headers = http::HeaderMap::new();
     for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {

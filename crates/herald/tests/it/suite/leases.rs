@@ -59,6 +59,7 @@ async fn one_pending_delivery(dir: &Path) -> (Arc<dyn Store>, WebhookId, Millis)
             url: "https://example.com/hook".into(),
             event_types: None,
             filter: None,
+            headers_ciphertext: None,
             rate_limit: None,
             secret_ciphertext: vec![1, 2, 3],
             secret_last4: "abcd".into(),

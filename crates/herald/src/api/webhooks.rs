@@ -19,6 +19,7 @@ use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
 use crate::domain::filter::Filter;
 use crate::domain::headers::CustomHeaders;
 use crate::domain::ids::WebhookId;
+use crate::domain::ordering::DeliveryOrder;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::time::{Millis, format_ms, now_ms};
 use crate::domain::webhook_url::{UrlError, WebhookUrl};
@@ -81,6 +82,11 @@ pub struct WebhookIn {
     #[serde(default)]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     pub rate_limit: Option<serde_json::Value>,
+    /// `"none"` (default) or `"fifo"`: one attempt at a time across every node, in the order
+    /// the events were accepted; a retrying delivery holds back the rest until it ends.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<OrderingIn>)]
+    pub ordering: Option<Option<serde_json::Value>>,
     /// Admin keys only: the org to create the webhook in.
     #[serde(default)]
     pub org_id: Option<String>,
@@ -119,11 +125,23 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     pub rate_limit: Option<Option<serde_json::Value>>,
+    /// `"none"` or `"fifo"`; works on a webhook with deliveries pending.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<OrderingIn>)]
+    pub ordering: Option<Option<serde_json::Value>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<StatusIn>)]
     pub status: Option<Option<StatusIn>>,
     #[serde(default)]
     pub org_id: Option<String>,
+}
+
+/// How a webhook's deliveries are ordered.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderingIn {
+    None,
+    Fifo,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -153,6 +171,9 @@ pub struct WebhookOut {
     pub headers: serde_json::Value,
     /// Deliveries per second at most; `null`: no limit.
     pub rate_limit: Option<u32>,
+    /// `none` or `fifo`.
+    #[schema(value_type = OrderingIn)]
+    pub ordering: &'static str,
     pub has_signing_secret: bool,
     pub signing_secret_last4: String,
     /// Omitted until the first delivery attempt.
@@ -183,6 +204,7 @@ impl WebhookOut {
             filter: w.filter.map(|f| f.json().clone()),
             headers: headers.to_json(),
             rate_limit: w.rate_limit.map(RateLimit::per_second),
+            ordering: w.ordering.as_str(),
             has_signing_secret: !w.secret_last4.is_empty(),
             signing_secret_last4: w.secret_last4,
             last_triggered_at: w.last_triggered_at.map(format_ms),
@@ -311,6 +333,12 @@ fn parse_rate_limit(value: Option<serde_json::Value>) -> Result<Option<RateLimit
     }
 }
 
+/// An order as the API takes it: a string, `"none"` or `"fifo"` (`null` is refused too).
+fn parse_ordering(value: Option<serde_json::Value>) -> Result<DeliveryOrder> {
+    DeliveryOrder::parse(&value.unwrap_or(serde_json::Value::Null))
+        .map_err(|e| ApiError::invalid("invalid_value", "ordering", e))
+}
+
 fn parse_id(raw: &str) -> Result<WebhookId> {
     WebhookId::parse(raw).ok_or_else(|| ApiError::not_found("webhook"))
 }
@@ -345,6 +373,11 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
     let filter = parse_filter(input.filter)?;
     let headers = parse_headers(input.headers)?;
     let rate_limit = parse_rate_limit(input.rate_limit)?;
+    let ordering = input
+        .ordering
+        .map(parse_ordering)
+        .transpose()?
+        .unwrap_or_default();
 
     let id = WebhookId::new();
     let secret = secrets::new_signing_secret()?;
@@ -362,6 +395,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Resu
             filter,
             headers_ciphertext,
             rate_limit,
+            ordering,
             secret_ciphertext: sealed,
             secret_last4: secrets::last4(&secret),
             now: now_ms(),
@@ -476,6 +510,7 @@ pub async fn update(
         ),
     };
     let rate_limit = patch.rate_limit.map(parse_rate_limit).transpose()?;
+    let ordering = patch.ordering.map(parse_ordering).transpose()?;
     let status = match patch.status {
         None => None,
         Some(None) => {
@@ -496,6 +531,7 @@ pub async fn update(
         filter,
         headers_ciphertext,
         rate_limit,
+        ordering,
         status,
         now: now_ms(),
     };

@@ -177,6 +177,8 @@ struct FormValues {
     headers: String,
     /// Deliveries per second as typed; empty: no limit.
     rate_limit: String,
+    /// Delivered one at a time, in order.
+    fifo: bool,
 }
 
 impl FormValues {
@@ -200,6 +202,7 @@ impl FormValues {
                 .rate_limit
                 .map(|r| r.per_second().to_string())
                 .unwrap_or_default(),
+            fifo: w.ordering.is_fifo(),
         })
     }
 
@@ -213,6 +216,7 @@ impl FormValues {
             filter: fields.get("filter").unwrap_or_default().to_owned(),
             headers: fields.get("headers").unwrap_or_default().to_owned(),
             rate_limit: fields.get("rate_limit").unwrap_or_default().trim().to_owned(),
+            fifo: fields.get("ordering") == Some("fifo"),
         }
     }
 
@@ -245,6 +249,11 @@ impl FormValues {
                 serde_json::Value::Number,
             ),
         )
+    }
+
+    /// The order box as the API takes it.
+    fn ordering(&self) -> serde_json::Value {
+        serde_json::Value::from(if self.fifo { "fifo" } else { "none" })
     }
 
     /// Checked boxes and typed patterns; none at all means every type.
@@ -295,7 +304,7 @@ struct FormError {
 }
 
 /// The fields of the webhook form that show their own error.
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 8] = [
     "url",
     "name",
     "description",
@@ -303,6 +312,7 @@ const FIELDS: [&str; 7] = [
     "filter",
     "headers",
     "rate_limit",
+    "ordering",
 ];
 
 /// The form field an error's `param` is about: `headers.<name>` is the headers field's.
@@ -420,6 +430,15 @@ fn form(
                 aria-invalid=[invalid("rate_limit").then_some("true")]
                 aria-describedby=(if invalid("rate_limit") { "rate_limit-help rate_limit-error" } else { "rate_limit-help" });
             (field_error("rate_limit"))
+            label.check {
+                input #ordering type="checkbox" name="ordering" value="fifo" checked[values.fifo]
+                    aria-describedby="ordering-help";
+                "Deliver in order (FIFO)"
+            }
+            p.muted.small #ordering-help {
+                "One attempt at a time, in the order events were accepted; a delivery waiting for its retry holds back the rest."
+            }
+            (field_error("ordering"))
             button type="submit" { (submit) }
         }
     }
@@ -462,6 +481,7 @@ pub async fn create(
             filter: values.filter()?,
             headers: Some(values.headers()?),
             rate_limit: values.rate_limit(),
+            ordering: Some(Some(values.ordering())),
             org_id: Some(viewer.org.id.to_string()),
         };
         api::create(&state, &viewer.caller, input).await
@@ -614,6 +634,9 @@ async fn detail_page(
                         }
                     }
                 }
+                dt { "Order" } dd {
+                    @if webhook.ordering.is_fifo() { "FIFO, one at a time" } @else { "none" }
+                }
                 dt { "Rate limit" } dd {
                     @match webhook.rate_limit {
                         Some(limit) => { (limit.per_second()) " deliveries/s" }
@@ -683,6 +706,7 @@ pub async fn edit(
             filter: Some(values.filter()?),
             headers: Some(Some(values.headers()?)),
             rate_limit: Some(values.rate_limit()),
+            ordering: Some(Some(values.ordering())),
             status: None,
             org_id: None,
         };
@@ -725,6 +749,7 @@ pub async fn set_status(
         filter: None,
         headers: None,
         rate_limit: None,
+        ordering: None,
         status: Some(Some(status)),
         org_id: None,
     };

@@ -9,6 +9,7 @@ pub mod headers;
 pub mod ids;
 pub mod json;
 pub mod net;
+pub mod ordering;
 pub mod rate_limit;
 pub mod time;
 pub mod webhook_url;

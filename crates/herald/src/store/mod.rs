@@ -11,6 +11,7 @@ use std::pin::Pin;
 use crate::domain::error_class::ErrorClass;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
+use crate::domain::ordering::DeliveryOrder;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::time::Millis;
 
@@ -205,6 +206,7 @@ pub struct Webhook {
     pub headers_ciphertext: Option<Vec<u8>>,
     /// Deliveries a second at most; `None`: as fast as the endpoint takes them.
     pub rate_limit: Option<RateLimit>,
+    pub ordering: DeliveryOrder,
     pub secret_last4: String,
     pub last_triggered_at: Option<Millis>,
     pub created_at: Millis,
@@ -223,6 +225,7 @@ pub struct NewWebhook {
     /// Custom headers sealed by `secrets::SecretBox::seal_headers`; `None`: none.
     pub headers_ciphertext: Option<Vec<u8>>,
     pub rate_limit: Option<RateLimit>,
+    pub ordering: DeliveryOrder,
     /// The signing secret sealed by `secrets::SecretBox`, bound to `id`.
     pub secret_ciphertext: Vec<u8>,
     pub secret_last4: String,
@@ -240,6 +243,7 @@ pub struct WebhookChanges {
     /// Replaces the sealed custom headers; `Some(None)` removes them.
     pub headers_ciphertext: Option<Option<Vec<u8>>>,
     pub rate_limit: Option<Option<RateLimit>>,
+    pub ordering: Option<DeliveryOrder>,
     /// The new status and, when disabling, why.
     pub status: Option<(WebhookStatus, Option<String>)>,
     pub now: Millis,
@@ -470,6 +474,8 @@ pub struct Candidate {
     /// Sealed custom headers, handed on to a delivery leased at publish.
     pub headers: Option<Vec<u8>>,
     pub rate_limit: Option<RateLimit>,
+    /// FIFO: its deliveries are never leased at publish, but claimed in turn.
+    pub ordering: DeliveryOrder,
 }
 
 /// Which of `candidates` `event` goes to, for both backends. A test send goes to its one
@@ -887,6 +893,7 @@ impl NewWebhook {
             filter: self.filter,
             headers_ciphertext: self.headers_ciphertext,
             rate_limit: self.rate_limit,
+            ordering: self.ordering,
             secret_last4: self.secret_last4,
             last_triggered_at: None,
             created_at: self.now,
@@ -943,6 +950,9 @@ impl WebhookChanges {
         }
         if let Some(rate_limit) = self.rate_limit {
             webhook.rate_limit = rate_limit;
+        }
+        if let Some(ordering) = self.ordering {
+            webhook.ordering = ordering;
         }
         if let Some((status, reason)) = self.status {
             webhook.status = status;
@@ -1130,6 +1140,59 @@ impl ClaimBudget {
             }
         }
         chosen
+    }
+}
+
+/// What a change of a webhook's order does to its pending deliveries: turned FIFO, they line
+/// up in acceptance order ([`sql::LINE_UP`]); turned back, they leave the line.
+pub fn line_change(was: DeliveryOrder, now: DeliveryOrder) -> Option<&'static str> {
+    match (was, now) {
+        (DeliveryOrder::Any, DeliveryOrder::Fifo) => Some(sql::LINE_UP),
+        (DeliveryOrder::Fifo, DeliveryOrder::Any) => Some(sql::UNLINE),
+        _ => None,
+    }
+}
+
+/// The webhooks whose delivery controls a claim heeds ([`sql::CONTROLLED`], read at the start
+/// of every claim): the rate-limited ones lease less ([`ClaimBudget`]); a FIFO one's deliveries
+/// are claimed only from the head of its line, one at a time (see `delivery_queue.position`).
+#[derive(Debug, Default)]
+pub struct Controls {
+    pub limited: Vec<(String, RateLimit)>,
+    pub fifo: std::collections::HashSet<String>,
+}
+
+impl Controls {
+    /// From rows of (`id`, `rate_limit`, `ordering`).
+    pub fn from_rows(
+        rows: impl IntoIterator<Item = (String, Option<i64>, String)>,
+    ) -> Result<Self, StoreError> {
+        let mut controls = Self::default();
+        for (webhook, rate_limit, ordering) in rows {
+            let corrupt = |what: &str| StoreError::Backend(format!("corrupt {what} of webhook {webhook}"));
+            if let Some(n) = rate_limit {
+                controls.limited.push((
+                    webhook.clone(),
+                    RateLimit::from_stored(n).ok_or_else(|| corrupt("rate limit"))?,
+                ));
+            }
+            if DeliveryOrder::from_name(&ordering)
+                .ok_or_else(|| corrupt("ordering"))?
+                .is_fifo()
+            {
+                controls.fifo.insert(webhook);
+            }
+        }
+        Ok(controls)
+    }
+
+    /// Of due rows (delivery, webhook), those a claim may take as they come: a FIFO
+    /// webhook's are left to its head ([`Self::fifo`]).
+    pub fn unordered<T>(&self, due: Vec<(T, String)>) -> Vec<(T, String)> {
+        if self.fifo.is_empty() {
+            return due;
+        }
+        due.into_iter().filter(|(_, w)| !self.fifo.contains(w)).collect()
     }
 }
 
@@ -1558,6 +1621,7 @@ mod tests {
             filter: None,
             headers: None,
             rate_limit: None,
+            ordering: DeliveryOrder::Any,
         };
         let candidates = [
             candidate(&org, true, None),

@@ -22,7 +22,6 @@ use super::rows::{
 use super::*;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{DeliveryId, EventId, KeyId, OrgId, WebhookId};
-use crate::domain::rate_limit::RateLimit;
 use crate::domain::time::Millis;
 
 const MIGRATIONS: &[&str] = &[
@@ -39,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0011_webhook_filters.sql"),
     include_str!("../../migrations/postgres/0012_webhook_headers.sql"),
     include_str!("../../migrations/postgres/0013_webhook_rate_limits.sql"),
+    include_str!("../../migrations/postgres/0014_fifo_ordering.sql"),
 ];
 /// A retry makes an ended delivery pending again, which retention must then keep. The purge
 /// locks the events it looks at (`FOR UPDATE … SKIP LOCKED`) before it reads whether any of
@@ -490,6 +490,56 @@ async fn insert_key(conn: &mut PgConnection, key: &ApiKey) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Each FIFO webhook's head where it is due and no other node holds it: the first of its line
+/// (`delivery_queue_fifo`), read unlocked (locking in that read would skip a head another
+/// node holds and take the next in line), then locked if still due. A line with no head may
+/// have deliveries that a publish stored as the webhook turned FIFO, with no place yet: they
+/// take one (a few index probes when there are none).
+async fn fifo_heads(
+    tx: &mut sqlx::PgConnection,
+    controls: &Controls,
+    now: Millis,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let fifo: Vec<&str> = controls.fifo.iter().map(String::as_str).collect();
+    let heads = sqlx::query(
+        "SELECT w.id, q.delivery, q.due_at FROM unnest($1::text[]) AS w(id) \
+         LEFT JOIN LATERAL (SELECT delivery, due_at FROM delivery_queue \
+           WHERE webhook_id = w.id AND position IS NOT NULL ORDER BY position, delivery LIMIT 1) q ON true",
+    )
+    .bind(&fifo)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (mut due, mut unlined) = (Vec::new(), Vec::new());
+    for row in &heads {
+        let webhook: String = get(row, 0)?;
+        match (get::<Option<i64>>(row, 1)?, get::<Option<Millis>>(row, 2)?) {
+            (Some(delivery), Some(at)) if at <= now => due.push(delivery),
+            (None, _) => unlined.push(webhook),
+            _ => {}
+        }
+    }
+    if !unlined.is_empty() {
+        sqlx::query(
+            "UPDATE delivery_queue SET position = delivery WHERE webhook_id = ANY($1) AND position IS NULL",
+        )
+        .bind(&unlined)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let locked = sqlx::query(
+        "SELECT delivery, webhook_id FROM delivery_queue WHERE delivery = ANY($1) AND due_at <= $2 \
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(&due)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    due_rows(&locked)
+}
+
 impl Store for PostgresStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
@@ -724,6 +774,7 @@ impl Store for PostgresStore {
                 .bind(new.filter.as_ref().map(Filter::to_json_string))
                 .bind(&new.headers_ciphertext)
                 .bind(new.rate_limit.map(|r| i64::from(r.per_second())))
+                .bind(new.ordering.as_str())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(shared_sql!(INSERT_SECRET))
@@ -774,12 +825,12 @@ impl Store for PostgresStore {
             let Some(mut webhook) = live_webhook(&mut tx, &scope, &id, true).await? else {
                 return Ok(None);
             };
-            let was = webhook.status;
+            let (was, was_ordering) = (webhook.status, webhook.ordering);
             let now = changes.now;
             changes.apply(&mut webhook);
             sqlx::query(
                 "UPDATE webhooks SET name = $1, description = $2, url = $3, event_types = $4, status = $5, \
-                 disabled_reason = $6, updated_at = $7, filter = $9, headers = $10, rate_limit = $11, \
+                 disabled_reason = $6, updated_at = $7, filter = $9, headers = $10, rate_limit = $11, ordering = $12, \
                  failing_since = CASE WHEN $5 = 'active' THEN NULL ELSE failing_since END WHERE id = $8",
             )
             .bind(&webhook.name)
@@ -793,8 +844,15 @@ impl Store for PostgresStore {
             .bind(webhook.filter.as_ref().map(Filter::to_json_string))
             .bind(&webhook.headers_ciphertext)
             .bind(webhook.rate_limit.map(|r| i64::from(r.per_second())))
+            .bind(webhook.ordering.as_str())
             .execute(&mut *tx)
             .await?;
+            if let Some(line) = line_change(was_ordering, webhook.ordering) {
+                sqlx::query(AssertSqlSafe(crate::store::sql::numbered(line)))
+                    .bind(webhook.id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let unparked = match (was, webhook.status) {
                 (WebhookStatus::Active, WebhookStatus::Disabled) => {
                     park(&mut tx, &webhook.id).await?;
@@ -944,17 +1002,14 @@ impl Store for PostgresStore {
         Box::pin(async move {
             // A lease lost in a crash only makes the delivery due again.
             let mut tx = begin_unflushed(&self.pool).await?;
-            let limited = sqlx::query(shared_sql!(RATE_LIMITED))
+            let controls = sqlx::query(shared_sql!(CONTROLLED))
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|row| {
-                    let webhook: String = get(row, 0)?;
-                    let limit = RateLimit::from_stored(get(row, 1)?).ok_or_else(|| corrupt("rate limit"))?;
-                    Ok((webhook, limit))
-                })
+                .map(|row| Ok((get(row, 0)?, get(row, 1)?, get(row, 2)?)))
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            let mut budget = ClaimBudget::of(&request, limited);
+            let mut controls = Controls::from_rows(controls)?;
+            let mut budget = ClaimBudget::of(&request, std::mem::take(&mut controls.limited));
             let head = sqlx::query(
                 "SELECT delivery, webhook_id FROM delivery_queue WHERE due_at <= $1 \
                  ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -964,10 +1019,15 @@ impl Store for PostgresStore {
             .fetch_all(&mut *tx)
             .await?;
             let head_full = head.len() == ClaimBudget::HEAD;
-            let mut chosen = budget.take(due_rows(&head)?);
+            let mut chosen = budget.take(controls.unordered(due_rows(&head)?));
             // A full head may hide more due work; a short one was all of it (but for rows
-            // another node has locked, which that node leases).
+            // another node has locked, which that node leases, and a FIFO line's rows behind
+            // its head).
             let more_due = head_full || chosen.len() < head.len();
+            if !controls.fifo.is_empty() {
+                let heads = fifo_heads(&mut tx, &controls, request.now).await?;
+                chosen.extend(budget.take(heads));
+            }
             if head_full && budget.remaining() > 0 {
                 // Webhooks with pending deliveries, one index step each (a loose index scan), then
                 // each one's oldest due rows up to its room: a full webhook's backlog is not read.
@@ -984,6 +1044,7 @@ impl Store for PostgresStore {
                 .await?;
                 let (ids, rooms): (Vec<String>, Vec<i64>) = webhooks
                     .into_iter()
+                    .filter(|w| !controls.fifo.contains(w))
                     .filter_map(|w| {
                         let room = budget.room(&w);
                         (room > 0).then(|| (w, i64::try_from(room).unwrap_or(i64::MAX)))
@@ -1265,8 +1326,8 @@ impl Store for PostgresStore {
                 .await?;
             sqlx::query(shared_sql!(QUEUE_DELIVERY))
                 .bind(seq)
-                .bind(webhook)
                 .bind(due)
+                .bind(webhook)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -1297,6 +1358,8 @@ impl Store for PostgresStore {
                 .await?;
             sqlx::query(shared_sql!(QUEUE_FAILED))
                 .bind(due)
+                .bind(webhook.as_str())
+                .bind(webhook.as_str())
                 .bind(webhook.as_str())
                 .bind(since)
                 .bind(until)

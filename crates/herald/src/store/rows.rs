@@ -11,6 +11,7 @@ use crate::domain::error_class::ErrorClass;
 use crate::domain::event_types::Subscription;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{AttemptId, DeliveryId, EventId, KeyId, OrgId, WebhookId};
+use crate::domain::ordering::DeliveryOrder;
 use crate::domain::rate_limit::RateLimit;
 
 /// One result row, column by column, in a backend's own error type.
@@ -67,7 +68,7 @@ pub fn org_lifecycle<R: Columns + ?Sized>(row: &R) -> Result<OrgLifecycle, R::Er
 }
 
 pub const WEBHOOK_COLUMNS: &str = "id, org_id, name, description, url, status, disabled_reason, \
-     event_types, secret_last4, last_triggered_at, created_at, updated_at, filter, headers, rate_limit";
+     event_types, secret_last4, last_triggered_at, created_at, updated_at, filter, headers, rate_limit, ordering";
 
 pub fn webhook<R: Columns + ?Sized>(row: &R) -> Result<Webhook, R::Error> {
     let event_types = row
@@ -87,6 +88,7 @@ pub fn webhook<R: Columns + ?Sized>(row: &R) -> Result<Webhook, R::Error> {
         filter,
         headers_ciphertext: row.bytes_opt(13)?,
         rate_limit: stored_rate_limit(row, 14)?,
+        ordering: parsed(row, 15, "ordering", DeliveryOrder::from_name)?,
         secret_last4: row.text(8)?,
         last_triggered_at: row.int_opt(9)?,
         created_at: row.int(10)?,
@@ -203,7 +205,8 @@ pub fn event_types_json(types: &Option<Vec<String>>) -> Result<Option<String>, s
         .map_err(|e| super::StoreError::Backend(e.to_string()))
 }
 
-pub const CANDIDATE_COLUMNS: &str = "id, org_id, status, event_types, url, filter, headers, rate_limit";
+pub const CANDIDATE_COLUMNS: &str =
+    "id, org_id, status, event_types, url, filter, headers, rate_limit, ordering";
 
 /// A rate limit as stored: written by the API in range, so one out of range is corrupt.
 pub fn stored_rate_limit<R: Columns + ?Sized>(row: &R, i: usize) -> Result<Option<RateLimit>, R::Error> {
@@ -233,6 +236,7 @@ pub fn candidate<R: Columns + ?Sized>(row: &R) -> Result<Candidate, R::Error> {
         filter: stored_filter(row, 5)?,
         headers: row.bytes_opt(6)?,
         rate_limit: stored_rate_limit(row, 7)?,
+        ordering: parsed(row, 8, "ordering", DeliveryOrder::from_name)?,
     })
 }
 
@@ -356,6 +360,7 @@ mod tests {
                 Null,
                 Null,
                 Null,
+                Text("none"),
             ])
         };
         let subscribed = webhook(&row(Text(r#"["order.*"]"#))).expect("row");
@@ -387,7 +392,7 @@ mod tests {
                 Int(2),
             ];
             cells.push(filter);
-            cells.extend([Null, Null]);
+            cells.extend([Null, Null, Text("none")]);
             Cells(cells)
         };
         let filtered = webhook(&row(Text(r#"{"symbol":"AAPL"}"#))).expect("row");

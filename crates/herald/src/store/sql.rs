@@ -103,10 +103,21 @@ pub const INSERT_SECRET: &str =
 /// `token_hash`, `key_id`, `org_id`, `created_at`, `expires_at`.
 pub const INSERT_SESSION: &str = "INSERT INTO dashboard_sessions (token_hash, key_id, org_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)";
 /// `id`, `org_id`, `name`, `description`, `url`, `event_types`, `secret_last4`, `created_at`,
-/// `updated_at`, `filter`, `headers`, `rate_limit`.
-pub const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, secret_last4, created_at, updated_at, filter, headers, rate_limit) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)";
-/// The rate-limited webhooks and their limits, for a claim's budget.
-pub const RATE_LIMITED: &str = "SELECT id, rate_limit FROM webhooks WHERE rate_limit IS NOT NULL";
+/// `updated_at`, `filter`, `headers`, `rate_limit`, `ordering`.
+pub const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, org_id, name, description, url, status, event_types, secret_last4, created_at, updated_at, filter, headers, rate_limit, ordering) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)";
+/// The webhooks with delivery controls a claim heeds (a rate limit, FIFO order):
+/// `id`, `rate_limit`, `ordering`.
+pub const CONTROLLED: &str =
+    "SELECT id, rate_limit, ordering FROM webhooks WHERE rate_limit IS NOT NULL OR ordering = 'fifo'";
+/// The next place in a FIFO webhook's line, behind every delivery pending there: `webhook_id`.
+pub const NEXT_POSITION: &str =
+    "SELECT COALESCE(MAX(position), 0) + 1 FROM delivery_queue WHERE webhook_id = ? AND position IS NOT NULL";
+/// Turning FIFO on lines a webhook's pending deliveries up in acceptance order: `webhook_id`.
+pub const LINE_UP: &str =
+    "UPDATE delivery_queue SET position = delivery WHERE webhook_id = ? AND position IS NULL";
+/// Turning FIFO off: `webhook_id`.
+pub const UNLINE: &str =
+    "UPDATE delivery_queue SET position = NULL WHERE webhook_id = ? AND position IS NOT NULL";
 /// A webhook's sealed secrets that sign at `now`, the current one first: `webhook_id`, `now`.
 pub const LIVE_SECRETS: &str = "SELECT ciphertext, expires_at FROM webhook_secrets WHERE webhook_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY expires_at IS NOT NULL, seq DESC";
 /// When the next pending delivery is due (a lease's end included).
@@ -158,15 +169,23 @@ pub const QUEUE_STATS: &str = "SELECT COUNT(*), (SELECT created_at FROM deliveri
 pub const RELEASE_IDEMPOTENCY_KEY: &str =
     "DELETE FROM idempotency_keys WHERE key_id = ? AND key = ? AND status IS NULL";
 /// A replay queues a webhook's failed deliveries created in `[since, until)` (then
-/// [`REPLAY_FAILED`] makes them pending): `due`, `webhook_id`, `since`, `until`.
-pub const QUEUE_FAILED: &str = "INSERT INTO delivery_queue (delivery, webhook_id, due_at) SELECT seq, webhook_id, ? FROM deliveries WHERE webhook_id = ? AND status = 'failed' AND created_at >= ? AND created_at < ?";
+/// [`REPLAY_FAILED`] makes them pending), on a FIFO webhook behind what is pending there, in
+/// their own order: `due`, `webhook_id` (three times), `since`, `until`.
+pub const QUEUE_FAILED: &str = "INSERT INTO delivery_queue (delivery, webhook_id, due_at, position) \
+     SELECT seq, webhook_id, ?, CASE WHEN (SELECT ordering FROM webhooks WHERE id = ?) = 'fifo' \
+       THEN (SELECT COALESCE(MAX(position), 0) FROM delivery_queue WHERE webhook_id = ? AND position IS NOT NULL) + seq END \
+     FROM deliveries WHERE webhook_id = ? AND status = 'failed' AND created_at >= ? AND created_at < ?";
 /// With a fresh retry cycle: `now`, `webhook_id`, `since`, `until`.
 pub const REPLAY_FAILED: &str = "UPDATE deliveries SET status = 'pending', cycle_start = attempt_count, updated_at = ? WHERE webhook_id = ? AND status = 'failed' AND created_at >= ? AND created_at < ?";
 /// A manual retry, with a fresh retry cycle: `now`, `seq`; then [`QUEUE_DELIVERY`].
 pub const REQUEUE_DELIVERY: &str =
     "UPDATE deliveries SET status = 'pending', cycle_start = attempt_count, updated_at = ? WHERE seq = ?";
-/// Queues a delivery due at `due_at`, taking back any lease on it: `seq`, `webhook_id`, `due_at`.
-pub const QUEUE_DELIVERY: &str = "INSERT INTO delivery_queue (delivery, webhook_id, due_at) VALUES (?, ?, ?) ON CONFLICT (delivery) DO UPDATE SET due_at = excluded.due_at, claim_token = NULL";
+/// Queues a delivery due at `due_at`, taking back any lease on it, on a FIFO webhook at the end
+/// of its line: `seq`, `due_at`, `webhook_id`.
+pub const QUEUE_DELIVERY: &str = "INSERT INTO delivery_queue (delivery, webhook_id, due_at, position) \
+     SELECT ?, w.id, ?, CASE WHEN w.ordering = 'fifo' THEN (SELECT COALESCE(MAX(q.position), 0) + 1 \
+       FROM delivery_queue q WHERE q.webhook_id = w.id AND q.position IS NOT NULL) END FROM webhooks w WHERE w.id = ? \
+     ON CONFLICT (delivery) DO UPDATE SET due_at = excluded.due_at, claim_token = NULL, position = excluded.position";
 /// `secret_last4`, `now`, `webhook_id`.
 pub const SET_SECRET_LAST4: &str = "UPDATE webhooks SET secret_last4 = ?, updated_at = ? WHERE id = ?";
 /// An admin's session switches org: `org_id`, `token_hash`.

@@ -616,7 +616,8 @@ impl Store for SqliteStore {
                 new.now,
                 new.filter.as_ref().map(Filter::to_json_string),
                 new.headers_ciphertext,
-                new.rate_limit.map(RateLimit::per_second)
+                new.rate_limit.map(RateLimit::per_second),
+                new.ordering.as_str()
             ])?;
             conn.prepare_cached(sql::INSERT_SECRET)?.execute(params![
                 new.id.as_str(),
@@ -656,12 +657,12 @@ impl Store for SqliteStore {
             let Some(mut webhook) = get_live_webhook(conn, &scope, &id)? else {
                 return Ok(None);
             };
-            let was = webhook.status;
+            let (was, was_ordering) = (webhook.status, webhook.ordering);
             let now = changes.now;
             changes.clone().apply(&mut webhook);
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?1, description = ?2, url = ?3, event_types = ?4, status = ?5, \
-                 disabled_reason = ?6, updated_at = ?7, filter = ?9, headers = ?10, rate_limit = ?11, \
+                 disabled_reason = ?6, updated_at = ?7, filter = ?9, headers = ?10, rate_limit = ?11, ordering = ?12, \
                  failing_since = CASE WHEN ?5 = 'active' THEN NULL ELSE failing_since END WHERE id = ?8",
             )?
             .execute(params![
@@ -675,8 +676,12 @@ impl Store for SqliteStore {
                 webhook.id.as_str(),
                 webhook.filter.as_ref().map(Filter::to_json_string),
                 webhook.headers_ciphertext,
-                webhook.rate_limit.map(RateLimit::per_second)
+                webhook.rate_limit.map(RateLimit::per_second),
+                webhook.ordering.as_str()
             ])?;
+            if let Some(line) = line_change(was_ordering, webhook.ordering) {
+                conn.prepare_cached(line)?.execute([webhook.id.as_str()])?;
+            }
             match (was, webhook.status) {
                 (WebhookStatus::Active, WebhookStatus::Disabled) => park(conn, &webhook.id)?,
                 (WebhookStatus::Disabled, WebhookStatus::Active) => unpark(conn, &webhook.id, now)?,
@@ -795,16 +800,19 @@ impl Store for SqliteStore {
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Claim> {
         let cache = Arc::clone(&self.cache);
         Box::pin(self.write_bookkeeping(move |conn| {
-            let mut budget = ClaimBudget::of(&request, rate_limited(conn)?);
+            let mut controls = controls(conn)?;
+            let mut budget = ClaimBudget::of(&request, std::mem::take(&mut controls.limited));
             let head = due_head(conn, request.now)?;
             let (read, head_full) = (head.len(), head.len() == ClaimBudget::HEAD);
-            let chosen = budget.take(head);
-            // A full head may hide more due work; a short one was all of it.
+            let mut chosen = budget.take(controls.unordered(head));
+            // A full head may hide more due work; a short one was all of it (a FIFO line's
+            // rows behind its head are due work left behind too).
             let more_due = head_full || chosen.len() < read;
+            chosen.extend(budget.take(fifo_heads(conn, &controls, request.now)?));
             // Leased before the second step reads, which then no longer sees them as due.
             let mut jobs = lease_claims(conn, &request, chosen, &cache)?;
             if head_full && budget.remaining() > 0 {
-                let chosen = budget.take(due_per_webhook(conn, &budget, request.now)?);
+                let chosen = budget.take(due_per_webhook(conn, &budget, &controls, request.now)?);
                 jobs.extend(lease_claims(conn, &request, chosen, &cache)?);
             }
             Ok(Claim { jobs, more_due })
@@ -952,7 +960,7 @@ impl Store for SqliteStore {
             conn.prepare_cached(sql::REQUEUE_DELIVERY)?
                 .execute(params![now, seq])?;
             conn.prepare_cached(sql::QUEUE_DELIVERY)?
-                .execute(params![seq, webhook, due])?;
+                .execute(params![seq, due, webhook])?;
             Ok(Requeue::Queued)
         }))
     }
@@ -970,8 +978,14 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             let due = (found.status == WebhookStatus::Active).then_some(now);
-            conn.prepare_cached(sql::QUEUE_FAILED)?
-                .execute(params![due, webhook.as_str(), since, until])?;
+            conn.prepare_cached(sql::QUEUE_FAILED)?.execute(params![
+                due,
+                webhook.as_str(),
+                webhook.as_str(),
+                webhook.as_str(),
+                since,
+                until
+            ])?;
             let n = conn.prepare_cached(sql::REPLAY_FAILED)?.execute(params![
                 now,
                 webhook.as_str(),
@@ -1282,6 +1296,7 @@ mod tests {
                     filter: None,
                     headers_ciphertext: None,
                     rate_limit: None,
+                    ordering: Default::default(),
                     secret_ciphertext: vec![1, 2, 3],
                     secret_last4: "abcd".into(),
                     now,
@@ -1328,7 +1343,7 @@ mod tests {
                 );
             }
             let budget = ClaimBudget::new(Vec::new(), 64, 1024, Vec::new());
-            due_per_webhook(&conn, &budget, now).expect("per webhook");
+            due_per_webhook(&conn, &budget, &Controls::default(), now).expect("per webhook");
             let request = ClaimRequest {
                 now,
                 lease_until: now + 1_000 + step,
@@ -1706,6 +1721,7 @@ mod tests {
             filter: None,
             headers_ciphertext: None,
             rate_limit: None,
+            ordering: None,
             status: None,
             now: now_ms(),
         };

@@ -54,6 +54,7 @@ mod sqlite {
     mod delivery;
     mod erasure;
     mod errors;
+    mod fifo;
     mod filters;
     mod full_disk;
     mod headers;
@@ -91,6 +92,7 @@ mod postgres {
     mod delivery;
     mod erasure;
     mod errors;
+    mod fifo;
     mod filters;
     mod full_disk;
     mod headers;

@@ -146,7 +146,8 @@ fn answer((event, stored): (NewEvent, Stored)) -> Published {
 
 /// A webhook a publish may deliver to: its id and whether it is active (a test send goes to
 /// a disabled one too, parked until it is enabled).
-type Target = (String, bool);
+/// A webhook an event goes to: its id, whether it is active, whether it is FIFO.
+type Target = (String, bool, bool);
 
 /// What a batch did with one event.
 enum Stored {
@@ -184,8 +185,8 @@ async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Stored>,
     let created: Vec<bool> = events.iter().map(|e| inserted.contains(e.id.as_str())).collect();
     let mut deliveries = Deliveries::default();
     for ((event, targets), _) in events.iter().zip(&targets).zip(&created).filter(|(_, c)| **c) {
-        for (webhook, active) in targets {
-            deliveries.push(event, webhook, *active);
+        for (webhook, active, fifo) in targets {
+            deliveries.push(event, webhook, *active, *fifo);
         }
     }
     deliveries.insert(&mut tx).await?;
@@ -275,7 +276,7 @@ async fn targets(tx: &mut sqlx::PgConnection, events: &[NewEvent]) -> Result<Vec
         .iter()
         .map(|event| {
             crate::store::targets(event, &candidates)
-                .map(|c| (c.id.as_str().to_owned(), c.active))
+                .map(|c| (c.id.as_str().to_owned(), c.active, c.ordering.is_fifo()))
                 .collect()
         })
         .collect())
@@ -325,10 +326,12 @@ struct Deliveries<'a> {
     types: Vec<&'a str>,
     due: Vec<Option<i64>>,
     created: Vec<i64>,
+    fifo: Vec<bool>,
 }
 
 impl<'a> Deliveries<'a> {
-    fn push(&mut self, event: &'a NewEvent, webhook: &'a str, active: bool) {
+    fn push(&mut self, event: &'a NewEvent, webhook: &'a str, active: bool, fifo: bool) {
+        self.fifo.push(fifo);
         self.ids.push(DeliveryId::new().to_string());
         self.events.push(event.id.as_str());
         self.webhooks.push(webhook);
@@ -343,7 +346,9 @@ impl<'a> Deliveries<'a> {
         if self.ids.is_empty() {
             return Ok(());
         }
-        // The rows and their queue rows in one statement (one round trip).
+        // The rows and their queue rows in one statement (one round trip). A FIFO webhook's
+        // take the next place in its line; those of one batch share it, and their `delivery`
+        // (given in the batch's order) keeps them in order.
         sqlx::query(
             "WITH stored AS (INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, \
                created_at, updated_at) \
@@ -351,9 +356,10 @@ impl<'a> Deliveries<'a> {
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::bigint[]) \
                AS d(id, event_id, webhook_id, org_id, event_type, created) \
                RETURNING seq, id, webhook_id) \
-             INSERT INTO delivery_queue (delivery, webhook_id, due_at) \
-             SELECT s.seq, s.webhook_id, u.due FROM stored s \
-             JOIN unnest($1::text[], $6::bigint[]) AS u(id, due) ON u.id = s.id",
+             INSERT INTO delivery_queue (delivery, webhook_id, due_at, position) \
+             SELECT s.seq, s.webhook_id, u.due, CASE WHEN u.fifo THEN (SELECT COALESCE(MAX(q.position), 0) + 1 \
+               FROM delivery_queue q WHERE q.webhook_id = s.webhook_id AND q.position IS NOT NULL) END \
+             FROM stored s JOIN unnest($1::text[], $6::bigint[], $8::bool[]) AS u(id, due, fifo) ON u.id = s.id",
         )
         .bind(&self.ids)
         .bind(&self.events)
@@ -362,6 +368,7 @@ impl<'a> Deliveries<'a> {
         .bind(&self.types)
         .bind(&self.due)
         .bind(&self.created)
+        .bind(&self.fifo)
         .execute(tx)
         .await?;
         Ok(())

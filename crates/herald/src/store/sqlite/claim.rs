@@ -34,6 +34,7 @@ pub(super) fn live_secrets(rows: &[SecretRow], now: Millis) -> Vec<Vec<u8>> {
 pub(super) fn due_per_webhook(
     conn: &Connection,
     budget: &ClaimBudget,
+    controls: &Controls,
     now: Millis,
 ) -> Result<Vec<(i64, String)>, StoreError> {
     let mut next_webhook = conn.prepare_cached(SQL_NEXT_PENDING_WEBHOOK)?;
@@ -42,7 +43,7 @@ pub(super) fn due_per_webhook(
     let mut after = String::new();
     while let Some(webhook) = next_webhook.query_row([&after], |row| row.get::<_, Option<String>>(0))? {
         let room = budget.room(&webhook);
-        if room > 0 {
+        if room > 0 && !controls.fifo.contains(&webhook) {
             for row in due
                 .query_map(params![webhook, now], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .take(room)
@@ -90,20 +91,44 @@ pub(super) const SQL_LEASE_READ: &str = "SELECT id, event_id, webhook_id, attemp
      (SELECT rate_limit FROM webhooks WHERE id = d.webhook_id) \
      FROM deliveries d WHERE seq = ?";
 
-/// The rate-limited webhooks, for a claim's budget (a handful, through their partial index).
-pub(super) fn rate_limited(conn: &Connection) -> Result<Vec<(String, RateLimit)>, StoreError> {
-    let mut limited = Vec::new();
-    for row in conn
-        .prepare_cached(sql::RATE_LIMITED)?
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?
-    {
-        let (webhook, n) = row?;
-        let limit = RateLimit::from_stored(n)
-            .ok_or_else(|| StoreError::Backend(format!("corrupt rate limit of {webhook}")))?;
-        limited.push((webhook, limit));
-    }
-    Ok(limited)
+/// The webhooks with delivery controls, for a claim (a handful, through their partial index).
+pub(super) fn controls(conn: &Connection) -> Result<Controls, StoreError> {
+    let rows = conn
+        .prepare_cached(sql::CONTROLLED)?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Controls::from_rows(rows)
 }
+
+/// Each FIFO webhook's head, where it is due: the first of its line
+/// (`delivery_queue_fifo`, in place order), whatever else of it is due. A head that is
+/// leased, waiting for a retry or parked holds the whole line.
+pub(super) fn fifo_heads(
+    conn: &Connection,
+    controls: &Controls,
+    now: Millis,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut head = conn.prepare_cached(SQL_FIFO_HEAD)?;
+    let mut due = Vec::new();
+    for webhook in &controls.fifo {
+        let first = head
+            .query_map([webhook], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Option<Millis>>(1)?))
+            })?
+            .next()
+            .transpose()?;
+        if let Some((delivery, Some(at))) = first
+            && at <= now
+        {
+            due.push((delivery, webhook.clone()));
+        }
+    }
+    Ok(due)
+}
+
+/// No ORDER BY, as for [`SQL_DUE_OF_WEBHOOK`]: the forced index returns the line in order.
+pub(super) const SQL_FIFO_HEAD: &str = "SELECT delivery, due_at FROM delivery_queue INDEXED BY delivery_queue_fifo \
+     WHERE webhook_id = ? AND position IS NOT NULL";
 
 pub(super) const SQL_SIGNING_SECRETS: &str =
     "SELECT ciphertext, expires_at, seq FROM webhook_secrets WHERE webhook_id = ?";

@@ -7,9 +7,10 @@ pub(super) const SQL_INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_
      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)";
 
 /// A fresh delivery's queue row: `delivery`, `webhook_id`, `due_at` (its lease's end when
-/// leased at once; NULL when its webhook is disabled), `claim_token`.
+/// leased at once; NULL when its webhook is disabled), `claim_token`, `position` (a FIFO
+/// webhook's place in line, else NULL).
 pub(super) const SQL_QUEUE_FRESH: &str =
-    "INSERT INTO delivery_queue (delivery, webhook_id, due_at, claim_token) VALUES (?, ?, ?, ?)";
+    "INSERT INTO delivery_queue (delivery, webhook_id, due_at, claim_token, position) VALUES (?, ?, ?, ?, ?)";
 
 /// What a transaction of publishes tells the engine once it commits.
 #[derive(Debug, Default)]
@@ -67,16 +68,31 @@ pub(super) fn publish_in(
         url,
         headers,
         rate_limit,
+        ordering,
         ..
     } in targets
     {
         let active = *active;
         let id = DeliveryId::new();
+        // A FIFO webhook's deliveries take their place in its line, and are claimed from
+        // its head in turn: never leased here.
+        let position: Option<i64> = if ordering.is_fifo() {
+            Some(
+                conn.prepare_cached(sql::NEXT_POSITION)?
+                    .query_row([webhook.as_str()], |row| row.get(0))?,
+            )
+        } else {
+            None
+        };
         let lease = match &event.lease {
-            Some(offer) if active && !due_waiting(conn, webhook.as_str(), event.now)? => offer
-                .engine
-                .try_fresh(webhook, *rate_limit)
-                .map(|held| (offer.lease_until, claim_token(), held)),
+            Some(offer)
+                if active && position.is_none() && !due_waiting(conn, webhook.as_str(), event.now)? =>
+            {
+                offer
+                    .engine
+                    .try_fresh(webhook, *rate_limit)
+                    .map(|held| (offer.lease_until, claim_token(), held))
+            }
             _ => None,
         };
         committed.due_left |= active && lease.is_none();
@@ -98,7 +114,8 @@ pub(super) fn publish_in(
             seq,
             webhook.as_str(),
             due,
-            lease.as_ref().map(|(_, token, _)| *token)
+            lease.as_ref().map(|(_, token, _)| *token),
+            position
         ])?;
         if let Some((_, token, hold)) = lease {
             committed.leased.push(Claimed {

@@ -61,6 +61,7 @@ async fn one_pending_delivery(dir: &Path) -> (Arc<dyn Store>, WebhookId, Millis)
             filter: None,
             headers_ciphertext: None,
             rate_limit: None,
+            ordering: Default::default(),
             secret_ciphertext: vec![1, 2, 3],
             secret_last4: "abcd".into(),
             now,

@@ -11,6 +11,32 @@ use super::support::process::Server;
 use super::support::receiver::{Reply, TestReceiver};
 use super::support::{http_client, metric_value, wait_all_delivered};
 
+/// Two nodes on one PostgreSQL database: the first starts (and bootstraps) it, the second
+/// joins it; the data dirs live as long as the nodes need them.
+fn two_nodes(env: &[(&str, &str)]) -> (Server, Server, [tempfile::TempDir; 2]) {
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let node_a = Server::start(dirs[0].path(), env);
+    let url = super::support::database_url(dirs[0].path());
+    std::fs::write(dirs[1].path().join("postgres-database-url"), &url).expect("share the database");
+    let node_b = Server::start(dirs[1].path(), env);
+    (node_a, node_b, dirs)
+}
+
+/// Creates a webhook through `node`.
+async fn create_webhook(node: &Server, key: &str, body: Value) {
+    let created = http_client()
+        .post(node.url("/v1/webhooks"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+}
+
 /// Publishes `n` events round-robin through `nodes`, 8 at a time; returns the accepted ids.
 async fn publish_round_robin(urls: &[String], key: &str, n: usize) -> Vec<String> {
     let client = http_client();
@@ -67,13 +93,7 @@ async fn two_nodes_share_the_work_and_the_survivor_finishes_after_a_kill_9() {
         ("HERALD_RETRY_SCHEDULE", "100ms,100ms,100ms,100ms,100ms"),
         ("HERALD_DELIVERY_TIMEOUT", "1s"),
     ];
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let dir_b = tempfile::tempdir().expect("tempdir");
-    let node_a = Server::start(dir_a.path(), &env);
-    // Node B joins the same database.
-    let url = super::support::database_url(dir_a.path());
-    std::fs::write(dir_b.path().join("postgres-database-url"), &url).expect("share the database");
-    let node_b = Server::start(dir_b.path(), &env);
+    let (node_a, node_b, _dirs) = two_nodes(&env);
     let key = node_a.admin_key();
     assert!(
         !node_b.output().contains("First start"),
@@ -81,14 +101,12 @@ async fn two_nodes_share_the_work_and_the_survivor_finishes_after_a_kill_9() {
     );
 
     let receiver = TestReceiver::start().await;
-    let created = http_client()
-        .post(node_a.url("/v1/webhooks"))
-        .bearer_auth(&key)
-        .json(&json!({"url": receiver.url("/shared"), "event_types": ["order.*"]}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status(), 201);
+    create_webhook(
+        &node_a,
+        &key,
+        json!({"url": receiver.url("/shared"), "event_types": ["order.*"]}),
+    )
+    .await;
 
     // Normal operation: 2,000 events through both nodes, each delivered exactly once.
     let urls = [node_a.url(""), node_b.url("")];
@@ -239,22 +257,15 @@ async fn purged_events(node: &Server) -> u64 {
 async fn two_nodes_purge_together_each_event_once_and_neither_fails() {
     skip_if_backend_unavailable!();
     let env = [("HERALD_DEV", "true"), ("HERALD_RETENTION", "1s")];
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let dir_b = tempfile::tempdir().expect("tempdir");
-    let node_a = Server::start(dir_a.path(), &env);
-    let url = super::support::database_url(dir_a.path());
-    std::fs::write(dir_b.path().join("postgres-database-url"), &url).expect("share the database");
-    let node_b = Server::start(dir_b.path(), &env);
+    let (node_a, node_b, _dirs) = two_nodes(&env);
     let key = node_a.admin_key();
     let receiver = TestReceiver::start().await;
-    let created = http_client()
-        .post(node_a.url("/v1/webhooks"))
-        .bearer_auth(&key)
-        .json(&json!({"url": receiver.url("/purged"), "event_types": ["order.*"]}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status(), 201);
+    create_webhook(
+        &node_a,
+        &key,
+        json!({"url": receiver.url("/purged"), "event_types": ["order.*"]}),
+    )
+    .await;
 
     let urls = [node_a.url(""), node_b.url("")];
     let accepted = publish_round_robin(&urls, &key, 1_500).await;
@@ -296,12 +307,7 @@ async fn two_nodes_purge_together_each_event_once_and_neither_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_revoked_on_one_node_is_refused_by_another_within_a_second() {
     skip_if_backend_unavailable!();
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let dir_b = tempfile::tempdir().expect("tempdir");
-    let node_a = Server::start(dir_a.path(), &[]);
-    let url = super::support::database_url(dir_a.path());
-    std::fs::write(dir_b.path().join("postgres-database-url"), &url).expect("share the database");
-    let node_b = Server::start(dir_b.path(), &[]);
+    let (node_a, node_b, _dirs) = two_nodes(&[]);
     let admin = node_a.admin_key();
     let client = http_client();
 
@@ -361,22 +367,15 @@ async fn a_key_revoked_on_one_node_is_refused_by_another_within_a_second() {
 async fn two_nodes_share_one_rate_limit() {
     skip_if_backend_unavailable!();
     let env = [("HERALD_DEV", "true")];
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let dir_b = tempfile::tempdir().expect("tempdir");
-    let node_a = Server::start(dir_a.path(), &env);
-    let url = super::support::database_url(dir_a.path());
-    std::fs::write(dir_b.path().join("postgres-database-url"), &url).expect("share the database");
-    let node_b = Server::start(dir_b.path(), &env);
+    let (node_a, node_b, _dirs) = two_nodes(&env);
     let key = node_a.admin_key();
     let receiver = TestReceiver::start().await;
-    let created = http_client()
-        .post(node_a.url("/v1/webhooks"))
-        .bearer_auth(&key)
-        .json(&json!({"url": receiver.url("/limited"), "event_types": ["order.*"], "rate_limit": 20}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status(), 201);
+    create_webhook(
+        &node_a,
+        &key,
+        json!({"url": receiver.url("/limited"), "event_types": ["order.*"], "rate_limit": 20}),
+    )
+    .await;
 
     let urls = [node_a.url(""), node_b.url("")];
     let accepted = publish_round_robin(&urls, &key, 200).await;
@@ -407,4 +406,62 @@ async fn two_nodes_share_one_rate_limit() {
     }
     assert!(node_a.stop().success());
     assert!(node_b.stop().success());
+}
+
+/// Publishes `n` events one after another, alternating between `urls`: their acceptance order
+/// is the order returned.
+async fn publish_in_turn(urls: &[String], key: &str, n: usize) -> Vec<String> {
+    let client = http_client();
+    let mut accepted = Vec::with_capacity(n);
+    for i in 0..n {
+        let response = client
+            .post(format!("{}/v1/events", urls[i % urls.len()]))
+            .bearer_auth(key)
+            .json(&json!({"event_type": "order.filled", "data": {"n": i}}))
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(response.status(), 202);
+        let event: Value = response.json().await.expect("json");
+        accepted.push(event["id"].as_str().expect("id").to_owned());
+    }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_webhook_on_two_nodes_has_one_attempt_in_flight_and_keeps_order_through_a_kill_9() {
+    skip_if_backend_unavailable!();
+    let env = [("HERALD_DEV", "true"), ("HERALD_DELIVERY_TIMEOUT", "1s")];
+    let (node_a, node_b, _dirs) = two_nodes(&env);
+    let key = node_a.admin_key();
+    let receiver = TestReceiver::start().await;
+    let held = Duration::from_millis(25);
+    receiver.always("/fifo", Reply::status(204).after(held));
+    create_webhook(
+        &node_a,
+        &key,
+        json!({"url": receiver.url("/fifo"), "event_types": ["order.*"], "ordering": "fifo"}),
+    )
+    .await;
+
+    let urls = [node_a.url(""), node_b.url("")];
+    let accepted = publish_in_turn(&urls, &key, 80).await;
+    // Node B dies while the line is being worked through; node A finishes it.
+    receiver.wait_for("/fifo", 30).await;
+    node_b.kill_hard();
+    wait_all_seen(&receiver, "/fifo", &accepted).await;
+
+    let received = receiver.received("/fifo");
+    let mut first_seen: Vec<String> = Vec::new();
+    for id in super::fifo::arrival_ids(&received) {
+        if !first_seen.contains(&id) {
+            first_seen.push(id);
+        }
+    }
+    assert_eq!(
+        first_seen, accepted,
+        "each event first arrived in acceptance order (a resend after the kill only repeats one)"
+    );
+    super::fifo::assert_one_at_a_time(&received, held);
+    assert!(node_a.stop().success());
 }

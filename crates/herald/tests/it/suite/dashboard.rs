@@ -613,6 +613,64 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
     assert!(!page.text().await.expect("html").contains("Bearer t"));
 }
 
+#[tokio::test]
+async fn a_rate_limit_is_shown_and_edited_in_the_dashboard_with_the_apis_messages() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&key).await;
+    let csrf = browser.csrf().await;
+
+    let created = browser.submit_webhook(None, &csrf, "rate_limit", "50").await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let page = created.text().await.expect("html");
+    assert!(
+        page.contains("50 deliveries/s"),
+        "the webhook page shows the limit: {page}"
+    );
+    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
+    let id = list["data"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(list["data"][0]["rate_limit"], 50);
+
+    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
+    let html = form.text().await.expect("html");
+    assert!(
+        html.contains(r#"name="rate_limit" value="50""#),
+        "the form shows the limit: {html}"
+    );
+
+    let edit = |limit| browser.submit_webhook(Some(&id), &csrf, "rate_limit", limit);
+    // The messages are the API's own: for a number out of range, and for text.
+    for (typed, json) in [("0", json!(0)), ("abc", json!("abc"))] {
+        let refused = edit(typed).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{typed}");
+        let html = refused.text().await.expect("html");
+        let says = apis_message(&app, &key, "rate_limit", json).await;
+        assert!(html.contains(&says), "{says}: {html}");
+        assert!(html.contains("id=\"rate_limit-error\""), "said next to the field");
+    }
+    let api_view =
+        || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
+    assert_eq!(api_view().await["rate_limit"], 50, "refused edits change nothing");
+    let page = browser.get(&format!("/dashboard/webhooks/{id}")).await;
+    assert!(page.text().await.expect("html").contains("50 deliveries/s"));
+
+    assert_eq!(edit("").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        api_view().await["rate_limit"],
+        serde_json::Value::Null,
+        "an empty field removes the limit"
+    );
+    let page = browser.get(&format!("/dashboard/webhooks/{id}")).await;
+    let html = page.text().await.expect("html");
+    assert!(!html.contains("deliveries/s"), "no limit is shown: {html}");
+    assert!(
+        html.contains("<dt>Rate limit</dt><dd>none</dd>"),
+        "the page says there is none: {html}"
+    );
+}
+
 /// A development app with a fast retry schedule, a tenant's key, and a receiver whose
 /// `/hook` answers 500 to everything.
 async fn tenant_with_a_failing_receiver() -> (TestApp, String, TestReceiver) {

@@ -50,6 +50,14 @@ impl<'a> Browser<'a> {
             .expect("post")
     }
 
+    /// A browser signed in with `key`, and its session's CSRF token.
+    async fn signed_in(app: &'a TestApp, key: &str) -> (Self, String) {
+        let mut browser = Self::new(app);
+        browser.sign_in(key).await;
+        let csrf = browser.csrf().await;
+        (browser, csrf)
+    }
+
     /// Signs in with `key`; returns the `Set-Cookie` header as sent.
     async fn sign_in(&mut self, key: &str) -> String {
         let response = self.post("/dashboard/login", &[("key", key)]).await;
@@ -203,9 +211,7 @@ async fn forms_without_the_right_csrf_token_or_from_another_site_are_refused() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
     let form = |csrf: &'static str| vec![("url", "https://example.com/hook"), ("csrf", csrf)];
 
     let missing = browser
@@ -244,9 +250,7 @@ async fn a_webhook_made_in_the_dashboard_follows_the_apis_rules() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
     let refused = browser
         .post(
@@ -323,9 +327,7 @@ async fn a_url_without_a_scheme_is_explained_once_next_to_its_field() {
     })
     .await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
     let refused = browser
         .post(
@@ -358,9 +360,7 @@ async fn one_orgs_webhooks_are_out_of_reach_of_another_orgs_session() {
         .create_webhook(&owner, json!({"url": "https://example.com/hook"}))
         .await;
     let id = webhook["id"].as_str().expect("id");
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&other).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &other).await;
 
     assert_eq!(
         browser.get(&format!("/dashboard/webhooks/{id}")).await.status(),
@@ -385,9 +385,7 @@ async fn one_orgs_webhooks_are_out_of_reach_of_another_orgs_session() {
         .post("/dashboard/orgs", &[("org_id", &app.admin_org), ("csrf", &csrf)])
         .await;
     assert_eq!(switch.status(), StatusCode::FORBIDDEN);
-    let mut admin = Browser::new(&app);
-    admin.sign_in(&app.admin_key).await;
-    let admin_csrf = admin.csrf().await;
+    let (admin, admin_csrf) = Browser::signed_in(&app, &app.admin_key).await;
     let switched = admin
         .post(
             "/dashboard/orgs",
@@ -410,9 +408,7 @@ async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
         .create_webhook(&key, json!({"url": "https://example.com/a", "name": "before"}))
         .await;
     let id = webhook["id"].as_str().expect("id");
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
     let api_view =
         || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
 
@@ -481,9 +477,7 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
     let created = browser
         .submit_webhook(None, &csrf, "filter", r#"{"symbol": "AAPL"}"#)
@@ -537,9 +531,7 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
     let created = browser
         .submit_webhook(
@@ -618,9 +610,7 @@ async fn a_rate_limit_is_shown_and_edited_in_the_dashboard_with_the_apis_message
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
     let created = browser.submit_webhook(None, &csrf, "rate_limit", "50").await;
     assert_eq!(created.status(), StatusCode::OK);
@@ -982,9 +972,7 @@ async fn an_admin_sees_an_orgs_keys_and_revokes_one_but_never_the_last_admin_key
     .await;
     let tenant = named["key"].as_str().expect("key");
     let tenant_id = named["id"].as_str().expect("id");
-    let mut admin = Browser::new(&app);
-    admin.sign_in(&app.admin_key).await;
-    let csrf = admin.csrf().await;
+    let (admin, csrf) = Browser::signed_in(&app, &app.admin_key).await;
 
     let page = admin.get("/dashboard/keys").await;
     assert_eq!(page.status(), StatusCode::OK);

@@ -50,6 +50,14 @@ impl<'a> Browser<'a> {
             .expect("post")
     }
 
+    /// A browser signed in with `key`, and its session's CSRF token.
+    async fn signed_in(app: &'a TestApp, key: &str) -> (Self, String) {
+        let mut browser = Self::new(app);
+        browser.sign_in(key).await;
+        let csrf = browser.csrf().await;
+        (browser, csrf)
+    }
+
     /// Signs in with `key`; returns the `Set-Cookie` header as sent.
     async fn sign_in(&mut self, key: &str) -> String {
         let response = self.post("/dashboard/login", &[("key", key)]).await;
@@ -104,6 +112,19 @@ fn link_containing(page: &str, needle: &str) -> Option<String> {
         let href = rest.split('"').next()?;
         href.contains(needle).then(|| href.replace("&amp;", "&"))
     })
+}
+
+/// The API's message, as a page shows it (escaped), for a webhook created with `field` set
+/// to `value`, which it must refuse.
+async fn apis_message(app: &TestApp, key: &str, field: &str, value: serde_json::Value) -> String {
+    let body = json!({"url": "https://example.com/hook", field: value});
+    let refused = expect_json(
+        app.post("/v1/webhooks", key, &body).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let says = refused["error"]["message"].as_str().expect("message");
+    says.replace('&', "&amp;").replace('"', "&quot;")
 }
 
 fn location(response: &reqwest::Response) -> String {
@@ -190,9 +211,7 @@ async fn forms_without_the_right_csrf_token_or_from_another_site_are_refused() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
     let form = |csrf: &'static str| vec![("url", "https://example.com/hook"), ("csrf", csrf)];
 
     let missing = browser
@@ -231,9 +250,7 @@ async fn a_webhook_made_in_the_dashboard_follows_the_apis_rules() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
     let refused = browser
         .post(
@@ -310,9 +327,7 @@ async fn a_url_without_a_scheme_is_explained_once_next_to_its_field() {
     })
     .await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
     let refused = browser
         .post(
@@ -345,9 +360,7 @@ async fn one_orgs_webhooks_are_out_of_reach_of_another_orgs_session() {
         .create_webhook(&owner, json!({"url": "https://example.com/hook"}))
         .await;
     let id = webhook["id"].as_str().expect("id");
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&other).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &other).await;
 
     assert_eq!(
         browser.get(&format!("/dashboard/webhooks/{id}")).await.status(),
@@ -372,9 +385,7 @@ async fn one_orgs_webhooks_are_out_of_reach_of_another_orgs_session() {
         .post("/dashboard/orgs", &[("org_id", &app.admin_org), ("csrf", &csrf)])
         .await;
     assert_eq!(switch.status(), StatusCode::FORBIDDEN);
-    let mut admin = Browser::new(&app);
-    admin.sign_in(&app.admin_key).await;
-    let admin_csrf = admin.csrf().await;
+    let (admin, admin_csrf) = Browser::signed_in(&app, &app.admin_key).await;
     let switched = admin
         .post(
             "/dashboard/orgs",
@@ -397,9 +408,7 @@ async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
         .create_webhook(&key, json!({"url": "https://example.com/a", "name": "before"}))
         .await;
     let id = webhook["id"].as_str().expect("id");
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
     let api_view =
         || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
 
@@ -468,9 +477,7 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
     let created = browser
         .submit_webhook(None, &csrf, "filter", r#"{"symbol": "AAPL"}"#)
@@ -524,9 +531,7 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
     skip_if_backend_unavailable!();
     let app = TestApp::spawn().await;
     let (_, key) = app.tenant("tenant").await;
-    let mut browser = Browser::new(&app);
-    browser.sign_in(&key).await;
-    let csrf = browser.csrf().await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
     let created = browser
         .submit_webhook(
@@ -566,17 +571,8 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
         let refused = edit(typed).await;
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
         let html = refused.text().await.expect("html");
-        let api = app
-            .post(
-                "/v1/webhooks",
-                &key,
-                &json!({"url": "https://example.com/hook", "headers": json}),
-            )
-            .await;
-        let api = expect_json(api, StatusCode::BAD_REQUEST).await;
-        let says = api["error"]["message"].as_str().expect("message");
-        let escaped = says.replace('&', "&amp;").replace('"', "&quot;");
-        assert!(html.contains(&escaped), "{says}: {html}");
+        let says = apis_message(&app, &key, "headers", json).await;
+        assert!(html.contains(&says), "{says}: {html}");
         assert!(html.contains("id=\"headers-error\""), "said next to the field");
     }
     let refused = edit("X-No-Colon").await;
@@ -607,6 +603,62 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
     );
     let page = browser.get(&format!("/dashboard/webhooks/{id}")).await;
     assert!(!page.text().await.expect("html").contains("Bearer t"));
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_shown_and_edited_in_the_dashboard_with_the_apis_messages() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
+
+    let created = browser.submit_webhook(None, &csrf, "rate_limit", "50").await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let page = created.text().await.expect("html");
+    assert!(
+        page.contains("50 deliveries/s"),
+        "the webhook page shows the limit: {page}"
+    );
+    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
+    let id = list["data"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(list["data"][0]["rate_limit"], 50);
+
+    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
+    let html = form.text().await.expect("html");
+    assert!(
+        html.contains(r#"name="rate_limit" value="50""#),
+        "the form shows the limit: {html}"
+    );
+
+    let edit = |limit| browser.submit_webhook(Some(&id), &csrf, "rate_limit", limit);
+    // The messages are the API's own: for a number out of range, and for text.
+    for (typed, json) in [("0", json!(0)), ("abc", json!("abc"))] {
+        let refused = edit(typed).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{typed}");
+        let html = refused.text().await.expect("html");
+        let says = apis_message(&app, &key, "rate_limit", json).await;
+        assert!(html.contains(&says), "{says}: {html}");
+        assert!(html.contains("id=\"rate_limit-error\""), "said next to the field");
+    }
+    let api_view =
+        || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
+    assert_eq!(api_view().await["rate_limit"], 50, "refused edits change nothing");
+    let page = browser.get(&format!("/dashboard/webhooks/{id}")).await;
+    assert!(page.text().await.expect("html").contains("50 deliveries/s"));
+
+    assert_eq!(edit("").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        api_view().await["rate_limit"],
+        serde_json::Value::Null,
+        "an empty field removes the limit"
+    );
+    let page = browser.get(&format!("/dashboard/webhooks/{id}")).await;
+    let html = page.text().await.expect("html");
+    assert!(!html.contains("deliveries/s"), "no limit is shown: {html}");
+    assert!(
+        html.contains("<dt>Rate limit</dt><dd>none</dd>"),
+        "the page says there is none: {html}"
+    );
 }
 
 /// A development app with a fast retry schedule, a tenant's key, and a receiver whose
@@ -920,9 +972,7 @@ async fn an_admin_sees_an_orgs_keys_and_revokes_one_but_never_the_last_admin_key
     .await;
     let tenant = named["key"].as_str().expect("key");
     let tenant_id = named["id"].as_str().expect("id");
-    let mut admin = Browser::new(&app);
-    admin.sign_in(&app.admin_key).await;
-    let csrf = admin.csrf().await;
+    let (admin, csrf) = Browser::signed_in(&app, &app.admin_key).await;
 
     let page = admin.get("/dashboard/keys").await;
     assert_eq!(page.status(), StatusCode::OK);

@@ -406,7 +406,7 @@ pub async fn run(common: &CommonArgs, params: &Params) -> anyhow::Result<Dashboa
     let mut first = Target::open(common, &[], &client).await?;
     let publisher = Publisher::new(client.clone(), &first.base_url, &first.key, 100)?;
     let webhooks = publisher
-        .create_webhooks("127.0.0.1:9", params.fanout, false)
+        .create_webhooks("127.0.0.1:9", params.fanout, crate::load::Controls::default())
         .await?;
     first.stop().await;
     let db = first.database_file().context("no embedded database file")?;

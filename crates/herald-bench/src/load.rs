@@ -15,6 +15,16 @@ use crate::unix_micros;
 /// Five conditions every event of [`Publisher::body`] matches, so a filtered run delivers
 /// exactly what an unfiltered one does: the publish path pays for parsing `data` and
 /// matching, nothing else changes.
+/// The delivery controls the bench's webhooks are created with; each is sent only when asked
+/// for, so the bench still runs against a build without it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Controls {
+    /// Each webhook holds [`BENCH_FILTER`], which every event matches.
+    pub filters: bool,
+    /// `ordering: "fifo"`: one delivery in flight per webhook, in order.
+    pub fifo: bool,
+}
+
 pub const BENCH_FILTER: &str = r#"{"seq": {"$gte": 0}, "sent_at_us": {"$gt": 0}, "pad": {"$prefix": ""},
     "trader.desk": {"$exists": false}, "$or": [{"seq": {"$lt": 0}}, {"pad": {"$exists": true}}]}"#;
 
@@ -114,7 +124,7 @@ impl Publisher {
         &self,
         receiver: &str,
         fanout: u64,
-        filtered: bool,
+        controls: Controls,
     ) -> anyhow::Result<Vec<String>> {
         let mut ids = Vec::new();
         let filter: serde_json::Value = serde_json::from_str(BENCH_FILTER).context("the bench's filter")?;
@@ -125,8 +135,11 @@ impl Publisher {
                 "event_types": ["order.*"],
             });
             // Only when asked, so the bench still runs against a build without filters.
-            if filtered {
+            if controls.filters {
                 body["filter"] = filter.clone();
+            }
+            if controls.fifo {
+                body["ordering"] = "fifo".into();
             }
             let resp = self
                 .client

@@ -117,6 +117,10 @@ struct ClosedArgs {
     /// Webhooks subscribed to every event (receiver paths /w0 … /w<F-1>).
     #[arg(long, default_value_t = 1)]
     fanout: u64,
+    /// Make every webhook FIFO (`ordering: "fifo"`): one delivery in flight to each, so the
+    /// end-to-end rate is what one in-order line sustains (docs/PERFORMANCE.md).
+    #[arg(long)]
+    fifo: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -255,8 +259,7 @@ struct Plan {
     fanout: u64,
     /// Events per publish request (1: `POST /v1/events`).
     batch: u64,
-    /// Each webhook holds [`load::BENCH_FILTER`], which every event matches.
-    filters: bool,
+    controls: load::Controls,
     mode: Mode,
     common: CommonArgs,
 }
@@ -290,7 +293,10 @@ impl Plan {
                 events: a.events,
                 fanout: a.fanout,
                 batch: 1,
-                filters: false,
+                controls: load::Controls {
+                    filters: false,
+                    fifo: a.fifo,
+                },
                 mode: Mode::Closed {
                     concurrency: a.concurrency,
                 },
@@ -301,7 +307,10 @@ impl Plan {
                 events: a.events,
                 fanout: a.fanout,
                 batch: 1,
-                filters: a.filters,
+                controls: load::Controls {
+                    filters: a.filters,
+                    fifo: false,
+                },
                 mode: Mode::Closed {
                     concurrency: a.concurrency,
                 },
@@ -317,7 +326,7 @@ impl Plan {
                     events: (a.rate * a.duration).round().max(1.0) as u64,
                     fanout: a.fanout,
                     batch: 1,
-                    filters: false,
+                    controls: load::Controls::default(),
                     mode: Mode::Open {
                         rate: a.rate,
                         duration: a.duration,
@@ -335,7 +344,7 @@ impl Plan {
                     events: a.events,
                     fanout: a.fanout,
                     batch: a.batch_size,
-                    filters: false,
+                    controls: load::Controls::default(),
                     mode: Mode::Closed {
                         concurrency: a.concurrency,
                     },
@@ -347,7 +356,7 @@ impl Plan {
                 events: a.events,
                 fanout: a.fanout,
                 batch: 1,
-                filters: false,
+                controls: load::Controls::default(),
                 mode: Mode::Backlog {
                     concurrency: a.concurrency,
                     retry_schedule: a.retry_schedule,
@@ -364,7 +373,7 @@ impl Plan {
                     events: (a.rate * a.duration).round().max(1.0) as u64,
                     fanout: 1,
                     batch: 1,
-                    filters: false,
+                    controls: load::Controls::default(),
                     mode: Mode::Soak {
                         rate: a.rate,
                         duration: a.duration,
@@ -578,7 +587,7 @@ async fn measure(plan: &Plan, target: &Target, client: reqwest::Client) -> anyho
         Publisher::new(client, &target.base_url, &target.key, c.body_bytes)?.with_batches(plan.batch),
     );
     let webhook_ids = publisher
-        .create_webhooks(&receiver_addr, plan.fanout, plan.filters)
+        .create_webhooks(&receiver_addr, plan.fanout, plan.controls)
         .await?;
 
     let pid = target.pid();

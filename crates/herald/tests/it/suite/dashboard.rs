@@ -661,6 +661,55 @@ async fn a_rate_limit_is_shown_and_edited_in_the_dashboard_with_the_apis_message
     );
 }
 
+#[tokio::test]
+async fn fifo_order_is_ticked_shown_and_unticked_in_the_dashboard() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
+
+    let created = browser.submit_webhook(None, &csrf, "ordering", "fifo").await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let page = created.text().await.expect("html");
+    assert!(
+        page.contains("<dt>Order</dt><dd>FIFO, one at a time</dd>"),
+        "the webhook page shows the order: {page}"
+    );
+    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
+    let id = list["data"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(list["data"][0]["ordering"], "fifo");
+
+    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
+    let html = form.text().await.expect("html");
+    assert!(
+        html.contains(r#"name="ordering" value="fifo" checked"#),
+        "the form has the box ticked: {html}"
+    );
+
+    // An unticked box is not sent at all, as a browser does.
+    let unticked = browser
+        .post(
+            &format!("/dashboard/webhooks/{id}/edit"),
+            &[("url", "https://example.com/hook"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(unticked.status(), StatusCode::SEE_OTHER);
+    let api_view = expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await;
+    assert_eq!(api_view["ordering"], "none");
+    let page = browser.get(&format!("/dashboard/webhooks/{id}")).await;
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("<dt>Order</dt><dd>none</dd>"),
+        "the page says there is no order: {html}"
+    );
+    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
+    let html = form.text().await.expect("html");
+    assert!(
+        html.contains(r#"name="ordering" value="fifo" aria-describedby"#),
+        "the form has the box unticked: {html}"
+    );
+}
+
 /// A development app with a fast retry schedule, a tenant's key, and a receiver whose
 /// `/hook` answers 500 to everything.
 async fn tenant_with_a_failing_receiver() -> (TestApp, String, TestReceiver) {

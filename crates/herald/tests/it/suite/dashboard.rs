@@ -98,12 +98,44 @@ impl<'a> Browser<'a> {
         .await
     }
 
+    /// Creates a webhook from the form with one more `field` (see [`Self::submit_webhook`]),
+    /// which must be accepted; `key` is the session's, to read the webhook back from the API.
+    async fn create_webhook(&self, key: &str, csrf: &str, field: &str, value: &str) -> Created {
+        let created = self.submit_webhook(None, csrf, field, value).await;
+        assert_eq!(created.status(), StatusCode::OK, "{field}: {value}");
+        let page = created.text().await.expect("html");
+        let list = expect_json(self.app.get("/v1/webhooks", key).await, StatusCode::OK).await;
+        let api = list["data"][0].clone();
+        let id = api["id"].as_str().expect("id").to_owned();
+        Created { id, page, api }
+    }
+
+    /// The webhook's edit form, as HTML.
+    async fn edit_form(&self, id: &str) -> String {
+        let form = self.get(&format!("/dashboard/webhooks/{id}/edit")).await;
+        form.text().await.expect("html")
+    }
+
     /// The CSRF token of the session, read off a page's forms.
     async fn csrf(&self) -> String {
         let page = self.get("/dashboard/webhooks").await.text().await.expect("page");
         let start = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
         page[start..].split('"').next().expect("value").to_owned()
     }
+}
+
+/// A webhook created from the dashboard's form.
+struct Created {
+    id: String,
+    /// The webhook page the form answered with.
+    page: String,
+    /// The webhook as the API shows it.
+    api: serde_json::Value,
+}
+
+/// The webhook as the API shows it now.
+async fn api_view(app: &TestApp, key: &str, id: &str) -> serde_json::Value {
+    expect_json(app.get(&format!("/v1/webhooks/{id}"), key).await, StatusCode::OK).await
 }
 
 /// The first link on `page` whose address contains `needle`, unescaped.
@@ -409,12 +441,9 @@ async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
         .await;
     let id = webhook["id"].as_str().expect("id");
     let (browser, csrf) = Browser::signed_in(&app, &key).await;
-    let api_view =
-        || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
 
-    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
     assert!(
-        form.text().await.expect("html").contains("value=\"before\""),
+        browser.edit_form(id).await.contains("value=\"before\""),
         "the form is filled in"
     );
     let edited = browser
@@ -429,7 +458,7 @@ async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
         )
         .await;
     assert_eq!(edited.status(), StatusCode::SEE_OTHER);
-    let now = api_view().await;
+    let now = api_view(&app, &key, id).await;
     assert_eq!(now["url"], "https://example.com/b");
     assert_eq!(now["name"], "after");
     assert_eq!(now["event_types"], json!(["order.*"]));
@@ -441,7 +470,7 @@ async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
         )
         .await;
     assert_eq!(paused.status(), StatusCode::SEE_OTHER);
-    let paused_view = api_view().await;
+    let paused_view = api_view(&app, &key, id).await;
     assert_eq!(paused_view["status"], "disabled");
     assert_eq!(paused_view["disabled_reason"], "disabled in the dashboard");
     let page = browser
@@ -457,11 +486,15 @@ async fn a_webhook_is_edited_paused_resumed_and_deleted_from_its_page() {
             &[("status", "active"), ("csrf", &csrf)],
         )
         .await;
-    assert_eq!(api_view().await["status"], "active");
+    assert_eq!(api_view(&app, &key, id).await["status"], "active");
 
     let confirm = browser.get(&format!("/dashboard/webhooks/{id}/delete")).await;
     assert_eq!(confirm.status(), StatusCode::OK, "deleting asks first");
-    assert_eq!(api_view().await["status"], "active", "asking deletes nothing");
+    assert_eq!(
+        api_view(&app, &key, id).await["status"],
+        "active",
+        "asking deletes nothing"
+    );
     let deleted = browser
         .post(&format!("/dashboard/webhooks/{id}/delete"), &[("csrf", &csrf)])
         .await;
@@ -479,16 +512,12 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
     let (_, key) = app.tenant("tenant").await;
     let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
-    let created = browser
-        .submit_webhook(None, &csrf, "filter", r#"{"symbol": "AAPL"}"#)
+    let Created { id, api, .. } = browser
+        .create_webhook(&key, &csrf, "filter", r#"{"symbol": "AAPL"}"#)
         .await;
-    assert_eq!(created.status(), StatusCode::OK);
-    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
-    let id = list["data"][0]["id"].as_str().expect("id").to_owned();
-    assert_eq!(list["data"][0]["filter"], json!({"symbol": "AAPL"}));
+    assert_eq!(api["filter"], json!({"symbol": "AAPL"}));
 
-    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
-    let html = form.text().await.expect("html");
+    let html = browser.edit_form(&id).await;
     assert!(
         html.contains("&quot;symbol&quot;: &quot;AAPL&quot;"),
         "the form shows the filter: {html}"
@@ -505,10 +534,8 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
         assert!(html.contains(says), "{says}: {html}");
         assert!(html.contains("id=\"filter-error\""), "said next to the field");
     }
-    let api_view =
-        || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
     assert_eq!(
-        api_view().await["filter"],
+        api_view(&app, &key, &id).await["filter"],
         json!({"symbol": "AAPL"}),
         "refused edits change nothing"
     );
@@ -517,10 +544,13 @@ async fn a_filter_is_set_and_edited_in_the_dashboard_with_the_apis_messages() {
         edit(r#"{"qty": {"$gte": 10}}"#).await.status(),
         StatusCode::SEE_OTHER
     );
-    assert_eq!(api_view().await["filter"], json!({"qty": {"$gte": 10}}));
+    assert_eq!(
+        api_view(&app, &key, &id).await["filter"],
+        json!({"qty": {"$gte": 10}})
+    );
     assert_eq!(edit("  ").await.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        api_view().await["filter"],
+        api_view(&app, &key, &id).await["filter"],
         serde_json::Value::Null,
         "an empty field removes the filter"
     );
@@ -533,29 +563,24 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
     let (_, key) = app.tenant("tenant").await;
     let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
-    let created = browser
-        .submit_webhook(
-            None,
+    let Created { id, page, api } = browser
+        .create_webhook(
+            &key,
             &csrf,
             "headers",
             "X-Api-Key: s3cr3t-value\r\nX-Tenant: acme",
         )
         .await;
-    assert_eq!(created.status(), StatusCode::OK);
-    let page = created.text().await.expect("html");
     assert!(
         page.contains("X-Api-Key: s3cr3t-value") && page.contains("X-Tenant: acme"),
         "the webhook page shows the headers, names and values: {page}"
     );
-    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
-    let id = list["data"][0]["id"].as_str().expect("id").to_owned();
     assert_eq!(
-        list["data"][0]["headers"],
+        api["headers"],
         json!({"X-Api-Key": "s3cr3t-value", "X-Tenant": "acme"})
     );
 
-    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
-    let html = form.text().await.expect("html");
+    let html = browser.edit_form(&id).await;
     assert!(
         html.contains("X-Api-Key: s3cr3t-value\nX-Tenant: acme"),
         "the form shows the headers as lines: {html}"
@@ -578,10 +603,8 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
     let refused = edit("X-No-Colon").await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     assert!(refused.text().await.expect("html").contains("has no colon"));
-    let api_view =
-        || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
     assert_eq!(
-        api_view().await["headers"],
+        api_view(&app, &key, &id).await["headers"],
         json!({"X-Api-Key": "s3cr3t-value", "X-Tenant": "acme"}),
         "refused edits change nothing"
     );
@@ -591,13 +614,13 @@ async fn custom_headers_are_shown_and_edited_in_the_dashboard_with_the_apis_mess
         StatusCode::SEE_OTHER
     );
     assert_eq!(
-        api_view().await["headers"],
+        api_view(&app, &key, &id).await["headers"],
         json!({"Authorization": "Bearer t"}),
         "an edit replaces the whole set"
     );
     assert_eq!(edit("").await.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        api_view().await["headers"],
+        api_view(&app, &key, &id).await["headers"],
         json!({}),
         "an empty field removes them"
     );
@@ -612,19 +635,14 @@ async fn a_rate_limit_is_shown_and_edited_in_the_dashboard_with_the_apis_message
     let (_, key) = app.tenant("tenant").await;
     let (browser, csrf) = Browser::signed_in(&app, &key).await;
 
-    let created = browser.submit_webhook(None, &csrf, "rate_limit", "50").await;
-    assert_eq!(created.status(), StatusCode::OK);
-    let page = created.text().await.expect("html");
+    let Created { id, page, api } = browser.create_webhook(&key, &csrf, "rate_limit", "50").await;
     assert!(
         page.contains("50 deliveries/s"),
         "the webhook page shows the limit: {page}"
     );
-    let list = expect_json(app.get("/v1/webhooks", &key).await, StatusCode::OK).await;
-    let id = list["data"][0]["id"].as_str().expect("id").to_owned();
-    assert_eq!(list["data"][0]["rate_limit"], 50);
+    assert_eq!(api["rate_limit"], 50);
 
-    let form = browser.get(&format!("/dashboard/webhooks/{id}/edit")).await;
-    let html = form.text().await.expect("html");
+    let html = browser.edit_form(&id).await;
     assert!(
         html.contains(r#"name="rate_limit" value="50""#),
         "the form shows the limit: {html}"
@@ -640,15 +658,17 @@ async fn a_rate_limit_is_shown_and_edited_in_the_dashboard_with_the_apis_message
         assert!(html.contains(&says), "{says}: {html}");
         assert!(html.contains("id=\"rate_limit-error\""), "said next to the field");
     }
-    let api_view =
-        || async { expect_json(app.get(&format!("/v1/webhooks/{id}"), &key).await, StatusCode::OK).await };
-    assert_eq!(api_view().await["rate_limit"], 50, "refused edits change nothing");
+    assert_eq!(
+        api_view(&app, &key, &id).await["rate_limit"],
+        50,
+        "refused edits change nothing"
+    );
     let page = browser.get(&format!("/dashboard/webhooks/{id}")).await;
     assert!(page.text().await.expect("html").contains("50 deliveries/s"));
 
     assert_eq!(edit("").await.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        api_view().await["rate_limit"],
+        api_view(&app, &key, &id).await["rate_limit"],
         serde_json::Value::Null,
         "an empty field removes the limit"
     );
@@ -658,6 +678,48 @@ async fn a_rate_limit_is_shown_and_edited_in_the_dashboard_with_the_apis_message
     assert!(
         html.contains("<dt>Rate limit</dt><dd>none</dd>"),
         "the page says there is none: {html}"
+    );
+}
+
+#[tokio::test]
+async fn fifo_order_is_ticked_shown_and_unticked_in_the_dashboard() {
+    skip_if_backend_unavailable!();
+    let app = TestApp::spawn().await;
+    let (_, key) = app.tenant("tenant").await;
+    let (browser, csrf) = Browser::signed_in(&app, &key).await;
+
+    let Created { id, page, api } = browser.create_webhook(&key, &csrf, "ordering", "fifo").await;
+    assert!(
+        page.contains("<dt>Order</dt><dd>FIFO, one at a time</dd>"),
+        "the webhook page shows the order: {page}"
+    );
+    assert_eq!(api["ordering"], "fifo");
+
+    let html = browser.edit_form(&id).await;
+    assert!(
+        html.contains(r#"name="ordering" value="fifo" checked"#),
+        "the form has the box ticked: {html}"
+    );
+
+    // An unticked box is not sent at all, as a browser does.
+    let unticked = browser
+        .post(
+            &format!("/dashboard/webhooks/{id}/edit"),
+            &[("url", "https://example.com/hook"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(unticked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api_view(&app, &key, &id).await["ordering"], "none");
+    let page = browser.get(&format!("/dashboard/webhooks/{id}")).await;
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("<dt>Order</dt><dd>none</dd>"),
+        "the page says there is no order: {html}"
+    );
+    let html = browser.edit_form(&id).await;
+    assert!(
+        html.contains(r#"name="ordering" value="fifo" aria-describedby"#),
+        "the form has the box unticked: {html}"
     );
 }
 

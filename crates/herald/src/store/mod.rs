@@ -1156,7 +1156,7 @@ pub fn line_change(was: DeliveryOrder, now: DeliveryOrder) -> Option<&'static st
 /// The webhooks whose delivery controls a claim heeds ([`sql::CONTROLLED`], read at the start
 /// of every claim): the rate-limited ones lease less ([`ClaimBudget`]); a FIFO one's deliveries
 /// are claimed only from the head of its line, one at a time (see `delivery_queue.position`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Controls {
     pub limited: Vec<(String, RateLimit)>,
     pub fifo: std::collections::HashSet<String>,

@@ -382,10 +382,10 @@ async fn two_nodes_share_one_rate_limit() {
     wait_all_seen(&receiver, "/limited", &accepted).await;
     let arrived = receiver.received("/limited");
     assert_eq!(arrived.len(), 200, "each delivery once");
-    let most = super::rate_limits::most_in_any_window(&arrived, Duration::from_secs(1));
+    let most = super::rate_limits::most_in_any_window(&arrived, Duration::from_secs(2));
     assert!(
-        most <= 23,
-        "{most} deliveries in one second at a shared limit of 20"
+        most <= 44,
+        "{most} deliveries in two seconds at a shared limit of 20"
     );
     let took = super::rate_limits::span(&arrived);
     assert!(

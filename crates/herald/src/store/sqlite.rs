@@ -191,11 +191,22 @@ impl SqliteStore {
                     // never finished and the WAL never started over: finish here, between the
                     // writer's transactions, as SQLite would. An error must not reach the
                     // commit (it would report a committed batch as failed).
+                    let started = std::time::Instant::now();
                     match wal.checkpoint() {
                         // The checkpointer is at it; the next commit tries again.
                         Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {}
                         Err(e) => tracing::warn!(error = %e, "checkpoint on the writer failed"),
-                        Ok(()) => {}
+                        Ok(()) => {
+                            // Every write waits behind it: worth counting when latency spikes
+                            // (under a steady load the WAL rarely starts over, and this runs
+                            // after most commits once it is full, a few ms each).
+                            metrics::counter!("herald_sqlite_writer_checkpoints_total").increment(1);
+                            tracing::debug!(
+                                wal.frames = frames,
+                                duration_ms = started.elapsed().as_millis() as u64,
+                                "the WAL reached its cap; the writer checkpointed it itself"
+                            );
+                        }
                     }
                 } else if frames >= CHECKPOINT_FRAMES {
                     // Full: a checkpoint is already asked for, and will see these frames too.

@@ -16,8 +16,10 @@ use crate::domain::time::{Millis, now_ms};
 use crate::store::{OrgLifecycle, PurgeStep, Purged, Store, StoreError, rollup};
 
 /// Events looked at per batch: a batch is one short transaction (on SQLite, one turn of the
-/// writer that publishes also wait for).
-const BATCH: u32 = 256;
+/// writer that publishes also wait for). 256 took the writer 2–7 ms a turn, and an org that
+/// had rested caught up in a burst of them; 64 spreads the same work over more, shorter
+/// turns (a 2,000/s soak's publish p99 while purging: docs/PERFORMANCE.md).
+const BATCH: u32 = 64;
 /// Between two batches while work is left: room for the writes that matter more.
 const PAUSE: Duration = Duration::from_millis(10);
 /// How often to look again when nothing was left to delete.

@@ -811,8 +811,8 @@ impl Store for SqliteStore {
     fn claim_due(&self, request: ClaimRequest) -> StoreFuture<'_, Claim> {
         let cache = Arc::clone(&self.cache);
         Box::pin(self.write_bookkeeping(move |conn| {
-            let mut controls = controls(conn)?;
-            let mut budget = ClaimBudget::of(&request, std::mem::take(&mut controls.limited));
+            let controls = cache.controls(conn)?;
+            let mut budget = ClaimBudget::of(&request, controls.limited.clone());
             let head = due_head(conn, request.now)?;
             let (read, head_full) = (head.len(), head.len() == ClaimBudget::HEAD);
             let mut chosen = budget.take(controls.unordered(head));

@@ -28,6 +28,7 @@ pub(crate) struct WebhookCache {
 struct Kept {
     candidates: HashMap<OrgId, Arc<[Candidate]>>,
     secrets: HashMap<String, SecretRows>,
+    controls: Option<Arc<Controls>>,
 }
 
 impl WebhookCache {
@@ -95,6 +96,19 @@ impl WebhookCache {
             .collect::<Result<_, _>>()?;
         if self.keeps() {
             self.kept().candidates.insert(org.clone(), Arc::clone(&read));
+        }
+        Ok(read)
+    }
+
+    /// The webhooks with delivery controls, for a claim: read once per change to the webhooks,
+    /// not on every claim.
+    pub(super) fn controls(&self, conn: &Connection) -> Result<Arc<Controls>, StoreError> {
+        if let Some(found) = &self.kept().controls {
+            return Ok(Arc::clone(found));
+        }
+        let read = Arc::new(controls(conn)?);
+        if self.keeps() {
+            self.kept().controls = Some(Arc::clone(&read));
         }
         Ok(read)
     }

@@ -240,8 +240,8 @@ async fn a_postgres_restart_under_load_loses_nothing_and_delivery_resumes() {
     assert!(node.stop().success(), "Herald never crashed");
 }
 
-/// `herald_purged_total{kind="events"}` of one node.
-async fn purged_events(node: &Server) -> u64 {
+/// One series of one node's `/metrics`.
+async fn node_metric(node: &Server, series: &str) -> f64 {
     let page = http_client()
         .get(node.url("/metrics"))
         .send()
@@ -250,7 +250,12 @@ async fn purged_events(node: &Server) -> u64 {
         .text()
         .await
         .expect("text");
-    metric_value(&page, "herald_purged_total{kind=\"events\"}") as u64
+    metric_value(&page, series)
+}
+
+/// `herald_purged_total{kind="events"}` of one node.
+async fn purged_events(node: &Server) -> u64 {
+    node_metric(node, "herald_purged_total{kind=\"events\"}").await as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,15 +398,7 @@ async fn two_nodes_share_one_rate_limit() {
         "200 deliveries at 20/s took {took:?}"
     );
     for node in [&node_a, &node_b] {
-        let page = http_client()
-            .get(node.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let delivered = metric_value(&page, "herald_deliveries_total{outcome=\"delivered\"}");
+        let delivered = node_metric(node, "herald_deliveries_total{outcome=\"delivered\"}").await;
         assert!(delivered > 0.0, "both nodes delivered under the shared limit");
     }
     assert!(node_a.stop().success());

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub mod accounts;
+pub mod announcements;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -106,6 +107,7 @@ pub async fn run(
     let maintenance = tokio::spawn(maintain(Arc::clone(&store)));
     let purging = tokio::spawn(janitor.run(stop_rx.clone()));
     let key_use = tokio::spawn(api::auth::flush_key_use(state.clone(), stop_rx.clone()));
+    let announcing = tokio::spawn(announcements::run(state.clone(), stop_rx.clone()));
     let served = connections::serve(listener, app::router(state), limits, stop_rx);
     let signal = tokio::spawn(async move {
         shutdown.await;
@@ -115,6 +117,7 @@ pub async fn run(
     signal.abort();
     let _ = engine.await;
     let _ = key_use.await;
+    let _ = announcing.await;
     maintenance.abort();
     let _ = purging.await;
     Ok(())

@@ -26,6 +26,9 @@ pub struct EventTypeOut {
     pub group: String,
     pub name: String,
     pub description: String,
+    /// Published by Herald itself about its delivery system (`webhook.disabled`, …); a
+    /// webhook receives these only when its `event_types` name them.
+    pub operational: bool,
 }
 
 /// The event types this deployment publishes.
@@ -48,6 +51,7 @@ async fn list_event_types(
             event_type: t.name.clone(),
             name: t.display_name.clone(),
             description: t.description.clone(),
+            operational: t.operational,
         })
         .collect();
     Ok(Json(ListOut::all(data)))

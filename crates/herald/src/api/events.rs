@@ -16,6 +16,7 @@ use super::AppState;
 use super::auth::TenantCaller;
 use super::error::{ApiError, ErrorBody, Result};
 use super::extract::{ApiJson, ApiQuery, OrgQuery, PathId};
+use crate::domain::event_types::is_operational;
 use crate::domain::ids::{EventId, OrgId, WebhookId};
 use crate::domain::json;
 use crate::domain::time::{format_ms, now_ms};
@@ -154,6 +155,16 @@ pub async fn publish(
 /// Checks one event of a request against the contract; `at` prefixes every `param` (`""`, or
 /// `events[3].` in a batch). The org is resolved by the caller.
 fn check(state: &AppState, input: &EventIn, at: &str) -> Result<()> {
+    if is_operational(&input.event_type) {
+        return Err(ApiError::invalid(
+            "reserved_event_type",
+            format!("{at}event_type"),
+            format!(
+                "`{}` is an operational event type: only Herald publishes it",
+                input.event_type
+            ),
+        ));
+    }
     if !state.catalog().contains(&input.event_type) {
         return Err(ApiError::invalid(
             "unknown_event_type",

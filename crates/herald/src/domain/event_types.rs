@@ -12,6 +12,16 @@ use serde::Deserialize;
 /// Sent only by the test route; never listed, never publishable, never subscribable.
 pub const TEST_EVENT_TYPE: &str = "webhook.test";
 
+/// Herald's own events about its delivery system (API.md section 11): in every catalog,
+/// published only by Herald, and sent only to webhooks that name them (exactly or as
+/// `webhook.*` / `delivery.*`): `*` and "every type" leave them out, so a platform's
+/// catch-all endpoint never starts receiving them.
+pub const OPERATIONAL_EVENT_TYPES: [&str; 3] = ["webhook.disabled", "webhook.enabled", "delivery.failed"];
+
+pub fn is_operational(name: &str) -> bool {
+    OPERATIONAL_EVENT_TYPES.contains(&name)
+}
+
 /// Lowercase dot-separated segments of `[a-z0-9_]`, e.g. `transfer.deposit.completed`.
 pub fn is_valid_type_name(s: &str) -> bool {
     !s.is_empty()
@@ -30,6 +40,8 @@ pub struct EventTypeInfo {
     pub name: String,
     pub display_name: String,
     pub description: String,
+    /// One of [`OPERATIONAL_EVENT_TYPES`].
+    pub operational: bool,
 }
 
 impl EventTypeInfo {
@@ -117,6 +129,36 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Herald's own types, after the platform's in every catalog.
+const OPERATIONAL: &[(&str, &str, &str)] = &[
+    (
+        "webhook.disabled",
+        "Webhook disabled",
+        "Herald disabled a webhook: its endpoint answered 410 Gone, or failed for HERALD_DISABLE_AFTER",
+    ),
+    (
+        "webhook.enabled",
+        "Webhook enabled",
+        "A disabled webhook was enabled again",
+    ),
+    (
+        "delivery.failed",
+        "Delivery failed",
+        "A delivery failed after its last retry",
+    ),
+];
+
+fn info(table: &[(&str, &str, &str)], operational: bool) -> impl Iterator<Item = EventTypeInfo> {
+    table
+        .iter()
+        .map(move |(name, display, description)| EventTypeInfo {
+            name: (*name).to_owned(),
+            display_name: (*display).to_owned(),
+            description: (*description).to_owned(),
+            operational,
+        })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("cannot read the catalog file {path}: {source}")]
@@ -153,14 +195,7 @@ struct CatalogFileEntry {
 impl Catalog {
     pub fn built_in() -> Self {
         Self {
-            types: BUILT_IN
-                .iter()
-                .map(|(name, display, description)| EventTypeInfo {
-                    name: (*name).to_owned(),
-                    display_name: (*display).to_owned(),
-                    description: (*description).to_owned(),
-                })
-                .collect(),
+            types: info(BUILT_IN, false).chain(info(OPERATIONAL, true)).collect(),
         }
     }
 
@@ -185,8 +220,11 @@ impl Catalog {
                     entry.name
                 )));
             }
-            if entry.name == TEST_EVENT_TYPE {
-                return Err(invalid(format!("`{TEST_EVENT_TYPE}` is reserved")));
+            if entry.name == TEST_EVENT_TYPE || is_operational(&entry.name) {
+                return Err(invalid(format!(
+                    "`{}` is reserved: Herald publishes it itself",
+                    entry.name
+                )));
             }
             if !seen.insert(entry.name.clone()) {
                 return Err(invalid(format!("`{}` is listed twice", entry.name)));
@@ -196,11 +234,13 @@ impl Catalog {
                 description: entry.description.unwrap_or_else(|| display_name.clone()),
                 display_name,
                 name: entry.name,
+                operational: false,
             });
         }
         if types.is_empty() {
             return Err(invalid("it lists no event types".to_owned()));
         }
+        types.extend(info(OPERATIONAL, true));
         Ok(Self { types })
     }
 
@@ -265,7 +305,7 @@ impl EventPattern {
 
     pub fn matches(&self, event_type: &str) -> bool {
         match self {
-            Self::All => true,
+            Self::All => !is_operational(event_type),
             Self::Prefix(prefix) => event_type.starts_with(prefix.as_str()),
             Self::Exact(name) => name == event_type,
         }
@@ -316,7 +356,7 @@ impl Subscription {
     /// Does it select `event_type`?
     pub fn matches(&self, event_type: &str) -> bool {
         match &self.0 {
-            None => true,
+            None => !is_operational(event_type),
             Some(patterns) => patterns.iter().any(|p| p.matches(event_type)),
         }
     }
@@ -397,6 +437,30 @@ mod tests {
         assert_eq!(filled.display_name, "Order filled");
         assert_eq!(filled.description, "Order fully filled");
         assert!(!catalog.contains(TEST_EVENT_TYPE));
-        assert_eq!(catalog.types().len(), 17);
+        assert_eq!(catalog.types().iter().filter(|t| !t.operational).count(), 17);
+    }
+
+    #[test]
+    fn operational_types_are_in_every_catalog_but_only_named_subscriptions_get_them() {
+        let catalog = Catalog::built_in();
+        for name in OPERATIONAL_EVENT_TYPES {
+            let info = catalog.types().iter().find(|t| t.name == name).expect("listed");
+            assert!(info.operational, "{name}");
+            let every = Subscription::from_stored(None).expect("every type");
+            assert!(!every.matches(name), "{name}");
+            let star = Subscription::from_stored(Some(r#"["*"]"#)).expect("star");
+            assert!(!star.matches(name), "{name}");
+            let exact = Subscription::from_stored(Some(&format!(r#"["{name}"]"#))).expect("exact");
+            assert!(exact.matches(name), "{name}");
+        }
+        let webhook = EventPattern::parse("webhook.*", &catalog).expect("webhook.* names operational types");
+        assert!(webhook.matches("webhook.disabled") && webhook.matches("webhook.enabled"));
+        let delivery = EventPattern::parse("delivery.*", &catalog).expect("delivery.* too");
+        assert!(delivery.matches("delivery.failed"));
+        assert!(
+            Subscription::from_stored(None)
+                .expect("every type")
+                .matches("order.filled")
+        );
     }
 }

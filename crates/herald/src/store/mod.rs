@@ -766,6 +766,39 @@ pub struct AttemptRecord {
     pub now: Millis,
 }
 
+/// An operational event (API.md section 11) written by the state change it announces, in the
+/// same transaction, waiting to be published: what its `data` says, as the rows read then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// Unique for good (never reused once deleted): the published events' caller id.
+    pub id: String,
+    /// `webhook.disabled`, `webhook.enabled` or `delivery.failed`.
+    pub event_type: String,
+    pub org_id: OrgId,
+    pub webhook_id: WebhookId,
+    pub url: String,
+    pub at: Millis,
+    /// `webhook.disabled`: `gone` or `failing`.
+    pub reason: Option<String>,
+    /// `delivery.failed`: the delivery as it ended.
+    pub failed: Option<FailedDelivery>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedDelivery {
+    pub delivery_id: DeliveryId,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub attempts: i64,
+    pub last_error: Option<ErrorClass>,
+    pub last_response_status: Option<i64>,
+}
+
+/// A fresh [`Announcement::id`].
+pub fn new_announcement_id() -> String {
+    format!("herald_announcement_{}", crate::domain::ids::new_body())
+}
+
 /// What recording an attempt did to the webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEffect {
@@ -992,6 +1025,15 @@ impl AttemptRecord {
             Next::Delivered => ClockChange::None,
             Next::DisableWebhook(reason) => ClockChange::Disable(reason.clone()),
             Next::RetryAt(_) | Next::Failed => ClockChange::Start(self.attempt.started_at),
+        }
+    }
+
+    /// The `reason` a `webhook.disabled` event gives when this record disables its webhook:
+    /// `gone` for a `410`, else `failing` (the failure clock).
+    pub fn disabled_reason_code(&self) -> &'static str {
+        match self.next {
+            Next::DisableWebhook(_) => "gone",
+            _ => "failing",
         }
     }
 
@@ -1415,6 +1457,12 @@ pub trait Store: Send + Sync + 'static {
     /// The last step of erasing an org, once its events are gone: its webhooks, their secrets,
     /// its keys, their idempotency records and sessions, and the org itself.
     fn forget_org(&self, org: OrgId) -> StoreFuture<'_, ()>;
+    /// The oldest `limit` operational events waiting to be published ([`Announcement`]).
+    fn announcements(&self, limit: u32) -> StoreFuture<'_, Vec<Announcement>>;
+    /// An announcement published into every org it goes to.
+    fn forget_announcement(&self, id: String) -> StoreFuture<'_, ()>;
+    /// The org made at first start, while it lives: operational events go there too.
+    fn operator_org(&self) -> StoreFuture<'_, Option<OrgId>>;
     /// Deletes the dashboard's rollups of attempts started before `before` (see
     /// [`rollup::KEEP_MS`]); how many rows went.
     fn purge_rollups(&self, before: Millis) -> StoreFuture<'_, u64>;

@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0012_webhook_headers.sql"),
     include_str!("../../migrations/postgres/0013_webhook_rate_limits.sql"),
     include_str!("../../migrations/postgres/0014_fifo_ordering.sql"),
+    include_str!("../../migrations/postgres/0015_operational_events.sql"),
 ];
 /// A retry makes an ended delivery pending again, which retention must then keep. The purge
 /// locks the events it looks at (`FOR UPDATE … SKIP LOCKED`) before it reads whether any of
@@ -656,6 +657,10 @@ impl Store for PostgresStore {
             }
             insert_org(&mut tx, &org).await?;
             insert_key(&mut tx, &key).await?;
+            sqlx::query(shared_sql!(MARK_OPERATOR_ORG))
+                .bind(org.id.as_str())
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -904,6 +909,12 @@ impl Store for PostgresStore {
                 }
                 (WebhookStatus::Disabled, WebhookStatus::Active) => {
                     unpark(&mut tx, &webhook.id, now).await?;
+                    sqlx::query(shared_sql!(ANNOUNCE_ENABLED))
+                        .bind(new_announcement_id())
+                        .bind(now)
+                        .bind(webhook.id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
                     true
                 }
                 _ => false,
@@ -1606,6 +1617,37 @@ impl Store for PostgresStore {
             }
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    fn announcements(&self, limit: u32) -> StoreFuture<'_, Vec<Announcement>> {
+        Box::pin(async move {
+            sqlx::query(shared_sql!(ANNOUNCEMENTS))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(rows::announcement)
+                .collect()
+        })
+    }
+
+    fn forget_announcement(&self, id: String) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(shared_sql!(FORGET_ANNOUNCEMENT))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn operator_org(&self) -> StoreFuture<'_, Option<OrgId>> {
+        Box::pin(async move {
+            let id: Option<String> = sqlx::query_scalar(shared_sql!(OPERATOR_ORG))
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(id.as_deref().and_then(OrgId::parse))
         })
     }
 

@@ -4,8 +4,8 @@
 //! shows `next_attempt_at` only while pending), live here.
 
 use super::{
-    ApiKey, Attempt, Candidate, Delivery, DeliveryStatus, Event, Org, OrgLifecycle, Role, Session, Webhook,
-    WebhookStatus,
+    Announcement, ApiKey, Attempt, Candidate, Delivery, DeliveryStatus, Event, FailedDelivery, Org,
+    OrgLifecycle, Role, Session, Webhook, WebhookStatus,
 };
 use crate::domain::error_class::ErrorClass;
 use crate::domain::event_types::Subscription;
@@ -45,6 +45,31 @@ fn parsed<R: Columns + ?Sized, T>(
     parse: impl FnOnce(&str) -> Option<T>,
 ) -> Result<T, R::Error> {
     parse(&row.text(column)?).ok_or_else(|| row.corrupt(column, what))
+}
+
+/// The columns of [`super::sql::ANNOUNCEMENTS`].
+pub fn announcement<R: Columns + ?Sized>(row: &R) -> Result<Announcement, R::Error> {
+    let failed = match row.text_opt(7)? {
+        None => None,
+        Some(delivery) => Some(FailedDelivery {
+            delivery_id: DeliveryId::parse(&delivery).ok_or_else(|| row.corrupt(7, "delivery id"))?,
+            event_id: parsed(row, 8, "event id", EventId::parse)?,
+            event_type: row.text(9)?,
+            attempts: row.int(10)?,
+            last_error: error_class(row, 11)?,
+            last_response_status: row.int_opt(12)?,
+        }),
+    };
+    Ok(Announcement {
+        id: row.text(0)?,
+        event_type: row.text(1)?,
+        org_id: parsed(row, 2, "org id", OrgId::parse)?,
+        webhook_id: parsed(row, 3, "webhook id", WebhookId::parse)?,
+        url: row.text(4)?,
+        at: row.int(5)?,
+        reason: row.text_opt(6)?,
+        failed,
+    })
 }
 
 pub const ORG_COLUMNS: &str = "id, name, created_at, retention_ms";

@@ -18,6 +18,37 @@ pub const START_FAILING: &str =
 /// `reason`, `now`, `webhook_id`; changes nothing on a webhook already disabled.
 pub const DISABLE_WEBHOOK: &str = "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'active'";
 
+/// Operational events (API.md section 11) are written by the state change they announce, in
+/// its transaction, and published later by the announcer (`crate::announcements`). None is
+/// written for a delivery of an operational event: they never beget more of themselves.
+///
+/// A webhook disabled by a record: `id`, `reason` (`gone`, `failing`), `now`, `webhook_id`,
+/// the recorded delivery's `seq`.
+pub const ANNOUNCE_DISABLED: &str = "INSERT INTO announcements (id, event_type, org_id, webhook_id, url, reason, at) \
+     SELECT ?, 'webhook.disabled', w.org_id, w.id, w.url, ?, ? FROM webhooks w WHERE w.id = ? \
+     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = ? \
+       AND d.event_type IN ('webhook.disabled', 'webhook.enabled', 'delivery.failed'))";
+/// A disabled webhook enabled again: `id`, `now`, `webhook_id`.
+pub const ANNOUNCE_ENABLED: &str = "INSERT INTO announcements (id, event_type, org_id, webhook_id, url, at) \
+     SELECT ?, 'webhook.enabled', org_id, id, url, ? FROM webhooks WHERE id = ?";
+/// A delivery failed after its last retry, as its row reads once recorded: `id`, `now`, `seq`.
+pub const ANNOUNCE_FAILED: &str = "INSERT INTO announcements (id, event_type, org_id, webhook_id, url, at, \
+     delivery_id, event_id, delivery_event_type, attempts, last_error, last_response_status) \
+     SELECT ?, 'delivery.failed', d.org_id, d.webhook_id, w.url, ?, d.id, d.event_id, d.event_type, \
+       d.attempt_count, d.last_error, d.last_response_status \
+     FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.seq = ? \
+     AND d.event_type NOT IN ('webhook.disabled', 'webhook.enabled', 'delivery.failed')";
+/// The oldest announcements first: `limit`.
+pub const ANNOUNCEMENTS: &str = "SELECT id, event_type, org_id, webhook_id, url, at, reason, delivery_id, event_id, \
+     delivery_event_type, attempts, last_error, last_response_status FROM announcements ORDER BY id LIMIT ?";
+/// A published announcement: `id`.
+pub const FORGET_ANNOUNCEMENT: &str = "DELETE FROM announcements WHERE id = ?";
+/// The operator's org, while it lives.
+pub const OPERATOR_ORG: &str =
+    "SELECT o.org_id FROM operator_org o JOIN orgs ON orgs.id = o.org_id WHERE orgs.erased_at IS NULL";
+/// The first start's org is the operator's: `org_id`.
+pub const MARK_OPERATOR_ORG: &str = "INSERT INTO operator_org (org_id) VALUES (?)";
+
 /// The steps of recording an attempt (see [`crate::store::QueueStep`]).
 ///
 /// The delivery's new state, unless it was canceled meanwhile: `last_attempt_at`,

@@ -511,6 +511,8 @@ impl Store for SqliteStore {
             }
             insert_org(conn, &org)?;
             insert_key(conn, &key)?;
+            conn.prepare_cached(sql::MARK_OPERATOR_ORG)?
+                .execute([org.id.as_str()])?;
             Ok(true)
         }))
     }
@@ -695,7 +697,14 @@ impl Store for SqliteStore {
             }
             match (was, webhook.status) {
                 (WebhookStatus::Active, WebhookStatus::Disabled) => park(conn, &webhook.id)?,
-                (WebhookStatus::Disabled, WebhookStatus::Active) => unpark(conn, &webhook.id, now)?,
+                (WebhookStatus::Disabled, WebhookStatus::Active) => {
+                    unpark(conn, &webhook.id, now)?;
+                    conn.prepare_cached(sql::ANNOUNCE_ENABLED)?.execute(params![
+                        new_announcement_id(),
+                        now,
+                        webhook.id.as_str()
+                    ])?;
+                }
                 _ => {}
             }
             Ok(Some(webhook))
@@ -1153,6 +1162,31 @@ impl Store for SqliteStore {
                 conn.prepare_cached(statement)?.execute([org.as_str()])?;
             }
             Ok(())
+        }))
+    }
+
+    fn announcements(&self, limit: u32) -> StoreFuture<'_, Vec<Announcement>> {
+        Box::pin(self.read(move |conn| {
+            let mut statement = conn.prepare_cached(sql::ANNOUNCEMENTS)?;
+            let rows = statement.query_map([limit], |row| rows::announcement(row))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        }))
+    }
+
+    fn forget_announcement(&self, id: String) -> StoreFuture<'_, ()> {
+        Box::pin(self.write_bookkeeping(move |conn| {
+            conn.prepare_cached(sql::FORGET_ANNOUNCEMENT)?.execute([&id])?;
+            Ok(())
+        }))
+    }
+
+    fn operator_org(&self) -> StoreFuture<'_, Option<OrgId>> {
+        Box::pin(self.read(|conn| {
+            let id: Option<String> = conn
+                .prepare_cached(sql::OPERATOR_ORG)?
+                .query_row([], |row| row.get(0))
+                .optional()?;
+            Ok(id.as_deref().and_then(OrgId::parse))
         }))
     }
 

@@ -62,6 +62,7 @@ mod sqlite {
     mod keys;
     mod leases;
     mod openapi_client;
+    mod operational_events;
     mod ops;
     mod pagination;
     mod rate_limits;
@@ -102,6 +103,7 @@ mod postgres {
     /// PostgreSQL only: several nodes, and the database going away.
     mod multinode;
     mod openapi_client;
+    mod operational_events;
     mod ops;
     mod pagination;
     mod rate_limits;

@@ -17,7 +17,8 @@ use crate::domain::error_class::ErrorClass;
 use crate::domain::time::Millis;
 use crate::store::rollup::{AttemptMinute, Rollup};
 use crate::store::{
-    AttemptRecord, BatchWebhooks, ClockChange, QueueStep, StoreError, WebhookEffect, WebhookWrites,
+    AttemptRecord, BatchWebhooks, ClockChange, Next, QueueStep, StoreError, WebhookEffect, WebhookWrites,
+    new_announcement_id,
 };
 
 /// Writes `records` in the caller's transaction; one effect per record, in order.
@@ -29,8 +30,16 @@ pub(super) async fn write(
     let mut batch = BatchWebhooks::default();
     for run in runs(records) {
         insert_attempts(tx, run).await?;
-        update_deliveries(tx, run).await?;
+        let stated = update_deliveries(tx, run).await?;
         for record in run {
+            if record.next == Next::Failed && stated.contains(&record.seq) {
+                sqlx::query(shared_sql!(ANNOUNCE_FAILED))
+                    .bind(new_announcement_id())
+                    .bind(record.now)
+                    .bind(record.seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             effects.push(webhook(tx, record, batch.writes_for(record)).await?);
         }
     }
@@ -153,8 +162,9 @@ async fn insert_attempts(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result
 /// Each delivery's queue row and new state, in one statement. As on SQLite (see
 /// [`QueueStep`]), the state changes only under our lease, or to `delivered`, and never out
 /// of `canceled`; otherwise only the attempt is counted. No column an index holds changes,
-/// so the delivery's new row version is a heap-only tuple when its page has room.
-async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result<(), StoreError> {
+/// so the delivery's new row version is a heap-only tuple when its page has room. Returns
+/// the deliveries whose state changed.
+async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result<HashSet<i64>, StoreError> {
     let states: Vec<(&str, Option<Millis>)> = run.iter().map(|r| r.next.row_state(&r.attempt)).collect();
     let steps: Vec<(i16, Option<Millis>)> = run
         .iter()
@@ -178,9 +188,10 @@ async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Resu
            last_response_status = r.response_status, last_error = r.error, last_error_message = r.error_message, \
            updated_at = r.now, status = r.status, delivered_at = COALESCE(r.delivered_at, d.delivered_at) \
            FROM r WHERE d.seq = r.seq AND r.seq IN (SELECT seq FROM ours) AND d.status <> 'canceled' \
-           RETURNING d.seq) \
-         UPDATE deliveries d SET attempt_count = d.attempt_count + 1 FROM r \
-         WHERE d.seq = r.seq AND r.seq NOT IN (SELECT seq FROM stated)",
+           RETURNING d.seq), \
+         counted AS (UPDATE deliveries d SET attempt_count = d.attempt_count + 1 FROM r \
+           WHERE d.seq = r.seq AND r.seq NOT IN (SELECT seq FROM stated)) \
+         SELECT seq FROM stated",
     )
     .bind(run.iter().map(|r| r.seq).collect::<Vec<_>>())
     .bind(run.iter().map(|r| r.attempt.started_at).collect::<Vec<_>>())
@@ -193,9 +204,11 @@ async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Resu
     .bind(run.iter().map(|r| r.claim_token).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.0).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.1).collect::<Vec<_>>())
-    .execute(tx)
-    .await?;
-    Ok(())
+    .fetch_all(tx)
+    .await?
+    .iter()
+    .map(|row| super::get(row, 0))
+    .collect()
 }
 
 /// What one record does to its webhook: when it was last triggered, its failure clock, and
@@ -245,6 +258,16 @@ async fn webhook(
         .await?
         .rows_affected();
     park(tx, &record.webhook_id).await?;
+    if changed > 0 {
+        sqlx::query(shared_sql!(ANNOUNCE_DISABLED))
+            .bind(new_announcement_id())
+            .bind(record.disabled_reason_code())
+            .bind(now)
+            .bind(webhook)
+            .bind(record.seq)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(if changed > 0 {
         WebhookEffect::Disabled(reason)
     } else {

@@ -20,6 +20,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0014_webhook_headers.sql"),
     include_str!("../../../migrations/sqlite/0015_webhook_rate_limits.sql"),
     include_str!("../../../migrations/sqlite/0016_fifo_ordering.sql"),
+    include_str!("../../../migrations/sqlite/0017_operational_events.sql"),
 ];
 
 /// Creates the database file, and its directory, readable by Herald's user alone (`0600`,

@@ -98,6 +98,10 @@ pub(super) fn record_one(
     } else {
         0
     };
+    if updated > 0 && record.next == Next::Failed {
+        conn.prepare_cached(sql::ANNOUNCE_FAILED)?
+            .execute(params![new_announcement_id(), now, seq])?;
+    }
     if updated == 0 {
         // Our lease ran out and someone else owns the delivery now (or it was canceled):
         // only the count moves.
@@ -132,6 +136,15 @@ pub(super) fn record_one(
         .prepare_cached(sql::DISABLE_WEBHOOK)?
         .execute(params![reason, now, webhook])?;
     park(conn, &record.webhook_id)?;
+    if changed > 0 {
+        conn.prepare_cached(sql::ANNOUNCE_DISABLED)?.execute(params![
+            new_announcement_id(),
+            record.disabled_reason_code(),
+            now,
+            webhook,
+            seq
+        ])?;
+    }
     Ok(if changed > 0 {
         WebhookEffect::Disabled(reason)
     } else {

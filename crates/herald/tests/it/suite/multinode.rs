@@ -462,3 +462,83 @@ async fn a_fifo_webhook_on_two_nodes_has_one_attempt_in_flight_and_keeps_order_t
     super::fifo::assert_one_at_a_time(&received, held);
     assert!(node_a.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_announce_each_webhook_disabled_once() {
+    skip_if_backend_unavailable!();
+    let env = [("HERALD_DEV", "true")];
+    let (node_a, node_b, _dirs) = two_nodes(&env);
+    let key = node_a.admin_key();
+    let receiver = TestReceiver::start().await;
+    receiver.always("/gone", Reply::status(410));
+    let watcher = json!({"url": receiver.url("/ops"), "event_types": ["webhook.*"]});
+    create_webhook(&node_a, &key, watcher).await;
+    let mut gone = Vec::new();
+    for _ in 0..20 {
+        let body = json!({"url": receiver.url("/gone"), "event_types": ["order.*"]});
+        let created = http_client()
+            .post(node_a.url("/v1/webhooks"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        let created: Value = created.json().await.expect("webhook");
+        gone.push(created["id"].as_str().expect("id").to_owned());
+    }
+    // Both nodes publish, so both claim and disable, and both announcers see every change.
+    publish_in_turn(&[node_a.url(""), node_b.url("")], &key, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let disabled = loop {
+        let disabled: Vec<String> = receiver
+            .received("/ops")
+            .iter()
+            .map(|r| r.json())
+            .filter(|b| b["event"] == "webhook.disabled")
+            .map(|b| b["data"]["webhook_id"].as_str().expect("id").to_owned())
+            .collect();
+        if disabled.len() >= gone.len() {
+            break disabled;
+        }
+        assert!(Instant::now() < deadline, "{} of 20 announced", disabled.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let distinct: HashSet<&String> = disabled.iter().collect();
+    assert_eq!(distinct.len(), gone.len(), "every disabled webhook announced");
+
+    // A barrier: an announcement made after every disabling; once it arrived, a second
+    // announcement of any disabling would be stored too.
+    let enable = http_client()
+        .patch(node_b.url(&format!("/v1/webhooks/{}", gone[0])))
+        .bearer_auth(&key)
+        .json(&json!({"status": "active", "url": receiver.url("/fine")}))
+        .send()
+        .await
+        .expect("enable");
+    assert_eq!(enable.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !receiver
+        .received("/ops")
+        .iter()
+        .any(|r| r.json()["event"] == "webhook.enabled")
+    {
+        assert!(Instant::now() < deadline, "webhook.enabled never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let list: Value = http_client()
+        .get(node_a.url("/v1/webhooks/events?limit=100&event_type=webhook.disabled"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        list["data"].as_array().expect("data").len(),
+        gone.len(),
+        "each change announced once across both nodes"
+    );
+    assert!(node_a.stop().success());
+    assert!(node_b.stop().success());
+}

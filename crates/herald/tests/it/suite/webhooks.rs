@@ -140,9 +140,16 @@ async fn a_replaced_catalog_decides_which_types_exist() {
         StatusCode::OK,
     )
     .await;
+    let data = list["data"].as_array().expect("data");
     assert_eq!(
-        list["data"],
-        json!([{"object": "event_type", "type": "invoice.paid", "group": "invoice", "name": "Invoice paid", "description": "An invoice was paid"}])
+        data[0],
+        json!({"object": "event_type", "type": "invoice.paid", "group": "invoice", "name": "Invoice paid", "description": "An invoice was paid", "operational": false})
+    );
+    let operational: Vec<&str> = data[1..].iter().filter_map(|t| t["type"].as_str()).collect();
+    assert_eq!(
+        operational,
+        ["webhook.disabled", "webhook.enabled", "delivery.failed"],
+        "Herald's own types are in every catalog"
     );
     app.create_webhook(
         &app.admin_key,
@@ -172,14 +179,15 @@ async fn the_built_in_catalog_lists_every_type_with_group_and_description() {
     let (_, key) = app.tenant("tenant").await;
     let list = expect_json(app.get("/v1/webhooks/event-types", &key).await, StatusCode::OK).await;
     let data = list["data"].as_array().expect("data");
-    assert_eq!(data.len(), 17);
+    assert_eq!(data.iter().filter(|t| t["operational"] == false).count(), 17);
+    assert_eq!(data.iter().filter(|t| t["operational"] == true).count(), 3);
     let filled = data
         .iter()
         .find(|t| t["type"] == "order.filled")
         .expect("order.filled");
     assert_eq!(
         filled,
-        &json!({"object": "event_type", "type": "order.filled", "group": "order", "name": "Order filled", "description": "Order fully filled"})
+        &json!({"object": "event_type", "type": "order.filled", "group": "order", "name": "Order filled", "description": "Order fully filled", "operational": false})
     );
     assert!(
         data.iter().all(|t| t["type"] != "webhook.test"),

@@ -72,9 +72,6 @@ pub struct Janitor {
 
 impl Janitor {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
-        for kind in ["events", "deliveries", "attempts", "orgs"] {
-            metrics::counter!("herald_purged_total", "kind" => kind).increment(0);
-        }
         Self {
             store,
             settings,

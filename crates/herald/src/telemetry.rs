@@ -1,5 +1,8 @@
 //! Logging: human-readable lines by default, JSON lines with `HERALD_LOG_FORMAT=json`.
 //! Fields are dotted (`webhook.id`); secrets, keys and payloads are never logged.
+//!
+//! Also the metrics every layer shares: the counters that exist from the start, and the
+//! store's health. (The recorder itself and `/metrics` are in `api/ops.rs`.)
 
 use std::io::IsTerminal as _;
 use std::sync::{Mutex, PoisonError};
@@ -32,6 +35,38 @@ pub fn init(config: &Config) -> Result<(), LogError> {
     // Already initialised (a second call in one process) is fine.
     let _ = result;
     Ok(())
+}
+
+/// Puts the counters that alerts watch (deploy/prometheus/herald.rules.yml) at 0 as soon
+/// as the recorder is installed. A series that does not exist yet is invisible to `rate()`
+/// and `increase()`, so "deliveries failed" or "no delivery progress" would stay silent on a
+/// node that never had one; and a counter first touched before the recorder was installed
+/// would be lost. Called once, right after the recorder is installed.
+pub fn register_metrics() {
+    for outcome in ["delivered", "retry", "failed", "disabled"] {
+        metrics::counter!("herald_deliveries_total", "outcome" => outcome).increment(0);
+    }
+    for reason in ["gone", "failing"] {
+        metrics::counter!("herald_webhooks_disabled_total", "reason" => reason).increment(0);
+    }
+    for kind in ["events", "deliveries", "attempts", "orgs"] {
+        metrics::counter!("herald_purged_total", "kind" => kind).increment(0);
+    }
+    for name in [
+        "herald_events_published_total",
+        "herald_auth_failures_total",
+        "herald_auth_throttled_total",
+        "herald_http_connections_refused_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+}
+
+/// Whether the database answers and takes writes, as `herald_store_up` (1 or 0): set by
+/// `/readyz` and every few seconds by the delivery engine, so an alert sees the store go
+/// away even when nothing polls `/readyz`.
+pub fn report_store(up: bool) {
+    metrics::gauge!("herald_store_up").set(if up { 1.0 } else { 0.0 });
 }
 
 /// A warning said at most once per `every`, however often its cause repeats (refused

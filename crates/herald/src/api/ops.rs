@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::telemetry;
 
 /// Latency buckets in seconds, from sub-millisecond to the delivery timeout.
 const BUCKETS: &[f64] = &[
@@ -39,6 +40,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("another metrics recorder is installed; /metrics will be empty");
             }
+            telemetry::register_metrics();
             spawn_upkeep(handle.clone());
             handle
         })
@@ -92,14 +94,21 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store().ping().await {
         Ok(()) => match state.store().writes_refused().await {
-            None => Json(json!({"status": "ok", "database": "ok"})).into_response(),
-            Some(why) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "database": "refusing writes", "reason": why})),
-            )
-                .into_response(),
+            None => {
+                telemetry::report_store(true);
+                Json(json!({"status": "ok", "database": "ok"})).into_response()
+            }
+            Some(why) => {
+                telemetry::report_store(false);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"status": "unavailable", "database": "refusing writes", "reason": why})),
+                )
+                    .into_response()
+            }
         },
         Err(e) => {
+            telemetry::report_store(false);
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,

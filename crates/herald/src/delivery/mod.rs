@@ -30,6 +30,7 @@ use crate::secrets::SecretBox;
 use crate::store::{
     Attempt, AttemptRecord, ClaimRequest, Claimed, LeaseOffer, Next, Store, StoreError, WebhookEffect,
 };
+use crate::telemetry;
 
 pub mod attempt;
 pub mod client;
@@ -346,9 +347,18 @@ impl Dispatcher {
         }
     }
 
+    /// The queue's gauges, and the store's health: a read that fails, or writes the store
+    /// refuses, is a store that is down.
     async fn report_queue(&self) {
-        if let Ok(stats) = self.store.queue_stats().await {
+        let stats = self.store.queue_stats().await;
+        let up = match &stats {
+            Ok(_) => self.store.writes_refused().await.is_none(),
+            Err(_) => false,
+        };
+        telemetry::report_store(up);
+        if let Ok(stats) = stats {
             metrics::gauge!("herald_queue_depth").set(stats.pending as f64);
+            metrics::gauge!("herald_queue_due").set(stats.due as f64);
             let age = stats
                 .oldest_pending_created_at
                 .map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
@@ -492,6 +502,8 @@ impl Dispatcher {
         }
         match recorded.await {
             Ok(Ok(WebhookEffect::Disabled(reason))) => {
+                let cause = if result == "disabled" { "gone" } else { "failing" };
+                metrics::counter!("herald_webhooks_disabled_total", "reason" => cause).increment(1);
                 tracing::warn!(webhook.id = %job.webhook_id, reason = %reason, "webhook disabled");
             }
             Ok(Ok(WebhookEffect::None)) => {

@@ -816,6 +816,9 @@ pub enum Requeue {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueStats {
     pub pending: u64,
+    /// Pending and due now, not held by a node: work that waits only for the engine (or for
+    /// a rate limit's turn, or a FIFO line's head).
+    pub due: u64,
     pub oldest_pending_created_at: Option<Millis>,
 }
 

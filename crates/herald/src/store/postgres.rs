@@ -23,7 +23,7 @@ use super::rows::{
 use super::*;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{DeliveryId, EventId, KeyId, OrgId, WebhookId};
-use crate::domain::time::Millis;
+use crate::domain::time::{Millis, now_ms};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
@@ -1212,12 +1212,15 @@ impl Store for PostgresStore {
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats> {
         Box::pin(async move {
             let row = sqlx::query(shared_sql!(QUEUE_STATS))
+                .bind(now_ms())
                 .fetch_one(&self.pool)
                 .await?;
             let pending: i64 = get(&row, 0)?;
+            let due: i64 = get(&row, 1)?;
             Ok(QueueStats {
                 pending: u64::try_from(pending).unwrap_or(0),
-                oldest_pending_created_at: get(&row, 1)?,
+                due: u64::try_from(due).unwrap_or(0),
+                oldest_pending_created_at: get(&row, 2)?,
             })
         })
     }

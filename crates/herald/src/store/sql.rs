@@ -193,9 +193,11 @@ pub const FORGET_ORG: &[&str] = &[
 ];
 /// Dashboard sessions expired before `now`.
 pub const PURGE_SESSIONS: &str = "DELETE FROM dashboard_sessions WHERE expires_at < ?";
-/// Pending deliveries and the oldest one's creation (`seq` grows with time, so the lowest
-/// queued one is the oldest, found without reading every queued delivery's row).
-pub const QUEUE_STATS: &str = "SELECT COUNT(*), (SELECT created_at FROM deliveries WHERE seq = (SELECT MIN(delivery) FROM delivery_queue)) FROM delivery_queue";
+/// Pending deliveries, how many of them are due at `now` (a leased one is due when its lease
+/// ends; a parked one never), and the oldest one's creation (`seq` grows with time, so the
+/// lowest queued one is the oldest, found without reading every queued delivery's row).
+pub const QUEUE_STATS: &str = "SELECT COUNT(*), COUNT(CASE WHEN due_at <= ? THEN 1 END), \
+     (SELECT created_at FROM deliveries WHERE seq = (SELECT MIN(delivery) FROM delivery_queue)) FROM delivery_queue";
 /// Frees an unfinished claim for a retry: `key_id`, `key`.
 pub const RELEASE_IDEMPOTENCY_KEY: &str =
     "DELETE FROM idempotency_keys WHERE key_id = ? AND key = ? AND status IS NULL";

@@ -43,7 +43,7 @@ use super::*;
 use crate::domain::filter::Filter;
 use crate::domain::ids::{DeliveryId, EventId, KeyId, OrgId, WebhookId};
 use crate::domain::rate_limit::RateLimit;
-use crate::domain::time::Millis;
+use crate::domain::time::{Millis, now_ms};
 
 // The backend's parts; each takes what it needs from here with `use super::*`.
 use cache::*;
@@ -861,11 +861,12 @@ impl Store for SqliteStore {
 
     fn queue_stats(&self) -> StoreFuture<'_, QueueStats> {
         Box::pin(self.read(|conn| {
-            let (pending, oldest): (i64, Option<Millis>) = conn
-                .prepare_cached(sql::QUEUE_STATS)?
-                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let (pending, due, oldest): (i64, i64, Option<Millis>) =
+                conn.prepare_cached(sql::QUEUE_STATS)?
+                    .query_row([now_ms()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             Ok(QueueStats {
                 pending: u64::try_from(pending).unwrap_or(0),
+                due: u64::try_from(due).unwrap_or(0),
                 oldest_pending_created_at: oldest,
             })
         }))

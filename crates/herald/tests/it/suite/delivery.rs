@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::support::receiver::{Received, Reply, TestReceiver};
-use super::support::{Settings, TestApp, expect_error, expect_json};
+use super::support::{Settings, TestApp, expect_error, expect_json, metric_value};
 
 /// Verifies a delivery with the `standardwebhooks` crate: an implementation that is not ours.
 pub(super) fn verify_independently(secret: &str, received: &Received) {
@@ -814,6 +814,18 @@ async fn delivery_events_filter_by_status_type_webhook_and_time() {
     .await;
 }
 
+/// The app's `/metrics` page.
+async fn metrics_page(app: &TestApp) -> String {
+    app.client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body")
+}
+
 #[tokio::test]
 async fn delivery_metrics_count_outcomes_and_report_the_queue() {
     skip_if_backend_unavailable!();
@@ -824,15 +836,7 @@ async fn delivery_metrics_count_outcomes_and_report_the_queue() {
     receiver.wait_for("/m", 1).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("get")
-            .text()
-            .await
-            .expect("body");
+        let text = metrics_page(&app).await;
         let ready = text.contains("herald_deliveries_total{outcome=\"delivered\"}")
             && text.contains("herald_attempt_duration_seconds_bucket")
             && text.contains("herald_queue_depth")
@@ -871,6 +875,17 @@ async fn a_webhook_failing_for_longer_than_disable_after_is_disabled() {
     };
     let reason = disabled["disabled_reason"].as_str().expect("reason");
     assert!(reason.contains("HERALD_DISABLE_AFTER"), "{reason}");
+    // Counted for the operator's alert, under its cause. (The recorder is shared by the
+    // tests of this process, so at least one.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = metrics_page(&app).await;
+        if metric_value(&page, "herald_webhooks_disabled_total{reason=\"failing\"}") >= 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not counted: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

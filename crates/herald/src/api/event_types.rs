@@ -26,6 +26,15 @@ pub struct EventTypeOut {
     pub group: String,
     pub name: String,
     pub description: String,
+    /// A realistic `data` for this type (omitted when the catalog has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub example: Option<serde_json::Value>,
+    /// The JSON Schema (draft 2020-12) that a published event's `data` must match (omitted
+    /// when the type has none: its data is not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// The event types this deployment publishes.
@@ -48,6 +57,8 @@ async fn list_event_types(
             event_type: t.name.clone(),
             name: t.display_name.clone(),
             description: t.description.clone(),
+            example: t.example.clone(),
+            schema: t.schema.as_ref().map(|schema| schema.raw().clone()),
         })
         .collect();
     Ok(Json(ListOut::all(data)))

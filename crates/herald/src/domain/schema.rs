@@ -78,13 +78,15 @@ impl DataSchema {
         let mut compiled = Schemas::new();
         compiler
             .add_resource(LOCATION, raw.clone())
-            .and_then(|()| compiler.compile(LOCATION, &mut compiled))
-            .map(|index| Self {
-                raw,
-                compiled: Arc::new(compiled),
-                index,
-            })
-            .map_err(|e| describe_compile_error(&e))
+            .map_err(|e| describe_compile_error(&e))?;
+        let index = compiler
+            .compile(LOCATION, &mut compiled)
+            .map_err(|e| describe_compile_error(&e))?;
+        Ok(Self {
+            raw,
+            compiled: Arc::new(compiled),
+            index,
+        })
     }
 
     /// The schema as written.

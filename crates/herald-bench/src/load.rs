@@ -28,6 +28,26 @@ pub struct Controls {
 pub const BENCH_FILTER: &str = r#"{"seq": {"$gte": 0}, "sent_at_us": {"$gt": 0}, "pad": {"$prefix": ""},
     "trader.desk": {"$exists": false}, "$or": [{"seq": {"$lt": 0}}, {"pad": {"$exists": true}}]}"#;
 
+/// `HERALD_CATALOG` for `throughput --schema`: the published type, `order.filled`, with a JSON
+/// Schema every bench event matches, so each publish pays for a full check of its `data`.
+pub const BENCH_CATALOG: &str = r#"[[event_types]]
+type = "order.filled"
+description = "Order fully filled (the bench's events, checked against a schema)"
+example = { seq = 0, sent_at_us = 1741962600000000, pad = "" }
+schema = '''
+{
+  "type": "object",
+  "required": ["seq", "sent_at_us", "pad"],
+  "additionalProperties": false,
+  "properties": {
+    "seq": {"type": "integer", "minimum": 0},
+    "sent_at_us": {"type": "integer", "exclusiveMinimum": 0},
+    "pad": {"type": "string", "pattern": "^x*$"}
+  }
+}
+'''
+"#;
+
 pub struct Publisher {
     client: reqwest::Client,
     base_url: String,

@@ -121,6 +121,10 @@ struct ClosedArgs {
     /// end-to-end rate is what one in-order line sustains (docs/PERFORMANCE.md).
     #[arg(long)]
     fifo: bool,
+    /// Give the published type a JSON Schema (a catalog file for the started Herald), so
+    /// every publish is validated: the cost of schemas, against a run without.
+    #[arg(long)]
+    schema: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -261,6 +265,8 @@ struct Plan {
     batch: u64,
     controls: load::Controls,
     mode: Mode,
+    /// Run with [`load::BENCH_CATALOG`]: the published type has a schema.
+    schema: bool,
     common: CommonArgs,
 }
 
@@ -300,6 +306,7 @@ impl Plan {
                 mode: Mode::Closed {
                     concurrency: a.concurrency,
                 },
+                schema: a.schema,
                 common: a.common,
             },
             Workload::Fanout(a) => Self {
@@ -314,6 +321,7 @@ impl Plan {
                 mode: Mode::Closed {
                     concurrency: a.concurrency,
                 },
+                schema: false,
                 common: a.common,
             },
             Workload::Latency(a) => {
@@ -331,6 +339,7 @@ impl Plan {
                         rate: a.rate,
                         duration: a.duration,
                     },
+                    schema: false,
                     common: a.common,
                 }
             }
@@ -348,6 +357,7 @@ impl Plan {
                     mode: Mode::Closed {
                         concurrency: a.concurrency,
                     },
+                    schema: false,
                     common: a.common,
                 }
             }
@@ -361,6 +371,7 @@ impl Plan {
                     concurrency: a.concurrency,
                     retry_schedule: a.retry_schedule,
                 },
+                schema: false,
                 common: a.common,
             },
             Workload::Soak(a) => {
@@ -380,6 +391,7 @@ impl Plan {
                         retention: a.retention,
                         every: Duration::from_secs(a.sample_every),
                     },
+                    schema: false,
                     common: a.common,
                 }
             }
@@ -532,12 +544,31 @@ async fn run(plan: Plan) -> anyhow::Result<Report> {
         .build()
         .context("building the HTTP client")?;
 
-    let extra_env = plan.herald_env();
+    let mut extra_env = plan.herald_env();
+    // Kept until the run ends: the started Herald reads it at start.
+    let catalog = if plan.schema {
+        anyhow::ensure!(
+            plan.common.url.is_none(),
+            "--schema gives the Herald it starts a catalog file; it cannot change one at --url"
+        );
+        let mut file = tempfile::Builder::new()
+            .prefix("herald-bench-catalog-")
+            .suffix(".toml")
+            .tempfile()
+            .context("creating the catalog file")?;
+        file.write_all(load::BENCH_CATALOG.as_bytes())
+            .context("writing the catalog file")?;
+        extra_env.push(("HERALD_CATALOG", file.path().display().to_string()));
+        Some(file)
+    } else {
+        None
+    };
     let mut target = Target::open(&plan.common, &extra_env, &client).await?;
     let result = measure(&plan, &target, client).await;
     target.stop().await;
     let mut report = result?;
     report.target = target_info(&plan, &target, &extra_env);
+    drop(catalog);
     Ok(report)
 }
 

@@ -29,6 +29,15 @@ pub struct EventTypeOut {
     /// Published by Herald itself about its delivery system (`webhook.disabled`, …); a
     /// webhook receives these only when its `event_types` name them.
     pub operational: bool,
+    /// A realistic `data` for this type (omitted when the catalog has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub example: Option<serde_json::Value>,
+    /// The JSON Schema (draft 2020-12) that a published event's `data` must match (omitted
+    /// when the type has none: its data is not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// The event types this deployment publishes.
@@ -52,6 +61,8 @@ async fn list_event_types(
             name: t.display_name.clone(),
             description: t.description.clone(),
             operational: t.operational,
+            example: t.example.clone(),
+            schema: t.schema.as_ref().map(|schema| schema.raw().clone()),
         })
         .collect();
     Ok(Json(ListOut::all(data)))

@@ -16,7 +16,7 @@ use super::AppState;
 use super::auth::TenantCaller;
 use super::error::{ApiError, ErrorBody, Result};
 use super::extract::{ApiJson, ApiQuery, OrgQuery, PathId};
-use crate::domain::event_types::is_operational;
+use crate::domain::event_types::{EventTypeInfo, TEST_EVENT_TYPE, is_operational};
 use crate::domain::ids::{EventId, OrgId, WebhookId};
 use crate::domain::json;
 use crate::domain::time::{format_ms, now_ms};
@@ -165,7 +165,7 @@ fn check(state: &AppState, input: &EventIn, at: &str) -> Result<()> {
             ),
         ));
     }
-    if !state.catalog().contains(&input.event_type) {
+    let Some(event_type) = state.catalog().get(&input.event_type) else {
         return Err(ApiError::invalid(
             "unknown_event_type",
             format!("{at}event_type"),
@@ -174,7 +174,7 @@ fn check(state: &AppState, input: &EventIn, at: &str) -> Result<()> {
                 input.event_type
             ),
         ));
-    }
+    };
     if !input.data.get().trim_start().starts_with('{') {
         return Err(ApiError::invalid(
             "invalid_value",
@@ -196,6 +196,9 @@ fn check(state: &AppState, input: &EventIn, at: &str) -> Result<()> {
             ),
         ));
     }
+    if event_type.has_schema() {
+        check_schema(event_type, &input.data, at)?;
+    }
     if let Some(id) = &input.id
         && (id.is_empty() || id.chars().count() > MAX_SOURCE_ID)
     {
@@ -208,13 +211,32 @@ fn check(state: &AppState, input: &EventIn, at: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks `data` against its type's schema (the caller knows there is one: only then is
+/// `data` parsed). The `param` is the failing path in dot form, array items by their index:
+/// `data.items.0.price`, or `events[3].data.amount` in a batch.
+fn check_schema(event_type: &EventTypeInfo, data: &RawValue, at: &str) -> Result<()> {
+    let parsed: serde_json::Value = serde_json::from_str(data.get())
+        .map_err(|e| ApiError::internal("reading event data already parsed once", e))?;
+    event_type.check(&parsed).map_err(|violation| {
+        let param = format!("{at}{}", violation.path_under("data"));
+        ApiError::invalid(
+            "invalid_payload",
+            param.clone(),
+            format!(
+                "`{param}` does not match the schema of `{}`: {}",
+                event_type.name, violation.message
+            ),
+        )
+    })
+}
+
 /// Publish an event to every subscribed, active webhook of the org.
 #[utoipa::path(post, path = "/v1/events", operation_id = "create_event", tag = "events",
     request_body = EventIn,
     responses(
         (status = 202, description = "Stored with its deliveries", body = EventOut),
         (status = 200, description = "A repeat of a caller id: the original event", body = EventOut),
-        (status = 400, description = "Invalid event, e.g. an unknown event type; `param` names the field", body = ErrorBody),
+        (status = 400, description = "Invalid event, e.g. an unknown event type; `param` names the field. `data` failing its type's schema: `invalid_payload`, `param` the failing path (`data.amount`)", body = ErrorBody),
         (status = 413, description = "`data` is larger than `HERALD_MAX_PAYLOAD_BYTES`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the database cannot take the write now (its disk full, read-only, unreachable); retry after `Retry-After` seconds", body = ErrorBody)))]
 async fn publish_event(
@@ -259,7 +281,7 @@ pub struct BatchOut {
 #[utoipa::path(post, path = "/v1/events/batch", operation_id = "create_event_batch", tag = "events",
     request_body = BatchIn,
     responses((status = 202, description = "Every event stored, with its deliveries, in one commit", body = BatchOut),
-        (status = 400, description = "An invalid item (`param` names it, e.g. `events[3].event_type`), or not 1 to 1,000 events; nothing was stored", body = ErrorBody),
+        (status = 400, description = "An invalid item (`param` names it, e.g. `events[3].event_type`, or `events[3].data.amount` for `invalid_payload`), or not 1 to 1,000 events; nothing was stored", body = ErrorBody),
         (status = 413, description = "The body is over 16 MiB, or an item's `data` over the payload limit", body = ErrorBody),
         (status = 503, description = "`store_unavailable`: the database cannot take the write now (its disk full, read-only, unreachable); retry after `Retry-After` seconds", body = ErrorBody)))]
 async fn publish_batch(
@@ -336,6 +358,8 @@ async fn get_event(
         .store()
         .get_event(scope, id)
         .await?
+        // A test send is no published event (its row is stored as `webhook.test`).
+        .filter(|event| event.event_type != TEST_EVENT_TYPE)
         .ok_or_else(|| ApiError::not_found("event"))?;
     Ok(Json(EventOut::new(event, true)))
 }

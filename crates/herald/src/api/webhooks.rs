@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,7 +14,7 @@ use super::auth::{Caller, TenantCaller};
 use super::deliveries::{DeliveryOut, time_param};
 use super::error::{ApiError, ErrorBody, Result};
 use super::events;
-use super::extract::{ApiJson, ApiQuery, NoFields, OptionalJson, OrgQuery, PathId};
+use super::extract::{ApiJson, ApiQuery, OptionalJson, OrgQuery, PathId};
 use super::pagination::{ListOut, page_request};
 use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
 use crate::domain::filter::Filter;
@@ -646,11 +647,22 @@ pub struct ReplayOut {
     pub queued: u64,
 }
 
-/// Send a `webhook.test` event to this webhook alone.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestIn {
+    /// A catalog type whose `example` is sent as `data` (with that type as `event`), so the
+    /// receiver's handler for it runs; omitted: a `webhook.test` event.
+    #[serde(default)]
+    pub event_type: Option<String>,
+}
+
+/// Send a test event to this webhook alone: `webhook.test`, or a catalog type's example.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", operation_id = "test_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id"), OrgQuery),
+    request_body(content = Option<TestIn>, description = "Optional: `{\"event_type\": \"order.filled\"}` sends that type's catalog example"),
     responses(
-        (status = 202, description = "A `webhook.test` delivery queued to this webhook alone", body = DeliveryOut),
+        (status = 202, description = "A test delivery queued to this webhook alone (never a published event)", body = DeliveryOut),
+        (status = 400, description = "`event_type` is not in the catalog, or has no example; `param` is `event_type`", body = ErrorBody),
         (status = 404, description = "No such webhook in the caller's org", body = ErrorBody),
         (status = 415, description = "A body without `Content-Type: application/json`", body = ErrorBody)))]
 async fn test_webhook(
@@ -658,29 +670,69 @@ async fn test_webhook(
     TenantCaller(caller): TenantCaller,
     PathId(raw): PathId,
     ApiQuery(query): ApiQuery<OrgQuery>,
-    _: OptionalJson<NoFields>,
+    OptionalJson(input): OptionalJson<TestIn>,
 ) -> Result<(StatusCode, Json<DeliveryOut>)> {
     let scope = caller.scope(query.org_id.as_deref())?;
-    Ok((StatusCode::ACCEPTED, Json(send_test(&state, scope, &raw).await?)))
+    let event_type = input.unwrap_or_default().event_type;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(send_test(&state, scope, &raw, event_type.as_deref()).await?),
+    ))
 }
 
-/// Publishes a `webhook.test` event to this webhook alone and returns its delivery.
-pub async fn send_test(state: &AppState, scope: OrgScope, raw: &str) -> Result<DeliveryOut> {
+/// What a test send carries: `webhook.test` with a note, or a catalog type with its example.
+/// A type without an example is refused rather than sent with made-up data: the point is to
+/// run the receiver's handler on a realistic payload (and one that would pass the schema).
+fn test_payload(
+    state: &AppState,
+    webhook_id: &WebhookId,
+    event_type: Option<&str>,
+) -> Result<(String, Value)> {
+    let Some(name) = event_type.filter(|name| *name != TEST_EVENT_TYPE) else {
+        let data = serde_json::json!({
+            "message": "This is a test event from Herald.",
+            "webhook_id": webhook_id,
+        });
+        return Ok((TEST_EVENT_TYPE.to_owned(), data));
+    };
+    let info = state.catalog().get(name).ok_or_else(|| {
+        ApiError::invalid(
+            "unknown_event_type",
+            "event_type",
+            format!("`{name}` is not an event type in the catalog (see GET /v1/webhooks/event-types)"),
+        )
+    })?;
+    let example = info.example.clone().ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_value",
+            "event_type",
+            format!(
+                "`{name}` has no example in the catalog to send: give it an `example` in HERALD_CATALOG, or send a test without `event_type`"
+            ),
+        )
+    })?;
+    Ok((info.name.clone(), example))
+}
+
+/// Publishes a test event to this webhook alone and returns its delivery.
+pub async fn send_test(
+    state: &AppState,
+    scope: OrgScope,
+    raw: &str,
+    event_type: Option<&str>,
+) -> Result<DeliveryOut> {
     let webhook = state
         .store()
         .get_webhook(scope, parse_id(raw)?)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    let data = serde_json::json!({
-        "message": "This is a test event from Herald.",
-        "webhook_id": webhook.id,
-    });
+    let (event_type, data) = test_payload(state, &webhook.id, event_type)?;
     let data =
         serde_json::value::to_raw_value(&data).map_err(|e| ApiError::internal("encoding a test event", e))?;
     let published = events::publish(
         state,
         webhook.org_id.clone(),
-        TEST_EVENT_TYPE,
+        &event_type,
         &data,
         None,
         Some(webhook.id.clone()),

@@ -61,7 +61,7 @@ pub enum Command {
     Trigger {
         /// The event type, e.g. order.filled.
         event_type: String,
-        /// The event's data, a JSON object [default: a small sample].
+        /// The event's data, a JSON object [default: the type's example from the catalog].
         #[arg(long)]
         data: Option<String>,
         /// Herald's base URL.

@@ -19,6 +19,7 @@ use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::pagination::page_request;
 use crate::api::webhooks::{self as api, StatusIn, WebhookIn, WebhookPatch};
+use crate::domain::event_types::EventTypeInfo;
 use crate::domain::headers::CustomHeaders;
 use crate::domain::ids::WebhookId;
 use crate::domain::time::now_ms;
@@ -278,15 +279,38 @@ impl FormValues {
 }
 
 /// The catalog by group: `order` → its types.
-fn groups(state: &AppState) -> BTreeMap<String, Vec<(String, String)>> {
-    let mut groups: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+fn groups(state: &AppState) -> BTreeMap<&str, Vec<&EventTypeInfo>> {
+    let mut groups: BTreeMap<&str, Vec<&EventTypeInfo>> = BTreeMap::new();
     for t in state.catalog().types() {
-        groups
-            .entry(t.group().to_owned())
-            .or_default()
-            .push((t.name.clone(), t.description.clone()));
+        groups.entry(t.group()).or_default().push(t);
     }
     groups
+}
+
+/// One type of the picker: its checkbox, what triggers it, and its example `data` (folded),
+/// so a tenant sees the shape before subscribing. (The description stays outside the label:
+/// the checkbox's accessible name is the type alone.)
+fn type_choice(t: &EventTypeInfo, checked: bool) -> Markup {
+    let described = format!("type-{}", t.name);
+    let example = t
+        .example
+        .as_ref()
+        .and_then(|example| serde_json::to_string_pretty(example).ok());
+    html! {
+        div.type {
+            label.check.indent {
+                input type="checkbox" name="event_types" value=(t.name) checked[checked] aria-describedby=(described);
+                code { (t.name) }
+            }
+            span.muted.small id=(described) { (t.description) }
+            @if let Some(example) = example {
+                details.example {
+                    summary { "Example" }
+                    pre { code { (example) } }
+                }
+            }
+        }
+    }
 }
 
 /// Whether the picker has a checkbox for this pattern.
@@ -384,11 +408,8 @@ fn form(
                             input type="checkbox" name="event_types" value=(wildcard) checked[values.checked.contains(&wildcard)];
                             code { (wildcard) }
                         }
-                        @for (name, description) in &types {
-                            label.check.indent title=(description) {
-                                input type="checkbox" name="event_types" value=(name) checked[values.checked.contains(name)];
-                                code { (name) }
-                            }
+                        @for t in types {
+                            (type_choice(t, values.checked.contains(&t.name)))
                         }
                     }
                 }
@@ -825,7 +846,7 @@ pub async fn send_test(
     Path(raw): Path<String>,
     CheckedForm(viewer, _): CheckedForm,
 ) -> Result<Redirect> {
-    let delivery = api::send_test(&state, viewer.scope(), &raw).await?;
+    let delivery = api::send_test(&state, viewer.scope(), &raw, None).await?;
     Ok(Redirect::to(&format!(
         "/dashboard/deliveries/{}?done=test-sent",
         delivery.id

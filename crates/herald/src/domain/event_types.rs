@@ -8,6 +8,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::schema::{DataSchema, Violation};
 
 /// Sent only by the test route; never listed, never publishable, never subscribable.
 pub const TEST_EVENT_TYPE: &str = "webhook.test";
@@ -35,19 +38,34 @@ pub fn is_valid_type_name(s: &str) -> bool {
 }
 
 /// One entry of the catalog, as `GET /v1/webhooks/event-types` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventTypeInfo {
     pub name: String,
     pub display_name: String,
     pub description: String,
     /// One of [`OPERATIONAL_EVENT_TYPES`].
     pub operational: bool,
+    /// A realistic `data` (always a JSON object): what tenants see before the first real
+    /// event, and what the test route and `herald trigger` send.
+    pub example: Option<Value>,
+    /// What `data` must look like; publishing checks it. Compiled once, at load.
+    pub schema: Option<DataSchema>,
 }
 
 impl EventTypeInfo {
     /// The first segment: `transfer` for `transfer.deposit.completed`.
     pub fn group(&self) -> &str {
         self.name.split('.').next().unwrap_or(&self.name)
+    }
+
+    /// Checks `data` against the type's schema; a type without one takes any object.
+    pub fn check(&self, data: &Value) -> Result<(), Violation> {
+        self.schema.as_ref().map_or(Ok(()), |schema| schema.check(data))
+    }
+
+    /// Whether the type has a schema (so publishing must parse `data` to check it).
+    pub fn has_schema(&self) -> bool {
+        self.schema.is_some()
     }
 }
 
@@ -155,8 +173,190 @@ fn info(table: &[(&str, &str, &str)], operational: bool) -> impl Iterator<Item =
             name: (*name).to_owned(),
             display_name: (*display).to_owned(),
             description: (*description).to_owned(),
+            example: Some(built_in_example(name)),
+            // No built-in schemas: platforms publish their own shapes for these names, and
+            // a schema here would refuse them.
+            schema: None,
             operational,
         })
+}
+
+/// The seed platform's ids and times, shared by the built-in examples so that an order's
+/// events tell one story.
+const ACCOUNT_ID: &str = "acc_01jq3v8m2k4n6p8r0s2t4w6y8z";
+const CREATED_AT: &str = "2025-03-14T14:30:00.000Z";
+const UPDATED_AT: &str = "2025-03-14T14:30:02.418Z";
+
+/// Adds `extra`'s members to the object `base`.
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Value::Object(base), Value::Object(extra)) = (&mut base, extra) {
+        base.extend(extra);
+    }
+    base
+}
+
+/// An order of 100 AAPL at a 187.50 limit, at one stage of its life.
+fn order(status: &str, filled: u32, average_price: Option<&str>, extra: Value) -> Value {
+    with(
+        json!({
+            "id": "ord_01jq3v9a7c5e3g1j9k7m5n3p1r",
+            "account_id": ACCOUNT_ID,
+            "symbol": "AAPL",
+            "side": "buy",
+            "type": "limit",
+            "time_in_force": "day",
+            "quantity": 100,
+            "filled_quantity": filled,
+            "limit_price": "187.50",
+            "average_price": average_price,
+            "status": status,
+            "created_at": CREATED_AT,
+            "updated_at": UPDATED_AT,
+        }),
+        extra,
+    )
+}
+
+/// A transfer of 2,500.00 USD by ACH; the amount is a decimal string, never a float.
+fn transfer(id: &str, direction: &str, status: &str, extra: Value) -> Value {
+    with(
+        json!({
+            "id": id,
+            "account_id": ACCOUNT_ID,
+            "direction": direction,
+            "amount": "2500.00",
+            "currency": "USD",
+            "method": "ach",
+            "status": status,
+            "created_at": CREATED_AT,
+            "updated_at": UPDATED_AT,
+        }),
+        extra,
+    )
+}
+
+fn account(extra: Value) -> Value {
+    with(
+        json!({
+            "id": ACCOUNT_ID,
+            "type": "individual",
+            "status": "active",
+            "base_currency": "USD",
+            "owner": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"},
+            "created_at": CREATED_AT,
+            "updated_at": UPDATED_AT,
+        }),
+        extra,
+    )
+}
+
+fn document(status: &str, extra: Value) -> Value {
+    with(
+        json!({
+            "id": "doc_01jq3vb4d6f8h0k2m4p6r8t0v2",
+            "account_id": ACCOUNT_ID,
+            "type": "proof_of_address",
+            "file_name": "utility-bill-2025-02.pdf",
+            "status": status,
+            "submitted_at": CREATED_AT,
+            "reviewed_at": UPDATED_AT,
+        }),
+        extra,
+    )
+}
+
+fn kyc(status: &str, extra: Value) -> Value {
+    with(
+        json!({
+            "id": "kyc_01jq3vc8e0g2j4m6p8s0v2x4z6",
+            "account_id": ACCOUNT_ID,
+            "level": "standard",
+            "status": status,
+            "checks": ["identity_document", "selfie", "address", "sanctions"],
+            "started_at": CREATED_AT,
+            "completed_at": UPDATED_AT,
+        }),
+        extra,
+    )
+}
+
+/// The built-in example for a built-in type (`{}` for a name not built in).
+fn built_in_example(name: &str) -> Value {
+    const DEPOSIT: &str = "tfr_01jq3vd2f4h6k8n0q2s4w6y8a0";
+    const WITHDRAWAL: &str = "tfr_01jq3ve6g8j0m2p4r6t8w0y2b4";
+    match name {
+        "account.created" => account(json!({})),
+        "account.updated" => account(json!({"changed": ["owner.email"]})),
+        "order.accepted" => order("accepted", 0, None, json!({})),
+        "order.filled" => order("filled", 100, Some("187.42"), json!({"filled_at": UPDATED_AT})),
+        "order.partially_filled" => order("partially_filled", 40, Some("187.45"), json!({})),
+        "order.canceled" => order(
+            "canceled",
+            40,
+            Some("187.45"),
+            json!({"canceled_at": UPDATED_AT, "cancel_reason": "requested_by_customer"}),
+        ),
+        "order.rejected" => order(
+            "rejected",
+            0,
+            None,
+            json!({"reject_reason": "insufficient_buying_power"}),
+        ),
+        "transfer.deposit.initiated" => transfer(DEPOSIT, "deposit", "pending", json!({})),
+        "transfer.deposit.completed" => transfer(
+            DEPOSIT,
+            "deposit",
+            "completed",
+            json!({"completed_at": UPDATED_AT}),
+        ),
+        "transfer.deposit.failed" => transfer(
+            DEPOSIT,
+            "deposit",
+            "failed",
+            json!({"failure_reason": "insufficient_funds"}),
+        ),
+        "transfer.withdrawal.initiated" => transfer(WITHDRAWAL, "withdrawal", "pending", json!({})),
+        "transfer.withdrawal.completed" => transfer(
+            WITHDRAWAL,
+            "withdrawal",
+            "completed",
+            json!({"completed_at": UPDATED_AT}),
+        ),
+        "transfer.withdrawal.failed" => transfer(
+            WITHDRAWAL,
+            "withdrawal",
+            "failed",
+            json!({"failure_reason": "bank_account_closed"}),
+        ),
+        "document.approved" => document("approved", json!({})),
+        "document.rejected" => document("rejected", json!({"rejection_reason": "document_expired"})),
+        "kyc.verification.approved" => kyc("approved", json!({})),
+        "kyc.verification.rejected" => kyc("rejected", json!({"rejection_reasons": ["document_unreadable"]})),
+        "webhook.disabled" => json!({
+            "webhook_id": "wh_01jq3vf0h2k4n6q8s0v2x4z6c8",
+            "org_id": "org_01jq3v7k1j3m5p7r9t1w3y5a7c",
+            "url": "https://hooks.tenant.example/herald",
+            "reason": "gone",
+            "disabled_at": UPDATED_AT,
+        }),
+        "webhook.enabled" => json!({
+            "webhook_id": "wh_01jq3vf0h2k4n6q8s0v2x4z6c8",
+            "org_id": "org_01jq3v7k1j3m5p7r9t1w3y5a7c",
+            "url": "https://hooks.tenant.example/herald",
+            "enabled_at": UPDATED_AT,
+        }),
+        "delivery.failed" => json!({
+            "delivery_id": "dlv_01jq3vg4j6m8p0r2t4w6y8a0d2",
+            "event_id": "evt_01jq3vh8k0n2q4s6v8x0z2b4e6",
+            "event_type": "order.filled",
+            "webhook_id": "wh_01jq3vf0h2k4n6q8s0v2x4z6c8",
+            "org_id": "org_01jq3v7k1j3m5p7r9t1w3y5a7c",
+            "attempts": 6,
+            "last_error": "http_status",
+            "last_response_status": 503,
+        }),
+        _ => json!({}),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,13 +367,16 @@ pub enum CatalogError {
     Invalid { path: String, message: String },
 }
 
-/// The TOML form of `HERALD_CATALOG`:
+/// The TOML form of `HERALD_CATALOG`. `example` and `schema` are JSON, written either as a
+/// string of JSON or as an inline table:
 ///
 /// ```toml
 /// [[event_types]]
 /// type = "order.filled"
 /// name = "Order filled"             # optional
 /// description = "Order fully filled" # optional
+/// example = '{"id": "ord_1", "quantity": 100}'
+/// schema = { type = "object", required = ["id"] }
 /// ```
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +393,59 @@ struct CatalogFileEntry {
     display: Option<String>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    example: Option<Value>,
+    #[serde(default)]
+    schema: Option<Value>,
+}
+
+/// A TOML value meant as JSON: a string is JSON text, anything else is taken as it is.
+fn json_of(value: Value) -> Result<Value, String> {
+    match value {
+        Value::String(text) => serde_json::from_str(&text).map_err(|e| format!("is not valid JSON: {e}")),
+        other => Ok(other),
+    }
+}
+
+impl CatalogFileEntry {
+    /// Checks the entry (the name is checked by the caller) into a catalog entry; the error
+    /// says what is wrong, for a message that names the type.
+    fn into_info(self) -> Result<EventTypeInfo, String> {
+        let schema = self
+            .schema
+            .map(|raw| {
+                let raw = json_of(raw).map_err(|e| format!("its schema {e}"))?;
+                DataSchema::compile(raw).map_err(|e| format!("its schema: {e}"))
+            })
+            .transpose()?;
+        let example = self
+            .example
+            .map(|raw| json_of(raw).map_err(|e| format!("its example {e}")))
+            .transpose()?;
+        if let Some(example) = &example {
+            if !example.is_object() {
+                return Err("its example is not a JSON object (an example is a whole `data`)".to_owned());
+            }
+            if let Some(schema) = &schema {
+                schema.check(example).map_err(|v| {
+                    format!(
+                        "its example fails its own schema at `{}`: {}",
+                        v.path_under("example"),
+                        v.message
+                    )
+                })?;
+            }
+        }
+        let display_name = self.display.unwrap_or_else(|| humanize(&self.name));
+        Ok(EventTypeInfo {
+            description: self.description.unwrap_or_else(|| display_name.clone()),
+            display_name,
+            name: self.name,
+            example,
+            schema,
+            operational: false,
+        })
+    }
 }
 
 impl Catalog {
@@ -199,46 +455,45 @@ impl Catalog {
         }
     }
 
-    /// Loads a catalog file that replaces the built-in one.
+    /// Loads a catalog file that replaces the built-in one. Every schema is compiled here,
+    /// once; a problem is reported naming the type.
     pub fn from_file(path: &Path) -> Result<Self, CatalogError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
             path: shown.clone(),
             source,
         })?;
-        let invalid = |message: String| CatalogError::Invalid {
-            path: shown.clone(),
-            message,
-        };
-        let file: CatalogFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        Self::from_toml(&text).map_err(|message| CatalogError::Invalid { path: shown, message })
+    }
+
+    fn from_toml(text: &str) -> Result<Self, String> {
+        let file: CatalogFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut seen = BTreeSet::new();
         let mut types = Vec::with_capacity(file.event_types.len());
         for entry in file.event_types {
-            if !is_valid_type_name(&entry.name) {
-                return Err(invalid(format!(
-                    "`{}` is not a valid event type (lowercase dot-separated segments of a-z, 0-9 and _)",
-                    entry.name
-                )));
+            let name = entry.name.clone();
+            if !is_valid_type_name(&name) {
+                return Err(format!(
+                    "`{name}` is not a valid event type (lowercase dot-separated segments of a-z, 0-9 and _)"
+                ));
             }
-            if entry.name == TEST_EVENT_TYPE || is_operational(&entry.name) {
-                return Err(invalid(format!(
-                    "`{}` is reserved: Herald publishes it itself",
-                    entry.name
-                )));
+            if name == TEST_EVENT_TYPE {
+                return Err(format!("`{name}` is reserved: the test route sends it"));
             }
-            if !seen.insert(entry.name.clone()) {
-                return Err(invalid(format!("`{}` is listed twice", entry.name)));
+            if OPERATIONAL_EVENT_TYPES.contains(&name.as_str()) {
+                return Err(format!("`{name}` is reserved: Herald publishes it itself"));
             }
-            let display_name = entry.display.unwrap_or_else(|| humanize(&entry.name));
-            types.push(EventTypeInfo {
-                description: entry.description.unwrap_or_else(|| display_name.clone()),
-                display_name,
-                name: entry.name,
-                operational: false,
-            });
+            if !seen.insert(name.clone()) {
+                return Err(format!("`{name}` is listed twice"));
+            }
+            types.push(
+                entry
+                    .into_info()
+                    .map_err(|problem| format!("`{name}`: {problem}"))?,
+            );
         }
         if types.is_empty() {
-            return Err(invalid("it lists no event types".to_owned()));
+            return Err("it lists no event types".to_owned());
         }
         types.extend(info(OPERATIONAL, true));
         Ok(Self { types })
@@ -249,7 +504,11 @@ impl Catalog {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.types.iter().any(|t| t.name == name)
+        self.get(name).is_some()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&EventTypeInfo> {
+        self.types.iter().find(|t| t.name == name)
     }
 }
 
@@ -462,5 +721,125 @@ mod tests {
                 .expect("every type")
                 .matches("order.filled")
         );
+    }
+
+    #[test]
+    fn every_built_in_type_has_an_object_example_in_the_seed_platforms_shape() {
+        let catalog = Catalog::built_in();
+        for t in catalog.types() {
+            let example = t.example.as_ref().expect("every built-in type has an example");
+            assert!(example.is_object(), "{}: {example}", t.name);
+            let id = if t.operational { "webhook_id" } else { "id" };
+            assert!(example.get(id).is_some(), "{} has an {id}", t.name);
+            assert!(t.schema.is_none(), "{}: built-in types take any shape", t.name);
+        }
+        let filled = catalog
+            .get("order.filled")
+            .and_then(|t| t.example.clone())
+            .expect("order.filled");
+        for field in [
+            "id",
+            "account_id",
+            "symbol",
+            "side",
+            "quantity",
+            "filled_quantity",
+            "average_price",
+            "status",
+            "created_at",
+            "updated_at",
+        ] {
+            assert!(filled.get(field).is_some(), "order.filled has {field}");
+        }
+        assert_eq!(filled["status"], "filled");
+        assert_eq!(filled["filled_quantity"], filled["quantity"]);
+        let deposit = catalog
+            .get("transfer.deposit.completed")
+            .and_then(|t| t.example.clone())
+            .expect("deposit");
+        assert_eq!(deposit["amount"], "2500.00", "amounts are decimal strings");
+        for field in ["id", "account_id", "currency", "direction", "status"] {
+            assert!(deposit.get(field).is_some(), "a transfer has {field}");
+        }
+    }
+
+    const WITH_EXAMPLES_AND_SCHEMAS: &str = r#"
+[[event_types]]
+type = "invoice.paid"
+example = '{"id": "inv_1", "amount": "12.50"}'
+schema = '{"type": "object", "required": ["id", "amount"], "properties": {"amount": {"type": "string"}}}'
+
+[[event_types]]
+type = "invoice.voided"
+description = "An invoice was voided"
+example = { id = "inv_2", reason = "duplicate" }
+schema = { type = "object", required = ["id"], properties = { reason = { enum = ["duplicate", "fraud"] } } }
+
+[[event_types]]
+type = "invoice.sent"
+"#;
+
+    #[test]
+    fn a_catalog_file_takes_examples_and_schemas_as_json_strings_or_inline_tables() {
+        let catalog = Catalog::from_toml(WITH_EXAMPLES_AND_SCHEMAS).expect("valid");
+        let paid = catalog.get("invoice.paid").expect("listed");
+        assert_eq!(paid.example, Some(json!({"id": "inv_1", "amount": "12.50"})));
+        assert_eq!(
+            paid.check(&json!({"id": "x", "amount": 12})).map_err(|v| v.path),
+            Err("amount".to_owned())
+        );
+        let voided = catalog.get("invoice.voided").expect("listed");
+        assert_eq!(
+            voided.example,
+            Some(json!({"id": "inv_2", "reason": "duplicate"}))
+        );
+        assert_eq!(
+            voided.schema.as_ref().map(DataSchema::raw),
+            Some(
+                &json!({"type": "object", "required": ["id"], "properties": {"reason": {"enum": ["duplicate", "fraud"]}}})
+            )
+        );
+        assert!(voided.check(&json!({"id": "x", "reason": "typo"})).is_err());
+        let sent = catalog.get("invoice.sent").expect("listed");
+        assert_eq!((&sent.example, sent.has_schema()), (&None, false));
+        assert!(
+            sent.check(&json!({"anything": 1})).is_ok(),
+            "no schema: not checked"
+        );
+    }
+
+    #[test]
+    fn a_bad_catalog_entry_is_refused_naming_the_type_and_the_problem() {
+        let cases = [
+            (
+                "type = \"a.b\"\nschema = { type = \"strin\" }",
+                "`a.b`: its schema: it is not a valid JSON Schema",
+            ),
+            (
+                "type = \"a.b\"\nschema = '{\"type\": '",
+                "`a.b`: its schema is not valid JSON",
+            ),
+            (
+                "type = \"a.b\"\nexample = { n = \"1\" }\nschema = { properties = { n = { type = \"integer\" } } }",
+                "`a.b`: its example fails its own schema at `example.n`",
+            ),
+            (
+                "type = \"a.b\"\nexample = '[1, 2]'",
+                "`a.b`: its example is not a JSON object",
+            ),
+            (
+                "type = \"a.b\"\n[[event_types]]\ntype = \"a.b\"",
+                "`a.b` is listed twice",
+            ),
+            ("type = \"webhook.test\"", "`webhook.test` is reserved"),
+            ("type = \"webhook.disabled\"", "`webhook.disabled` is reserved"),
+            ("type = \"webhook.enabled\"", "`webhook.enabled` is reserved"),
+            ("type = \"delivery.failed\"", "`delivery.failed` is reserved"),
+        ];
+        for (entry, expected) in cases {
+            let text = format!("[[event_types]]\n{entry}\n");
+            let error = Catalog::from_toml(&text).expect_err(entry);
+            assert!(error.contains(expected), "{entry}: {error}");
+        }
     }
 }

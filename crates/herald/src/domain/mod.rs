@@ -11,5 +11,6 @@ pub mod json;
 pub mod net;
 pub mod ordering;
 pub mod rate_limit;
+pub mod schema;
 pub mod time;
 pub mod webhook_url;

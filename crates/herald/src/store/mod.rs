@@ -521,6 +521,19 @@ pub struct NewEvent {
     pub lease: Option<LeaseOffer>,
 }
 
+impl NewEvent {
+    /// The type its event row is stored under: a test send's row is always `webhook.test`,
+    /// whatever type it carries on the wire and in its delivery, so it is never read back as
+    /// a published event (`GET /v1/events/{id}` answers 404 for it).
+    pub fn stored_type(&self) -> &str {
+        if self.only_webhook.is_some() {
+            crate::domain::event_types::TEST_EVENT_TYPE
+        } else {
+            &self.event_type
+        }
+    }
+}
+
 /// Lets a publish lease its fresh deliveries in the same transaction and hand them straight
 /// to the delivery engine the moment it commits, so the common case (an endpoint keeping up)
 /// costs no claim: no second write, no re-read of URL and payload, no wait for the fsync

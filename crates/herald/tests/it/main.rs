@@ -46,6 +46,7 @@ mod sqlite {
     mod auth;
     mod backup;
     mod batch;
+    mod catalog;
     mod cli;
     mod connections;
     mod crash;
@@ -85,6 +86,7 @@ mod postgres {
     mod auth;
     mod backup;
     mod batch;
+    mod catalog;
     mod cli;
     mod connections;
     mod crash;

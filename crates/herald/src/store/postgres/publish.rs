@@ -174,7 +174,7 @@ async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Stored>,
     )
     .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.org_id.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(NewEvent::stored_type).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.source_id.as_deref()).collect::<Vec<_>>())
     .bind(&counts)

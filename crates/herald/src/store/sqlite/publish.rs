@@ -54,7 +54,7 @@ pub(super) fn publish_in(
     .execute(params![
         event.id.as_str(),
         event.org_id.as_str(),
-        event.event_type,
+        event.stored_type(),
         event.payload,
         event.source_id,
         count,

@@ -591,3 +591,44 @@ fn a_postgresql_refusal_reads_as_the_servers_message_without_source_lines() {
     assert!(!stderr.contains("at line"), "{stderr}");
     assert_eq!(stderr.matches("does not exist").count(), 1, "said once: {stderr}");
 }
+
+#[test]
+fn serve_refuses_a_bad_catalog_naming_the_type_and_the_problem() {
+    skip_if_backend_unavailable!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "type = \"invoice.paid\"\nschema = { type = \"strin\" }",
+            "`invoice.paid`: its schema: it is not a valid JSON Schema",
+        ),
+        (
+            "type = \"invoice.paid\"\nexample = '{\"amount\": 12}'\nschema = '{\"properties\": {\"amount\": {\"type\": \"string\"}}}'",
+            "`invoice.paid`: its example fails its own schema at `example.amount`",
+        ),
+        (
+            "type = \"invoice.paid\"\nexample = '\"paid\"'",
+            "`invoice.paid`: its example is not a JSON object",
+        ),
+        (
+            "type = \"invoice.paid\"\n[[event_types]]\ntype = \"invoice.paid\"",
+            "`invoice.paid` is listed twice",
+        ),
+        ("type = \"webhook.test\"", "`webhook.test` is reserved"),
+        ("type = \"delivery.failed\"", "`delivery.failed` is reserved"),
+    ];
+    let database = super::support::database_url(dir.path());
+    for (entry, expected) in cases {
+        let catalog = dir.path().join("catalog.toml");
+        std::fs::write(&catalog, format!("[[event_types]]\n{entry}\n")).expect("write");
+        let catalog = catalog.display().to_string();
+        let mut env = vec![
+            ("HERALD_DATABASE_URL", database.as_str()),
+            ("HERALD_LISTEN", "127.0.0.1:0"),
+            ("HERALD_CATALOG", catalog.as_str()),
+        ];
+        env.extend(super::support::master_key().map(|key| ("HERALD_MASTER_KEY", key)));
+        let stderr = user_error(&herald(dir.path(), &["serve"], &env));
+        assert!(stderr.contains(expected), "{entry}: {stderr}");
+        assert!(stderr.contains(&catalog), "names the file: {stderr}");
+    }
+}

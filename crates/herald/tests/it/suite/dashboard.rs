@@ -1225,3 +1225,47 @@ async fn the_dashboard_counts_from_per_minute_rollups_which_go_with_their_org_an
         .expect("purge");
     assert_eq!(rollup_rows(&app, &[own]), 0);
 }
+
+#[tokio::test]
+async fn the_webhook_form_shows_each_types_description_and_escaped_example() {
+    skip_if_backend_unavailable!();
+    let catalog = r#"
+[[event_types]]
+type = "note.posted"
+description = "A note was posted <somewhere>"
+example = { id = "note_1", text = "<script>alert(1)</script> & more" }
+"#;
+    let app = TestApp::spawn_with(Settings {
+        catalog: Some(catalog.to_owned()),
+        ..Settings::default()
+    })
+    .await;
+    let (browser, _) = Browser::signed_in(&app, &app.admin_key).await;
+    let form = browser.get("/dashboard/webhooks/new").await;
+    assert_eq!(form.status(), StatusCode::OK);
+    let html = form.text().await.expect("html");
+    assert!(html.contains("A note was posted &lt;somewhere&gt;"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"),
+        "the example, escaped: {html}"
+    );
+    assert!(!html.contains("<script>alert(1)"), "never raw: {html}");
+    assert!(html.contains("<details class=\"example\">"), "{html}");
+
+    // The built-in catalog: every type with its description and a pretty-printed example.
+    let app = TestApp::spawn().await;
+    let (browser, _) = Browser::signed_in(&app, &app.admin_key).await;
+    let html = browser
+        .get("/dashboard/webhooks/new")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("Order fully filled"), "{html}");
+    assert_eq!(
+        html.matches("<details class=\"example\">").count(),
+        20,
+        "17 built-in types and Herald's 3 operational ones"
+    );
+    assert!(html.contains("&quot;symbol&quot;: &quot;AAPL&quot;"), "{html}");
+}

@@ -400,7 +400,10 @@ fn form(
             (field_error("description"))
             fieldset.event-types {
                 legend { "Event types" }
-                p.muted.small { "Leave everything unchecked to receive every type, now and future." }
+                p.muted.small {
+                    "Leave everything unchecked to receive every type, now and future, except Herald's own "
+                    code { "webhook.*" } " and " code { "delivery.*" } " events, which come only when checked."
+                }
                 @for (group, types) in groups(state) {
                     @let wildcard = format!("{group}.*");
                     div.group {

@@ -66,6 +66,7 @@ mod sqlite {
     mod operational_events;
     mod ops;
     mod pagination;
+    mod portal;
     mod rate_limits;
     mod retention;
     mod secrets;
@@ -108,6 +109,7 @@ mod postgres {
     mod operational_events;
     mod ops;
     mod pagination;
+    mod portal;
     mod rate_limits;
     mod retention;
     mod secrets;

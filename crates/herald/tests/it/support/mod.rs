@@ -20,6 +20,7 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub mod browser;
 pub mod process;
 pub mod publisher;
 pub mod receiver;

@@ -67,6 +67,7 @@ mod sqlite {
     mod ops;
     mod pagination;
     mod portal;
+    mod portal_browser;
     mod rate_limits;
     mod retention;
     mod secrets;
@@ -110,6 +111,7 @@ mod postgres {
     mod ops;
     mod pagination;
     mod portal;
+    mod portal_browser;
     mod rate_limits;
     mod retention;
     mod secrets;

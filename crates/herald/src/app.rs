@@ -29,7 +29,7 @@ pub fn router(state: AppState) -> Router {
         ApiError::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
     };
     crate::api::routes()
-        .merge(crate::dashboard::router())
+        .merge(crate::dashboard::router(state.clone()))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

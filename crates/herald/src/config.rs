@@ -77,6 +77,10 @@ pub struct ConfigArgs {
     /// The URL users reach Herald at, e.g. https://hooks.example.com [default: http://<HERALD_LISTEN>].
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Space-separated origins allowed to embed the tenant portal in an iframe, e.g.
+    /// https://app.example.com [default: none, the portal may not be framed].
+    #[arg(long, env = "HERALD_PORTAL_FRAME_ANCESTORS")]
+    pub portal_frame_ancestors: Option<String>,
     /// Most HTTP connections open at once; more are answered 503 and closed [default: 1024].
     #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,
@@ -195,6 +199,8 @@ pub struct Config {
     pub dev: bool,
     /// The base of links Herald hands out; `https` here marks the dashboard cookie `Secure`.
     pub public_url: url::Url,
+    /// Origins (`scheme://host[:port]`) that may frame the tenant portal; empty: none.
+    pub portal_frame_ancestors: Vec<String>,
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
@@ -218,6 +224,31 @@ fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
         setting: format!("HERALD_{}", setting.to_uppercase()),
         message: message.into(),
     }
+}
+
+/// Space-separated web origins, each `http(s)://host[:port]` with nothing after it: they go
+/// into a `Content-Security-Policy` header as they are, so nothing else may pass.
+fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
+    raw.split_whitespace()
+        .map(|origin| {
+            let parsed = url::Url::parse(origin).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.path() == "/"
+                    && !origin.ends_with('/')
+            });
+            match parsed {
+                Some(url) => Ok(url.origin().ascii_serialization()),
+                None => Err(format!(
+                    "`{origin}` is not an origin like https://app.example.com (scheme, host and port only)"
+                )),
+            }
+        })
+        .collect()
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -246,6 +277,7 @@ const KEYS: &[&str] = &[
     "log_format",
     "dev",
     "public_url",
+    "portal_frame_ancestors",
     "max_connections",
     "header_timeout",
     "idle_timeout",
@@ -438,6 +470,9 @@ impl Config {
                     )
                 })?
         };
+        let portal_frame_ancestors =
+            parse_origins(&pick("portal_frame_ancestors", &args.portal_frame_ancestors, ""))
+                .map_err(|m| invalid("portal_frame_ancestors", m))?;
         let number = |key: &str, arg: &Option<String>, default: &str, max: u64| {
             let raw = pick(key, arg, default);
             raw.trim()
@@ -487,6 +522,7 @@ impl Config {
             log_format,
             dev,
             public_url,
+            portal_frame_ancestors,
             max_connections,
             header_timeout,
             idle_timeout,
@@ -545,6 +581,28 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.body_timeout, Duration::from_secs(30));
         assert_eq!(c.auth_failure_limit, 20);
+    }
+
+    #[test]
+    fn portal_frame_ancestors_are_origins_and_nothing_else() {
+        assert_eq!(
+            parse_origins("https://app.example.com  http://localhost:3000"),
+            Ok(vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:3000".to_owned()
+            ])
+        );
+        assert_eq!(parse_origins(""), Ok(vec![]));
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://app.example.com/",
+            "https://app.example.com; script-src *",
+            "javascript:alert(1)",
+            "https://user@app.example.com",
+        ] {
+            assert!(parse_origins(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod dashboard;
 pub mod delivery;
 pub mod domain;
 pub mod lifecycle;
+pub mod portal;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -138,13 +138,24 @@ pub fn last4(secret: &str) -> String {
     chars[chars.len().saturating_sub(4)..].iter().collect()
 }
 
-/// A fresh API key secret: 256 random bits, URL-safe base64.
-pub fn new_api_key_secret() -> Result<String, SecretsError> {
+/// A fresh bearer token (an API key's secret, a dashboard session, a portal link): 256 random
+/// bits, URL-safe base64.
+pub fn new_token() -> Result<String, SecretsError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
 }
 
+/// What is stored of a token: its SHA-256, so a copy of the database lets no one in.
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// A fresh API key secret.
+pub fn new_api_key_secret() -> Result<String, SecretsError> {
+    new_token()
+}
+
 pub fn hash_api_key_secret(secret: &str) -> Vec<u8> {
-    Sha256::digest(secret.as_bytes()).to_vec()
+    hash_token(secret)
 }
 
 /// Constant-time comparison of a presented secret with a stored hash.

@@ -224,3 +224,19 @@ impl From<crate::secrets::SecretsError> for ApiError {
         Self::internal("secret handling failed", e)
     }
 }
+
+impl From<crate::portal::PortalError> for ApiError {
+    fn from(e: crate::portal::PortalError) -> Self {
+        match e {
+            crate::portal::PortalError::Store(e) => e.into(),
+            crate::portal::PortalError::Secrets(e) => e.into(),
+        }
+    }
+}
+
+/// A bad portal theme: `invalid_value`, `param` naming the field (`theme.logo_url`).
+impl From<crate::domain::theme::ThemeError> for ApiError {
+    fn from(e: crate::domain::theme::ThemeError) -> Self {
+        Self::invalid("invalid_value", e.param, e.message)
+    }
+}

@@ -27,6 +27,7 @@ pub mod idempotency;
 pub mod ops;
 pub mod orgs;
 pub mod pagination;
+pub mod portal_sessions;
 pub mod webhooks;
 
 /// Shared by every handler; cheap to clone.
@@ -139,7 +140,8 @@ impl AppState {
         (name = "webhooks", description = "Endpoints tenants register and the event types they subscribe to"),
         (name = "events", description = "Publishing events"),
         (name = "deliveries", description = "Delivery events, their attempts, retries"),
-        (name = "admin", description = "Orgs and API keys (admin keys only)")
+        (name = "admin", description = "Orgs and API keys (admin keys only)"),
+        (name = "portal", description = "Links to the tenant portal, the org's own webhook console")
     )
 )]
 struct ApiDoc;
@@ -179,6 +181,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(deliveries::router())
         .merge(events::router())
         .merge(orgs::router())
+        .merge(portal_sessions::router())
         .split_for_parts()
 }
 

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::{Caller, TenantCaller};
+use super::auth::TenantCaller;
 use super::deliveries::{DeliveryOut, time_param};
 use super::error::{ApiError, ErrorBody, Result};
 use super::events;
@@ -19,7 +19,7 @@ use super::pagination::{ListOut, page_request};
 use crate::domain::event_types::{EventPattern, PatternError, TEST_EVENT_TYPE};
 use crate::domain::filter::Filter;
 use crate::domain::headers::CustomHeaders;
-use crate::domain::ids::WebhookId;
+use crate::domain::ids::{OrgId, WebhookId};
 use crate::domain::ordering::DeliveryOrder;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::time::{Millis, format_ms, now_ms};
@@ -357,16 +357,17 @@ async fn create_webhook(
     TenantCaller(caller): TenantCaller,
     ApiJson(input): ApiJson<WebhookIn>,
 ) -> Result<(StatusCode, Json<WebhookOut>)> {
-    let (webhook, secret) = create(&state, &caller, input).await?;
+    let org_id = caller.org_for(&state, input.org_id.as_deref()).await?;
+    let (webhook, secret) = create(&state, org_id, input).await?;
     let mut out = WebhookOut::new(webhook, state.secret_box())?;
     out.signing_secret = Some(secret);
     Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// Checks and stores a new webhook; returns it with its signing secret, which is shown to
-/// the caller once and never again. (The API and the dashboard both create webhooks here.)
-pub async fn create(state: &AppState, caller: &Caller, input: WebhookIn) -> Result<(Webhook, String)> {
-    let org_id = caller.org_for(state, input.org_id.as_deref()).await?;
+/// the caller once and never again. (The API and the dashboard both create webhooks here;
+/// each decides the org: `input.org_id` is not read.)
+pub async fn create(state: &AppState, org_id: OrgId, input: WebhookIn) -> Result<(Webhook, String)> {
     let url = WebhookUrl::parse(&input.url, state.target_policy()).map_err(url_error)?;
     check_text(&input.name, "name", MAX_NAME)?;
     check_text(&input.description, "description", MAX_DESCRIPTION)?;

@@ -262,7 +262,7 @@ pub async fn detail(
         html! {
             (views::notice(fields.get("done")))
             div.actions {
-                @if d.status != DeliveryStatus::Canceled {
+                @if d.status != DeliveryStatus::Canceled && viewer.can_change() {
                     (views::post_button(&viewer, &format!("{base}/retry"), "Retry", ""))
                 }
                 a.button.secondary href={ "/dashboard/deliveries?webhook_id=" (d.webhook_id) } { "More of this webhook" }

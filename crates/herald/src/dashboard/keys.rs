@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
-use super::session::{CheckedForm, Fields, Viewer};
+use super::session::{Action, CheckedForm, Fields, Viewer};
 use super::views::{self, Nav};
 use super::{DashError, Result};
 use crate::accounts::{self, AccountError};
@@ -16,6 +16,7 @@ use crate::domain::time::now_ms;
 use crate::store::{PageRequest, Position};
 
 fn admins_only(viewer: &Viewer) -> Result<()> {
+    viewer.may(Action::ManageAccess)?;
     if viewer.is_admin() {
         Ok(())
     } else {
@@ -99,7 +100,7 @@ pub async fn revoke(
     match accounts::revoke_key(state.store(), &raw, now_ms()).await {
         Ok(id) => {
             state.key_cache().forget(std::slice::from_ref(&id));
-            tracing::info!(key.id = %id, by = %viewer.caller.key_id, "API key revoked from the dashboard");
+            tracing::info!(key.id = %id, by = %viewer.actor(), "API key revoked from the dashboard");
             Ok(Redirect::to("/dashboard/keys?done=revoked").into_response())
         }
         Err(e @ AccountError::LastAdminKey(_)) => {

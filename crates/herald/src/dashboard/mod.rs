@@ -18,6 +18,7 @@ mod charts;
 mod deliveries;
 mod keys;
 mod overview;
+mod portal;
 pub mod session;
 mod sign_in;
 mod views;
@@ -33,6 +34,8 @@ pub enum DashError {
     SignIn(String),
     /// A form without the right CSRF token, or posted from another site.
     Csrf,
+    /// A portal session whose link expired, never existed, or whose org was erased.
+    PortalEnded,
     /// Anything else, as the API would answer it (status and a message fit for users).
     Api(ApiError),
 }
@@ -72,6 +75,19 @@ impl IntoResponse for DashError {
                 let mut response = Redirect::to("/dashboard/login").into_response();
                 if let Ok(value) = HeaderValue::from_str(&session::cleared_cookie()) {
                     response.headers_mut().insert(header::SET_COOKIE, value);
+                }
+                response
+            }
+            Self::PortalEnded => {
+                let mut response = (StatusCode::UNAUTHORIZED, portal::ended_page()).into_response();
+                // Both kinds: a partitioned cookie is only cleared by a partitioned one.
+                for cookie in [
+                    session::cleared_portal_cookie(true),
+                    session::cleared_portal_cookie(false),
+                ] {
+                    if let Ok(value) = HeaderValue::from_str(&cookie) {
+                        response.headers_mut().append(header::SET_COOKIE, value);
+                    }
                 }
                 response
             }
@@ -140,21 +156,47 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// Pages are never cached (they show secrets once and live data), may not be framed, and
-/// load nothing from anywhere but here.
-async fn page_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// Pages are never cached (they show secrets once and live data), load nothing from
+/// anywhere but here (a portal's logo aside), and may not be framed: the portal's pages only
+/// by the origins in `HERALD_PORTAL_FRAME_ANCESTORS`.
+async fn page_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let portal =
+        req.uri().path().starts_with(crate::portal::PATH) || session::has_portal_cookie(req.headers());
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
     let set = |headers: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };
-    set(
-        headers,
-        "content-security-policy",
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
-         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    );
-    set(headers, "x-frame-options", "DENY");
+    let ancestors = &state.config().portal_frame_ancestors;
+    if portal {
+        let framing = if ancestors.is_empty() {
+            "'none'".to_owned()
+        } else {
+            ancestors.join(" ")
+        };
+        let policy = format!(
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data: https:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors {framing}; base-uri 'none'"
+        );
+        if let Ok(value) = HeaderValue::from_str(&policy) {
+            headers.insert("content-security-policy", value);
+        }
+        if ancestors.is_empty() {
+            set(headers, "x-frame-options", "DENY");
+        }
+    } else {
+        set(
+            headers,
+            "content-security-policy",
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        );
+        set(headers, "x-frame-options", "DENY");
+    }
     set(headers, "x-content-type-options", "nosniff");
     set(headers, "referrer-policy", "same-origin");
     if !headers.contains_key(header::CACHE_CONTROL) {
@@ -163,8 +205,10 @@ async fn page_headers(req: axum::extract::Request, next: axum::middleware::Next)
     response
 }
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
+        .route("/portal/{token}", get(portal::open))
+        .route("/dashboard/theme.css", get(portal::theme_css))
         .route("/dashboard", get(overview::page))
         .route("/dashboard/", get(|| async { Redirect::to("/dashboard") }))
         .route("/dashboard/login", get(sign_in::form).post(sign_in::submit))
@@ -192,5 +236,5 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/deliveries/{id}/retry", post(deliveries::retry))
         .route("/dashboard/assets/{file}", get(asset))
         .route("/dashboard/{*rest}", get(not_found).post(not_found))
-        .layer(axum::middleware::from_fn(page_headers))
+        .layer(axum::middleware::from_fn_with_state(state, page_headers))
 }

@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
 use super::Result;
@@ -103,7 +104,11 @@ pub async fn page(
     viewer: Viewer,
     headers: HeaderMap,
     fields: Fields,
-) -> Result<Markup> {
+) -> Result<Response> {
+    // The portal shows webhooks and deliveries only; this page is the dashboard's.
+    if viewer.is_portal() {
+        return Ok(Redirect::to(super::portal::HOME).into_response());
+    }
     let range = Range::parse(fields.get("range"));
     let webhooks = viewer.newest_webhooks(&state).await?;
     let chosen = fields
@@ -145,5 +150,6 @@ pub async fn page(
             }
             (charts)
         },
-    ))
+    )
+    .into_response())
 }

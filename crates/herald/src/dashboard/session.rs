@@ -19,26 +19,49 @@ use super::when;
 use crate::api::AppState;
 use crate::api::auth::{self, Caller};
 use crate::api::error::ApiError;
+use crate::domain::theme::Theme;
 use crate::domain::time::now_ms;
-use crate::secrets;
 use crate::store::{Org, OrgScope, Role, Session};
+use crate::{portal, secrets};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "herald_session";
+/// A portal link's session cookie: apart from the dashboard's, which it takes precedence
+/// over while it lasts.
+pub const PORTAL_COOKIE: &str = "herald_portal";
 /// A session ends twelve hours after sign-in, whatever happens in between.
 const LIFETIME_MS: i64 = 12 * 3600 * 1000;
 /// Forms are small; anything bigger is not ours.
 const FORM_LIMIT: usize = 64 * 1024;
 
+/// How a viewer got in, which decides what they may see and do.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Signed in with an API key: its org (an admin may switch), the admin pages by role.
+    Key(Caller),
+    /// A tenant portal link (API.md section 12): its org alone, its webhooks and deliveries,
+    /// no keys, no other org; a read-only link changes nothing.
+    Portal { read_only: bool, theme: Theme },
+}
+
 /// Who is looking at the dashboard, and at which org.
 #[derive(Debug, Clone)]
 pub struct Viewer {
-    pub caller: Caller,
-    /// The org the pages show: the key's own; an admin may switch.
+    pub access: Access,
+    /// The org the pages show: the key's own (an admin may switch), or the portal link's.
     pub org: Org,
     /// The token every form of this session must send back.
     pub csrf: String,
     token_hash: Vec<u8>,
+}
+
+/// What a viewer asks to do; [`Viewer::may`] is the one place that answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Any change: every form posted.
+    Change,
+    /// API keys, and switching org: the key holders' pages.
+    ManageAccess,
 }
 
 impl Viewer {
@@ -48,7 +71,55 @@ impl Viewer {
     }
 
     pub fn is_admin(&self) -> bool {
-        self.caller.role == Role::Admin
+        matches!(&self.access, Access::Key(caller) if caller.role == Role::Admin)
+    }
+
+    pub fn is_portal(&self) -> bool {
+        matches!(self.access, Access::Portal { .. })
+    }
+
+    /// Whether this viewer may do `action`: 403, as a page, when not.
+    pub fn may(&self, action: Action) -> Result<(), DashError> {
+        match (&self.access, action) {
+            (Access::Portal { read_only: true, .. }, Action::Change) => Err(ApiError::forbidden(
+                "This portal link is read-only: it shows everything and changes nothing.",
+            )
+            .into()),
+            (Access::Portal { .. }, Action::ManageAccess) => {
+                Err(ApiError::forbidden("The portal shows this org's webhooks and deliveries only.").into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the pages offer changes (buttons, forms) at all.
+    pub fn can_change(&self) -> bool {
+        self.may(Action::Change).is_ok()
+    }
+
+    /// The portal's theme; `None` on the dashboard.
+    pub fn theme(&self) -> Option<&Theme> {
+        match &self.access {
+            Access::Portal { theme, .. } => Some(theme),
+            Access::Key(_) => None,
+        }
+    }
+
+    /// What the header says the viewer is: the key's role, or the portal.
+    pub fn role_label(&self) -> &'static str {
+        match &self.access {
+            Access::Key(caller) => caller.role.as_str(),
+            Access::Portal { read_only: true, .. } => "read-only",
+            Access::Portal { .. } => "portal",
+        }
+    }
+
+    /// Who did it, for the logs: the key, or the portal of the org.
+    pub fn actor(&self) -> String {
+        match &self.access {
+            Access::Key(caller) => caller.key_id.to_string(),
+            Access::Portal { .. } => format!("portal:{}", self.org.id),
+        }
     }
 
     pub fn token_hash(&self) -> &[u8] {
@@ -57,27 +128,60 @@ impl Viewer {
 }
 
 fn hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+    secrets::hash_token(token)
 }
 
-fn csrf_for(token: &str) -> String {
+/// The CSRF token of the session whose cookie is `token`: what its forms carry.
+pub fn csrf_for(token: &str) -> String {
     let mut digest = Sha256::new();
     digest.update(b"herald dashboard csrf\0");
     digest.update(token.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.finalize())
 }
 
-/// The session token from the request's cookies, if any.
-fn session_token(headers: &HeaderMap) -> Option<String> {
+/// The value of cookie `name` in the request, if any.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
         .filter(|value| !value.is_empty())
+}
+
+/// The session token from the request's cookies, if any.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE)
+}
+
+/// Whether the request comes from a browser holding a portal link's cookie: its pages then
+/// follow the portal's framing rule, and an ended session shows the portal's page.
+pub fn has_portal_cookie(headers: &HeaderMap) -> bool {
+    cookie(headers, PORTAL_COOKIE).is_some()
+}
+
+/// The `Set-Cookie` that opens a portal: the link's token, for as long as the link lives.
+/// Embedding needs a cookie the browser sends inside a cross-site iframe: `SameSite=None`,
+/// which must be `Secure`, and `Partitioned` so that it lives in the embedding site's jar
+/// only (browsers that block third-party cookies still keep it). Otherwise `Lax`: the link
+/// arrives by a cross-site navigation, which a `Strict` cookie would miss on its redirect.
+pub fn portal_cookie(token: &str, max_age_seconds: i64, framed: bool, secure: bool) -> String {
+    let attributes = if framed {
+        "SameSite=None; Secure; Partitioned"
+    } else if secure {
+        "SameSite=Lax; Secure"
+    } else {
+        "SameSite=Lax"
+    };
+    format!("{PORTAL_COOKIE}={token}; Path=/dashboard; HttpOnly; Max-Age={max_age_seconds}; {attributes}")
+}
+
+/// The `Set-Cookie` that forgets a portal session (same attributes, or the browser keeps it).
+pub fn cleared_portal_cookie(framed: bool) -> String {
+    portal_cookie("", 0, framed, false)
 }
 
 /// The `Set-Cookie` that starts a session. `Secure` when the request came over HTTPS through
@@ -144,7 +248,7 @@ pub async fn sign_in(
              Sign in with a tenant or admin key.",
         ));
     }
-    let token = URL_SAFE_NO_PAD.encode(secrets::random_bytes::<32>()?);
+    let token = secrets::new_token()?;
     let now = now_ms();
     state
         .store()
@@ -172,6 +276,11 @@ impl FromRequestParts<AppState> for Viewer {
         if let Some(viewer) = parts.extensions.get::<Viewer>() {
             return Ok(viewer.clone());
         }
+        if let Some(token) = cookie(&parts.headers, PORTAL_COOKIE) {
+            let viewer = portal_viewer(state, &token).await?;
+            parts.extensions.insert(viewer.clone());
+            return Ok(viewer);
+        }
         let token = session_token(&parts.headers).ok_or(DashError::NotSignedIn)?;
         let session = state
             .store()
@@ -196,11 +305,11 @@ impl FromRequestParts<AppState> for Viewer {
             .await?
             .ok_or(DashError::NotSignedIn)?;
         let viewer = Viewer {
-            caller: Caller {
+            access: Access::Key(Caller {
                 key_id: key.id,
                 org_id: key.org_id,
                 role: key.role,
-            },
+            }),
             org,
             csrf: csrf_for(&token),
             token_hash: session.token_hash,
@@ -208,6 +317,28 @@ impl FromRequestParts<AppState> for Viewer {
         parts.extensions.insert(viewer.clone());
         Ok(viewer)
     }
+}
+
+/// The viewer of a portal link's cookie; an expired or unknown link, or an erased org, ends
+/// it with the portal's own page.
+async fn portal_viewer(state: &AppState, token: &str) -> Result<Viewer, DashError> {
+    let grant = portal::open(state.store(), token)
+        .await?
+        .ok_or(DashError::PortalEnded)?;
+    let org = state
+        .store()
+        .get_org(grant.org_id)
+        .await?
+        .ok_or(DashError::PortalEnded)?;
+    Ok(Viewer {
+        access: Access::Portal {
+            read_only: grant.read_only,
+            theme: grant.theme,
+        },
+        org,
+        csrf: csrf_for(token),
+        token_hash: hash(token),
+    })
 }
 
 impl axum::extract::OptionalFromRequestParts<AppState> for Viewer {
@@ -331,8 +462,10 @@ impl FromRequest<AppState> for CheckedForm {
         let (mut parts, fields) = read_form(state, req).await?;
         let viewer = Viewer::from_request_parts(&mut parts, state).await?;
         let sent = fields.get("csrf").unwrap_or_default();
+        // Refused before anything of the form is looked at.
+        viewer.may(Action::Change)?;
         if !bool::from(sent.as_bytes().ct_eq(viewer.csrf.as_bytes())) {
-            tracing::warn!(key.id = %viewer.caller.key_id, "dashboard form refused: CSRF token missing or wrong");
+            tracing::warn!(by = %viewer.actor(), "dashboard form refused: CSRF token missing or wrong");
             return Err(DashError::Csrf);
         }
         Ok(Self(viewer, fields))

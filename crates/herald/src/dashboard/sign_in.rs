@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
-use super::session::{self, CheckedForm, PublicForm, Viewer};
+use super::session::{self, Action, CheckedForm, PublicForm, Viewer};
 use super::views::{self, Nav};
 use super::{DashError, Result};
 use crate::api::AppState;
@@ -71,6 +71,7 @@ pub async fn sign_out(
 }
 
 fn admins_only(viewer: &Viewer) -> Result<()> {
+    viewer.may(Action::ManageAccess)?;
     if viewer.is_admin() {
         Ok(())
     } else {

@@ -21,37 +21,58 @@ pub enum Nav {
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-fn head(title: &str) -> Markup {
+/// `site`: what the tab says after the page's title ("Herald", or a portal's own title);
+/// `themed`: the portal's accent colour stylesheet is linked.
+fn head(title: &str, site: &str, themed: bool) -> Markup {
     html! {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
-            title { (title) " · Herald" }
+            title { (title) " · " (site) }
             // No favicon request: there is nothing to fetch.
             link rel="icon" href="data:,";
             link rel="stylesheet" href={ "/dashboard/assets/dashboard.css?v=" (VERSION) };
+            @if themed {
+                link rel="stylesheet" href="/dashboard/theme.css";
+            }
             script src={ "/dashboard/assets/dashboard.js?v=" (VERSION) } defer {}
         }
     }
 }
 
-/// A whole page for a signed-in viewer.
+/// A whole page for a signed-in viewer. The portal shows its theme and only its own pages.
 pub fn page(viewer: &Viewer, nav: Nav, title: &str, body: Markup) -> Markup {
     let link = |target: Nav, href: &str, label: &str| {
         html! {
             a href=(href) aria-current=[(nav == target).then_some("page")] { (label) }
         }
     };
+    let theme = viewer.theme();
+    let site = theme
+        .and_then(|t| t.title.as_deref())
+        .unwrap_or(if viewer.is_portal() { "Webhooks" } else { "Herald" });
+    let themed = theme.is_some_and(|t| t.accent_color.is_some());
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
-            body {
+            (head(title, site, themed))
+            body.portal[viewer.is_portal()] {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
-                    a.brand href="/dashboard" { "Herald" }
+                    @if let Some(theme) = theme {
+                        span.brand {
+                            @if let Some(logo) = &theme.logo_url {
+                                img.logo src=(logo) alt="" referrerpolicy="no-referrer";
+                            }
+                            (site)
+                        }
+                    } @else {
+                        a.brand href="/dashboard" { "Herald" }
+                    }
                     nav aria-label="Main" {
-                        (link(Nav::Overview, "/dashboard", "Overview"))
+                        @if !viewer.is_portal() {
+                            (link(Nav::Overview, "/dashboard", "Overview"))
+                        }
                         (link(Nav::Webhooks, "/dashboard/webhooks", "Webhooks"))
                         (link(Nav::Deliveries, "/dashboard/deliveries", "Deliveries"))
                         @if viewer.is_admin() {
@@ -61,14 +82,29 @@ pub fn page(viewer: &Viewer, nav: Nav, title: &str, body: Markup) -> Markup {
                     }
                     div.who {
                         span.org title=(viewer.org.id) { (viewer.org.name) }
-                        span.role { (viewer.caller.role.as_str()) }
-                        form method="post" action="/dashboard/logout" {
-                            (csrf(viewer))
-                            button.link type="submit" { "Sign out" }
+                        span.role { (viewer.role_label()) }
+                        @if !viewer.is_portal() {
+                            form method="post" action="/dashboard/logout" {
+                                (csrf(viewer))
+                                button.link type="submit" { "Sign out" }
+                            }
                         }
                     }
                 }
                 main #main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+/// A page of the portal without a session (an ended link): no way into the dashboard.
+pub fn bare_portal(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title, "Webhooks", false))
+            body.bare {
+                main #main { (body) }
             }
         }
     }
@@ -79,7 +115,7 @@ pub fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, "Herald", false))
             body.bare {
                 main #main {
                     p.brand-line { a.brand href="/dashboard" { "Herald" } }

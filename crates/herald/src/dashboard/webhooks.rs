@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use super::charts::{self, Range};
 use super::deliveries;
 use super::overview;
-use super::session::{CheckedForm, Fields, Viewer};
+use super::session::{Action, CheckedForm, Fields, Viewer};
 use super::views::{self, Nav, label};
 use super::{DashError, Result};
 use crate::api::AppState;
@@ -118,9 +118,15 @@ pub async fn list(
         "Webhooks",
         html! {
             (views::notice(fields.get("done")))
-            p.actions { a.button href="/dashboard/webhooks/new" { "New webhook" } }
+            @if viewer.can_change() {
+                p.actions { a.button href="/dashboard/webhooks/new" { "New webhook" } }
+            }
             @if page.items.is_empty() && !paged {
-                (overview::first_webhook_hint(&headers))
+                @if viewer.is_portal() {
+                    p.empty-line { "No webhooks yet." }
+                } @else {
+                    (overview::first_webhook_hint(&headers))
+                }
             } @else {
                 table {
                     caption.visually-hidden { "Webhooks of " (viewer.org.name) ", with the last 24 hours" }
@@ -479,7 +485,8 @@ fn form_error(e: ApiError) -> std::result::Result<FormError, DashError> {
     }
 }
 
-pub async fn new_form(State(state): State<AppState>, viewer: Viewer) -> Markup {
+pub async fn new_form(State(state): State<AppState>, viewer: Viewer) -> Result<Markup> {
+    viewer.may(Action::Change)?;
     let body = form(
         &state,
         &viewer,
@@ -488,7 +495,7 @@ pub async fn new_form(State(state): State<AppState>, viewer: Viewer) -> Markup {
         &FormValues::default(),
         None,
     );
-    views::page(&viewer, Nav::Webhooks, "New webhook", body)
+    Ok(views::page(&viewer, Nav::Webhooks, "New webhook", body))
 }
 
 pub async fn create(
@@ -506,9 +513,9 @@ pub async fn create(
             headers: Some(values.headers()?),
             rate_limit: values.rate_limit(),
             ordering: Some(Some(values.ordering())),
-            org_id: Some(viewer.org.id.to_string()),
+            org_id: None,
         };
-        api::create(&state, &viewer.caller, input).await
+        api::create(&state, viewer.org.id.clone(), input).await
     }
     .await;
     match created {
@@ -609,7 +616,7 @@ async fn detail_page(
                     }
                 }
             }
-            div.actions {
+            @if viewer.can_change() { div.actions {
                 (views::post_button(viewer, &format!("{base}/test"), "Send test event", "secondary"))
                 @if webhook.status == WebhookStatus::Active {
                     form.inline method="post" action={ (base) "/status" } {
@@ -638,7 +645,7 @@ async fn detail_page(
                 }
                 a.button.secondary href={ (base) "/edit" } { "Edit" }
                 a.button.danger href={ (base) "/delete" } { "Delete" }
-            }
+            } }
             dl.facts {
                 dt { "Status" } dd {
                     (views::badge(webhook.status.as_str()))
@@ -685,14 +692,16 @@ async fn detail_page(
                 (deliveries::table(&recent.items, None))
                 p { a href={ "/dashboard/deliveries?webhook_id=" (id) } { "Every delivery of this webhook →" } }
             }
-            h2 { "Replay failed deliveries" }
-            form.filters method="post" action={ (base) "/replay" } {
-                (views::csrf(viewer))
-                (views::time_input("since", "From (UTC)", None, true))
-                (views::time_input("until", "To (UTC)", None, false))
-                button.secondary type="submit" { "Replay failed" }
+            @if viewer.can_change() {
+                h2 { "Replay failed deliveries" }
+                form.filters method="post" action={ (base) "/replay" } {
+                    (views::csrf(viewer))
+                    (views::time_input("since", "From (UTC)", None, true))
+                    (views::time_input("until", "To (UTC)", None, false))
+                    button.secondary type="submit" { "Replay failed" }
+                }
+                p.muted.small { "Sends every failed delivery created in that window again, with a fresh retry schedule. Leave “To” empty for “until now”. " (views::TIME_HINT) }
             }
-            p.muted.small { "Sends every failed delivery created in that window again, with a fresh retry schedule. Leave “To” empty for “until now”. " (views::TIME_HINT) }
         },
     ))
 }
@@ -702,6 +711,7 @@ pub async fn edit_form(
     viewer: Viewer,
     Path(raw): Path<String>,
 ) -> Result<Markup> {
+    viewer.may(Action::Change)?;
     let webhook = find(&state, &viewer, &raw).await?;
     let values = FormValues::from_webhook(&webhook, &state)?;
     let action = format!("/dashboard/webhooks/{}/edit", webhook.id);
@@ -792,6 +802,7 @@ pub async fn confirm_delete(
     viewer: Viewer,
     Path(raw): Path<String>,
 ) -> Result<Markup> {
+    viewer.may(Action::Change)?;
     let webhook = find(&state, &viewer, &raw).await?;
     let base = format!("/dashboard/webhooks/{}", webhook.id);
     Ok(views::page(

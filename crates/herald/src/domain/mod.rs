@@ -12,5 +12,6 @@ pub mod net;
 pub mod ordering;
 pub mod rate_limit;
 pub mod schema;
+pub mod theme;
 pub mod time;
 pub mod webhook_url;

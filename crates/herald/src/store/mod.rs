@@ -835,6 +835,21 @@ pub struct QueueStats {
     pub oldest_pending_created_at: Option<Millis>,
 }
 
+/// A tenant portal link (API.md section 12), which is also the browser's session once opened:
+/// the browser holds the random token, the store its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalLink {
+    pub token_hash: Vec<u8>,
+    /// The one org the portal shows.
+    pub org_id: OrgId,
+    /// Shows everything and changes nothing.
+    pub read_only: bool,
+    /// The theme as JSON (`crate::dashboard::portal::Theme`), if one was given.
+    pub theme: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
 /// A dashboard sign-in. The browser holds a random token; only its SHA-256 is stored, so a
 /// copy of the database cannot be used to sign in.
 #[derive(Debug, Clone)]
@@ -1460,7 +1475,11 @@ pub trait Store: Send + Sync + 'static {
     fn get_session(&self, token_hash: Vec<u8>, now: Millis) -> StoreFuture<'_, Option<Session>>;
     fn set_session_org(&self, token_hash: Vec<u8>, org: OrgId) -> StoreFuture<'_, ()>;
     fn delete_session(&self, token_hash: Vec<u8>) -> StoreFuture<'_, ()>;
+    /// Deletes dashboard sessions and portal links that expired before `before`.
     fn purge_sessions(&self, before: Millis) -> StoreFuture<'_, u64>;
+    fn create_portal_link(&self, link: PortalLink) -> StoreFuture<'_, ()>;
+    /// The link with this token hash, unless it expired before `now` or its org was erased.
+    fn get_portal_link(&self, token_hash: Vec<u8>, now: Millis) -> StoreFuture<'_, Option<PortalLink>>;
 
     /// Every org with what retention and erasure need to know of it.
     fn org_lifecycles(&self) -> StoreFuture<'_, Vec<OrgLifecycle>>;

@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0013_webhook_rate_limits.sql"),
     include_str!("../../migrations/postgres/0014_fifo_ordering.sql"),
     include_str!("../../migrations/postgres/0015_operational_events.sql"),
+    include_str!("../../migrations/postgres/0016_portal_links.sql"),
 ];
 /// A retry makes an ended delivery pending again, which retention must then keep. The purge
 /// locks the events it looks at (`FOR UPDATE … SKIP LOCKED`) before it reads whether any of
@@ -1575,11 +1576,44 @@ impl Store for PostgresStore {
 
     fn purge_sessions(&self, before: Millis) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            Ok(sqlx::query(shared_sql!(PURGE_SESSIONS))
+            let sessions = sqlx::query(shared_sql!(PURGE_SESSIONS))
                 .bind(before)
                 .execute(&self.pool)
                 .await?
-                .rows_affected())
+                .rows_affected();
+            let links = sqlx::query(shared_sql!(PURGE_PORTAL_LINKS))
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(sessions + links)
+        })
+    }
+
+    fn create_portal_link(&self, link: PortalLink) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(shared_sql!(INSERT_PORTAL_LINK))
+                .bind(&link.token_hash)
+                .bind(link.org_id.as_str())
+                .bind(link.read_only)
+                .bind(&link.theme)
+                .bind(link.created_at)
+                .bind(link.expires_at)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn get_portal_link(&self, token_hash: Vec<u8>, now: Millis) -> StoreFuture<'_, Option<PortalLink>> {
+        Box::pin(async move {
+            let row = sqlx::query(shared_sql!(PORTAL_LINK))
+                .bind(&token_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|row| rows::portal_link(token_hash.clone(), &row))
+                .transpose()
         })
     }
 

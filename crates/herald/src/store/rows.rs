@@ -5,7 +5,7 @@
 
 use super::{
     Announcement, ApiKey, Attempt, Candidate, Delivery, DeliveryStatus, Event, FailedDelivery, Org,
-    OrgLifecycle, Role, Session, Webhook, WebhookStatus,
+    OrgLifecycle, PortalLink, Role, Session, Webhook, WebhookStatus,
 };
 use crate::domain::error_class::ErrorClass;
 use crate::domain::event_types::Subscription;
@@ -217,6 +217,18 @@ pub fn session<R: Columns + ?Sized>(token_hash: Vec<u8>, row: &R) -> Result<Sess
         org_id: parsed(row, 1, "org id", OrgId::parse)?,
         created_at: row.int(2)?,
         expires_at: row.int(3)?,
+    })
+}
+
+/// The columns of [`super::sql::PORTAL_LINK`].
+pub fn portal_link<R: Columns + ?Sized>(token_hash: Vec<u8>, row: &R) -> Result<PortalLink, R::Error> {
+    Ok(PortalLink {
+        token_hash,
+        org_id: parsed(row, 0, "org id", OrgId::parse)?,
+        read_only: row.flag(1)?,
+        theme: row.text_opt(2)?,
+        created_at: row.int(3)?,
+        expires_at: row.int(4)?,
     })
 }
 

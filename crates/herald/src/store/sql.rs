@@ -184,6 +184,7 @@ pub const FORGET_ORG: &[&str] = &[
     "DELETE FROM webhook_minutes WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)",
     "DELETE FROM webhook_secrets WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = ?)",
     "DELETE FROM webhooks WHERE org_id = ?",
+    "DELETE FROM portal_links WHERE org_id = ?",
     "DELETE FROM idempotency_keys WHERE key_id IN (SELECT id FROM api_keys WHERE org_id = ?)",
     "DELETE FROM dashboard_sessions WHERE key_id IN (SELECT id FROM api_keys WHERE org_id = ?)",
     "UPDATE dashboard_sessions SET org_id = (SELECT k.org_id FROM api_keys k WHERE k.id = dashboard_sessions.key_id) \
@@ -193,6 +194,15 @@ pub const FORGET_ORG: &[&str] = &[
 ];
 /// Dashboard sessions expired before `now`.
 pub const PURGE_SESSIONS: &str = "DELETE FROM dashboard_sessions WHERE expires_at < ?";
+/// Portal links expired before `now`.
+pub const PURGE_PORTAL_LINKS: &str = "DELETE FROM portal_links WHERE expires_at < ?";
+/// `token_hash`, `org_id`, `read_only`, `theme`, `created_at`, `expires_at`.
+pub const INSERT_PORTAL_LINK: &str = "INSERT INTO portal_links (token_hash, org_id, read_only, theme, created_at, expires_at) \
+     VALUES (?, ?, ?, ?, ?, ?)";
+/// A portal link that still opens: not expired at `now`, its org not erased: `token_hash`,
+/// `now`. Columns as [`super::rows::portal_link`] reads them.
+pub const PORTAL_LINK: &str = "SELECT l.org_id, l.read_only, l.theme, l.created_at, l.expires_at FROM portal_links l \
+     JOIN orgs o ON o.id = l.org_id WHERE l.token_hash = ? AND l.expires_at > ? AND o.erased_at IS NULL";
 /// Pending deliveries, how many of them are due at `now` (a leased one is due when its lease
 /// ends; a parked one never), and the oldest one's creation (`seq` grows with time, so the
 /// lowest queued one is the oldest, found without reading every queued delivery's row).

@@ -1126,8 +1126,34 @@ impl Store for SqliteStore {
 
     fn purge_sessions(&self, before: Millis) -> StoreFuture<'_, u64> {
         Box::pin(self.write(move |conn| {
-            let n = conn.prepare_cached(sql::PURGE_SESSIONS)?.execute([before])?;
+            let mut n = conn.prepare_cached(sql::PURGE_SESSIONS)?.execute([before])?;
+            n += conn.prepare_cached(sql::PURGE_PORTAL_LINKS)?.execute([before])?;
             Ok(u64::try_from(n).unwrap_or(0))
+        }))
+    }
+
+    fn create_portal_link(&self, link: PortalLink) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |conn| {
+            conn.prepare_cached(sql::INSERT_PORTAL_LINK)?.execute(params![
+                link.token_hash,
+                link.org_id.as_str(),
+                link.read_only,
+                link.theme,
+                link.created_at,
+                link.expires_at
+            ])?;
+            Ok(())
+        }))
+    }
+
+    fn get_portal_link(&self, token_hash: Vec<u8>, now: Millis) -> StoreFuture<'_, Option<PortalLink>> {
+        Box::pin(self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(sql::PORTAL_LINK)?
+                .query_row(params![token_hash, now], |row| {
+                    rows::portal_link(token_hash.clone(), row)
+                })
+                .optional()?)
         }))
     }
 

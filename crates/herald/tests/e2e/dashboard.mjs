@@ -11,107 +11,36 @@
 //   SCREENSHOT_DIR    where the full-page PNGs go (NN-name.png, and failure.png)
 //
 // It prints one line per step, then `OK` (exit 0); on failure the step, the error, the page it
-// was on and the browser's console errors, and writes failure.png (exit 1).
+// was on and the browser's console errors, and writes failure.png (exit 1): see harness.mjs.
 //
 // The UI contract it relies on (accessible names, ids and classes) is written out in each step.
 
-import { mkdir } from 'node:fs/promises';
-import http from 'node:http';
-import path from 'node:path';
-
-import { chromium } from 'playwright-core';
-
-/** How long any one thing may take to appear. */
-const DEADLINE_MS = 30_000;
-/** How often a polled page is reloaded. */
-const POLL_MS = 250;
-
-function required(name) {
-  const value = process.env[name];
-  if (!value) {
-    console.error(`${name} is not set (see the comment at the top of dashboard.mjs)`);
-    process.exit(2);
-  }
-  return value;
-}
+import {
+  apiOf,
+  check,
+  log,
+  pathOf,
+  receiver as makeReceiver,
+  required,
+  runSteps,
+  screenshot,
+  step,
+  until,
+  visible,
+  quotedText,
+} from './harness.mjs';
 
 const BASE = required('HERALD_URL').replace(/\/+$/, '');
 const TENANT_KEY = required('HERALD_KEY');
 const ADMIN_KEY = required('HERALD_ADMIN_KEY');
 const ORG_ID = required('HERALD_ORG_ID');
-const CHROMIUM = required('CHROMIUM');
-const SCREENSHOT_DIR = required('SCREENSHOT_DIR');
 
-const started = Date.now();
-function log(line) {
-  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
-  console.log(`[${seconds}s] ${line}`);
-}
-
-class StepFailure extends Error {}
-
-/** Throws a readable error unless `condition` holds. */
-function check(condition, message) {
-  if (!condition) throw new StepFailure(message);
-}
-
-// ---------------------------------------------------------------------------------------------
 // The receiver: Herald delivers here. `receiver.status` is what it answers.
-
-const receiver = {
-  status: 204,
-  requests: [],
-  server: http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (chunk) => chunks.push(chunk));
-    req.on('end', () => {
-      const status = receiver.status;
-      receiver.requests.push({
-        method: req.method,
-        url: req.url,
-        headers: req.headers,
-        body: Buffer.concat(chunks).toString('utf8'),
-        answered: status,
-      });
-      if (status === 204) {
-        res.writeHead(204).end();
-      } else {
-        res.writeHead(status, { 'content-type': 'text/plain' }).end('receiver says no\n');
-      }
-    });
-  }),
-  port: 0,
-};
-
-async function startReceiver() {
-  await new Promise((resolve, reject) => {
-    receiver.server.once('error', reject);
-    receiver.server.listen(0, '127.0.0.1', resolve);
-  });
-  receiver.port = receiver.server.address().port;
-}
+const receiver = makeReceiver();
+const api = apiOf(BASE);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/** Polls `probe` until it returns something truthy, or fails after DEADLINE_MS. */
-async function until(what, probe) {
-  const deadline = Date.now() + DEADLINE_MS;
-  let lastError;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) {
-      const why = lastError ? ` (last error: ${lastError.message.split('\n')[0]})` : '';
-      throw new StepFailure(`gave up after ${DEADLINE_MS / 1000}s waiting for ${what}${why}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
-}
 
 /** Loads `url` again and again until `probe` (run on the loaded page) returns something truthy. */
 async function reloadUntil(page, url, what, probe) {
@@ -119,24 +48,6 @@ async function reloadUntil(page, url, what, probe) {
     await page.goto(url);
     return probe();
   });
-}
-
-/** Waits until the locator is visible, with a message naming what was expected. */
-async function visible(locator, what) {
-  try {
-    await locator.waitFor({ state: 'visible', timeout: DEADLINE_MS });
-  } catch {
-    throw new StepFailure(`expected to see ${what} on ${locator.page().url()}`);
-  }
-  return locator;
-}
-
-let shot = 0;
-async function screenshot(page, name) {
-  shot += 1;
-  const file = path.join(SCREENSHOT_DIR, `${String(shot).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  log(`  screenshot ${path.basename(file)}`);
 }
 
 /** A link of the main navigation (inside <nav>; anywhere on the page if there is no <nav>). */
@@ -151,29 +62,6 @@ async function clickNav(page, name) {
   await visible(link, `the navigation link "${name}"`);
   await link.click();
   await page.waitForLoadState();
-}
-
-function pathOf(url) {
-  return new URL(url).pathname.replace(/\/+$/, '') || '/';
-}
-
-async function api(method, apiPath, key, body) {
-  const response = await fetch(`${BASE}${apiPath}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${key}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, json, text };
 }
 
 async function publish(data) {
@@ -232,11 +120,6 @@ async function signingSecret(page) {
 
 // ---------------------------------------------------------------------------------------------
 // The steps
-
-const steps = [];
-function step(name, run) {
-  steps.push({ name, run });
-}
 
 const state = {};
 
@@ -499,87 +382,17 @@ step('an admin signs in, switches to the tenant org and sees its webhook', async
 
 // ---------------------------------------------------------------------------------------------
 
-async function main() {
-  await mkdir(SCREENSHOT_DIR, { recursive: true });
-  await startReceiver();
-  log(`receiver on http://127.0.0.1:${receiver.port}/hook`);
-
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-dev-shm-usage',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  log(`chromium ${browser.version()}`);
+runSteps({
   // A zone other than UTC: a page that showed browser-local times would fail the time filter.
-  const context = await browser.newContext({
+  contextOptions: {
     viewport: { width: 1280, height: 900 },
     timezoneId: 'America/New_York',
     locale: 'en-US',
-  });
-  context.setDefaultTimeout(DEADLINE_MS);
-  context.setDefaultNavigationTimeout(DEADLINE_MS);
-  const page = await context.newPage();
-
-  const consoleErrors = [];
-  page.on('console', (message) => {
-    if (message.type() === 'error') consoleErrors.push(`console: ${message.text()}`);
-  });
-  page.on('pageerror', (error) => consoleErrors.push(`page error: ${error.message}`));
-  page.on('dialog', async (dialog) => {
-    log(`  accepting ${dialog.type()} "${dialog.message()}"`);
-    await dialog.accept();
-  });
-
-  let failed = false;
-  for (const [index, { name, run }] of steps.entries()) {
-    const label = `step ${index + 1}/${steps.length}: ${name}`;
-    log(label);
-    try {
-      await run({ page, context, browser });
-    } catch (error) {
-      failed = true;
-      console.log(`FAILED at ${label}`);
-      console.log(error instanceof StepFailure ? `  ${error.message}` : error.stack);
-      console.log(`  page: ${page.url()}`);
-      try {
-        const text = (await page.locator('body').innerText({ timeout: 2000 })).trim();
-        console.log(`  page text:\n${text.slice(0, 1500).replace(/^/gm, '    | ')}`);
-      } catch {
-        // No page to read.
-      }
-      for (const line of consoleErrors) console.log(`  ${line}`);
-      console.log(`  receiver: ${receiver.requests.length} request(s), now answering ${receiver.status}`);
-      try {
-        const file = path.join(SCREENSHOT_DIR, 'failure.png');
-        await page.screenshot({ path: file, fullPage: true, timeout: 10_000 });
-        console.log(`  screenshot ${file}`);
-      } catch (shotError) {
-        console.log(`  no failure screenshot: ${shotError.message}`);
-      }
-      break;
-    }
-  }
-
-  await browser.close();
-  receiver.server.close();
-  if (failed) {
-    process.exitCode = 1;
-  } else {
-    console.log('OK');
-  }
-}
-
-main().catch((error) => {
-  console.log(`FAILED before the steps: ${error.stack}`);
-  receiver.server.close();
-  process.exit(1);
+  },
+  failureDetails: async (page) => [
+    ...(await quotedText('page text', page.locator('body'))),
+    `receiver: ${receiver.requests.length} request(s), now answering ${receiver.status}`,
+  ],
+  servers: [receiver.server],
+  before: () => receiver.start(),
 });

@@ -66,6 +66,8 @@ mod sqlite {
     mod operational_events;
     mod ops;
     mod pagination;
+    mod portal;
+    mod portal_browser;
     mod rate_limits;
     mod retention;
     mod secrets;
@@ -108,6 +110,8 @@ mod postgres {
     mod operational_events;
     mod ops;
     mod pagination;
+    mod portal;
+    mod portal_browser;
     mod rate_limits;
     mod retention;
     mod secrets;

@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0015_webhook_rate_limits.sql"),
     include_str!("../../../migrations/sqlite/0016_fifo_ordering.sql"),
     include_str!("../../../migrations/sqlite/0017_operational_events.sql"),
+    include_str!("../../../migrations/sqlite/0018_portal_links.sql"),
 ];
 
 /// Creates the database file, and its directory, readable by Herald's user alone (`0600`,

@@ -10,14 +10,14 @@ use super::support::{Settings, TestApp, expect_json};
 
 /// A browser-like client: keeps no cookies by itself and does not follow redirects, so each
 /// test sees exactly what the server answered.
-struct Browser<'a> {
+pub(super) struct Browser<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
-    cookie: Option<String>,
+    pub(super) cookie: Option<String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(super) fn new(app: &'a TestApp) -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -36,14 +36,14 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(super) async fn get(&self, path: &str) -> reqwest::Response {
         self.with_cookie(self.client.get(self.app.url(path)))
             .send()
             .await
             .expect("get")
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub(super) async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.with_cookie(self.client.post(self.app.url(path)).form(form))
             .send()
             .await
@@ -117,7 +117,7 @@ impl<'a> Browser<'a> {
     }
 
     /// The CSRF token of the session, read off a page's forms.
-    async fn csrf(&self) -> String {
+    pub(super) async fn csrf(&self) -> String {
         let page = self.get("/dashboard/webhooks").await.text().await.expect("page");
         let start = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
         page[start..].split('"').next().expect("value").to_owned()
@@ -159,7 +159,7 @@ async fn apis_message(app: &TestApp, key: &str, field: &str, value: serde_json::
     says.replace('&', "&amp;").replace('"', "&quot;")
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub(super) fn location(response: &reqwest::Response) -> String {
     response
         .headers()
         .get(header::LOCATION)

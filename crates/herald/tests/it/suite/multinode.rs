@@ -542,3 +542,44 @@ async fn two_nodes_announce_each_webhook_disabled_once() {
     assert!(node_a.stop().success());
     assert!(node_b.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_link_minted_on_one_node_opens_on_another() {
+    skip_if_backend_unavailable!();
+    let (node_a, node_b, _dirs) = two_nodes(&[]);
+    let key = node_a.admin_key();
+    let minted: Value = http_client()
+        .post(node_a.url("/v1/portal-sessions"))
+        .bearer_auth(&key)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("mint")
+        .json()
+        .await
+        .expect("json");
+    let url = minted["url"].as_str().expect("url");
+    let path = &url[url.find("/portal/").expect("portal path")..];
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let opened = browser.get(node_b.url(path)).send().await.expect("open");
+    assert_eq!(opened.status(), 303);
+    let cookie = opened
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("a portal cookie")
+        .to_owned();
+    let page = browser
+        .get(node_b.url("/dashboard/webhooks"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    assert!(node_a.stop().success());
+    assert!(node_b.stop().success());
+}

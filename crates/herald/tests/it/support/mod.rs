@@ -20,6 +20,7 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub mod browser;
 pub mod process;
 pub mod publisher;
 pub mod receiver;
@@ -139,6 +140,8 @@ pub struct Settings {
     pub auth_failure_limit: Option<u32>,
     /// `HERALD_RETENTION`.
     pub retention: Option<String>,
+    /// `HERALD_PORTAL_FRAME_ANCESTORS`.
+    pub portal_frame_ancestors: Option<String>,
 }
 
 impl TestApp {
@@ -182,6 +185,7 @@ impl TestApp {
             body_timeout: settings.body_timeout,
             auth_failure_limit: settings.auth_failure_limit.map(|n| n.to_string()),
             retention: settings.retention,
+            portal_frame_ancestors: settings.portal_frame_ancestors,
             ..ConfigArgs::default()
         })
         .expect("test config");

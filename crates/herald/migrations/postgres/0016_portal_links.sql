@@ -1,0 +1,13 @@
+-- Tenant portal links (API.md section 12). A link is its own browser session: opening it puts
+-- its token in a cookie, valid until the link expires. Only the token's SHA-256 is kept, so a
+-- copy of the database opens no portal. `theme` is the link's JSON theme, or NULL.
+CREATE TABLE portal_links (
+    token_hash BYTEA PRIMARY KEY,
+    org_id     TEXT NOT NULL,
+    read_only  BOOLEAN NOT NULL,
+    theme      TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+
+CREATE INDEX portal_links_by_expiry ON portal_links (expires_at);

@@ -172,17 +172,35 @@ async fn the_failure_clock_announces_the_webhook_disabled_as_failing() {
     .await;
     let receiver = TestReceiver::start().await;
     receiver.always("/dead", Reply::status(500));
-    let key = app.admin_key.clone();
-    let dead = webhook(&app, &key, &receiver, "/dead", Some(json!(["order.*"]))).await;
-    webhook(&app, &key, &receiver, "/ops", Some(json!(["webhook.disabled"]))).await;
-    app.publish(&key, "order.filled", json!({})).await;
-    let told = receiver.wait_for("/ops", 1).await;
-    let data = told[0].json()["data"].clone();
-    assert_eq!(data["webhook_id"], dead.as_str());
-    assert_eq!(data["org_id"], app.admin_org.as_str());
-    assert_eq!(data["reason"], "failing");
-    // The operator's own webhook: one event, not one per org.
-    assert_eq!(deliveries_of_type(&app, &key, "webhook.disabled").await, 1);
+    let (tenant_org, tenant) = app.tenant("tenant").await;
+    let dead = webhook(&app, &tenant, &receiver, "/dead", Some(json!(["order.*"]))).await;
+    webhook(
+        &app,
+        &tenant,
+        &receiver,
+        "/tenant-ops",
+        Some(json!(["webhook.disabled"])),
+    )
+    .await;
+    let admin = app.admin_key.clone();
+    webhook(
+        &app,
+        &admin,
+        &receiver,
+        "/operator-ops",
+        Some(json!(["webhook.disabled"])),
+    )
+    .await;
+    app.publish(&tenant, "order.filled", json!({})).await;
+    for path in ["/tenant-ops", "/operator-ops"] {
+        let told = receiver.wait_for(path, 1).await;
+        let data = told[0].json()["data"].clone();
+        assert_eq!(data["webhook_id"], dead.as_str(), "{path}");
+        assert_eq!(data["org_id"], tenant_org.as_str(), "{path}");
+        assert_eq!(data["reason"], "failing", "{path}");
+    }
+    assert_eq!(deliveries_of_type(&app, &tenant, "webhook.disabled").await, 1);
+    assert_eq!(deliveries_of_type(&app, &admin, "webhook.disabled").await, 1);
 }
 
 #[tokio::test]

@@ -12,6 +12,9 @@ use super::{Result, views};
 use crate::api::AppState;
 use crate::domain::time::now_ms;
 
+/// How long a portal cookie outlives its link: see [`open`].
+const COOKIE_GRACE_SECONDS: i64 = 3600;
+
 /// Where a portal lands.
 pub const HOME: &str = "/dashboard/webhooks";
 
@@ -25,7 +28,10 @@ pub async fn open(
     let Some(grant) = crate::portal::open(state.store(), &token).await? else {
         return Ok((StatusCode::UNAUTHORIZED, ended_page()).into_response());
     };
-    let max_age = (grant.expires_at - now_ms()).max(0) / 1000;
+    // The session ends at the link's `expires_at`, checked on every request. The cookie stays
+    // an hour longer so that a page asked for after that says the link expired (a page the
+    // embedding site may frame) instead of sending the customer to the API-key sign-in.
+    let max_age = (grant.expires_at - now_ms()).max(0) / 1000 + COOKIE_GRACE_SECONDS;
     let framed = !state.config().portal_frame_ancestors.is_empty();
     let secure = session::came_over_https(&state, &headers);
     let cookie = session::portal_cookie(&token, max_age, framed, secure);

@@ -114,6 +114,16 @@ async fn a_tenant_mints_a_link_that_opens_its_own_org_and_nothing_else() {
     for attribute in ["herald_portal=", "HttpOnly", "Path=/dashboard", "SameSite=Lax"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
+    let max_age: i64 = cookie
+        .split("Max-Age=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|n| n.parse().ok())
+        .expect("Max-Age");
+    assert!(
+        (900 + 3600 - 20..=900 + 3600).contains(&max_age),
+        "the link's 15 minutes and an hour to say it expired: {max_age}"
+    );
     let page = browser.get("/dashboard/webhooks").await;
     assert_eq!(page.status(), StatusCode::OK);
     assert!(csp(&page).contains("frame-ancestors 'none'"), "{}", csp(&page));
@@ -382,6 +392,13 @@ async fn expired_forged_and_erased_links_show_a_page_and_set_no_cookie() {
         let page = response.text().await.expect("html");
         assert!(page.contains("expired"), "{page}");
     }
+
+    // A cookie that outlived its link (it is kept an hour longer) shows the same page.
+    let mut late = Browser::new(&app);
+    late.cookie = Some(format!("herald_portal={token}"));
+    let ended = late.get("/dashboard/webhooks").await;
+    assert_eq!(ended.status(), StatusCode::UNAUTHORIZED);
+    assert!(ended.text().await.expect("html").contains("expired"));
 
     let erase = app.delete(&format!("/v1/orgs/{org}"), &app.admin_key).await;
     assert_eq!(erase.status(), StatusCode::NO_CONTENT);

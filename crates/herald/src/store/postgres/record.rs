@@ -1,6 +1,6 @@
-//! Finished attempts on PostgreSQL, a batch at a time: one multi-row insert of the attempts
-//! and one multi-row update of their deliveries, then whatever the webhooks need (rare: a
-//! first success of the batch, a failure, a disable).
+//! Finished attempts on PostgreSQL, a batch at a time: one statement inserts the attempts and
+//! updates their deliveries and queue rows, one adds them to the rollups, then whatever the
+//! webhooks need (rare: a first success of the batch, a failure, a disable).
 //!
 //! Row by row, a batch of 64 successes cost 130 round trips on one connection, and the
 //! engine holds each delivery's slot until its record is written, so those round trips set
@@ -15,7 +15,7 @@ use sqlx::AssertSqlSafe;
 use super::{park, shared_sql};
 use crate::domain::error_class::ErrorClass;
 use crate::domain::time::Millis;
-use crate::store::rollup::{AttemptMinute, Rollup};
+use crate::store::rollup::Rollup;
 use crate::store::{
     AttemptRecord, BatchWebhooks, ClockChange, Next, QueueStep, StoreError, WebhookEffect, WebhookWrites,
     new_announcement_id,
@@ -29,8 +29,7 @@ pub(super) async fn write(
     let mut effects = Vec::with_capacity(records.len());
     let mut batch = BatchWebhooks::default();
     for run in runs(records) {
-        insert_attempts(tx, run).await?;
-        let stated = update_deliveries(tx, run).await?;
+        let stated = store_run(tx, run).await?;
         for record in run {
             if record.next == Next::Failed && stated.contains(&record.seq) {
                 sqlx::query(shared_sql!(ANNOUNCE_FAILED))
@@ -47,52 +46,26 @@ pub(super) async fn write(
     Ok(effects)
 }
 
-/// Adds counts of attempts to one rollup table with `upsert`, in one statement.
-async fn add_attempts(
-    tx: &mut PgConnection,
-    upsert: &'static str,
-    counts: &std::collections::BTreeMap<AttemptMinute<'_>, i64>,
-) -> Result<(), StoreError> {
-    let keys = counts.keys();
-    sqlx::query(upsert)
-        .bind(keys.clone().map(|k| k.webhook_id).collect::<Vec<_>>())
-        .bind(keys.clone().map(|k| k.minute).collect::<Vec<_>>())
-        .bind(keys.clone().map(|k| k.outcome).collect::<Vec<_>>())
-        .bind(keys.map(|k| k.latency_class).collect::<Vec<_>>())
-        .bind(counts.values().copied().collect::<Vec<_>>())
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
-/// Adds the batch's attempts to the dashboard's rollups: one multi-row upsert per table, each
-/// key once (one statement may not change a row twice), in key order.
+/// Adds the batch's attempts to the dashboard's rollups, the three tables in one statement
+/// (one round trip): a multi-row upsert per table, each key once (one statement may not
+/// change a row twice), in key order.
 async fn add_rollup(tx: &mut PgConnection, records: &[AttemptRecord]) -> Result<(), StoreError> {
     let rollup = Rollup::of(records);
-    add_attempts(
-        tx,
-        "INSERT INTO attempt_minutes (webhook_id, minute, outcome, latency_class, attempts) \
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
-         ON CONFLICT (webhook_id, minute, outcome, latency_class) \
-         DO UPDATE SET attempts = attempt_minutes.attempts + excluded.attempts",
-        &rollup.attempts,
-    )
-    .await?;
-    add_attempts(
-        tx,
-        "INSERT INTO attempt_20min (webhook_id, minute, outcome, latency_class, attempts) \
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
-         ON CONFLICT (webhook_id, minute, outcome, latency_class) \
-         DO UPDATE SET attempts = attempt_20min.attempts + excluded.attempts",
-        &rollup.coarse,
-    )
-    .await?;
+    let (fine, coarse) = (rollup.attempts.keys(), rollup.coarse.keys());
     let rows = || rollup.webhooks.iter();
     sqlx::query(
-        "INSERT INTO webhook_minutes (webhook_id, minute, delivered, failed, last_attempt_at, \
+        "WITH fine AS (INSERT INTO attempt_minutes (webhook_id, minute, outcome, latency_class, attempts) \
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+           ON CONFLICT (webhook_id, minute, outcome, latency_class) \
+           DO UPDATE SET attempts = attempt_minutes.attempts + excluded.attempts), \
+         coarse AS (INSERT INTO attempt_20min (webhook_id, minute, outcome, latency_class, attempts) \
+           SELECT * FROM unnest($6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[]) \
+           ON CONFLICT (webhook_id, minute, outcome, latency_class) \
+           DO UPDATE SET attempts = attempt_20min.attempts + excluded.attempts) \
+         INSERT INTO webhook_minutes (webhook_id, minute, delivered, failed, last_attempt_at, \
          last_response_status, last_error) \
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
-         $6::bigint[], $7::text[]) \
+         SELECT * FROM unnest($11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], \
+         $16::bigint[], $17::text[]) \
          ON CONFLICT (webhook_id, minute) DO UPDATE SET delivered = webhook_minutes.delivered + excluded.delivered, \
          failed = webhook_minutes.failed + excluded.failed, \
          last_response_status = CASE WHEN excluded.last_attempt_at >= webhook_minutes.last_attempt_at \
@@ -101,6 +74,16 @@ async fn add_rollup(tx: &mut PgConnection, records: &[AttemptRecord]) -> Result<
            THEN excluded.last_error ELSE webhook_minutes.last_error END, \
          last_attempt_at = GREATEST(excluded.last_attempt_at, webhook_minutes.last_attempt_at)",
     )
+    .bind(fine.clone().map(|k| k.webhook_id).collect::<Vec<_>>())
+    .bind(fine.clone().map(|k| k.minute).collect::<Vec<_>>())
+    .bind(fine.clone().map(|k| k.outcome).collect::<Vec<_>>())
+    .bind(fine.map(|k| k.latency_class).collect::<Vec<_>>())
+    .bind(rollup.attempts.values().copied().collect::<Vec<_>>())
+    .bind(coarse.clone().map(|k| k.webhook_id).collect::<Vec<_>>())
+    .bind(coarse.clone().map(|k| k.minute).collect::<Vec<_>>())
+    .bind(coarse.clone().map(|k| k.outcome).collect::<Vec<_>>())
+    .bind(coarse.map(|k| k.latency_class).collect::<Vec<_>>())
+    .bind(rollup.coarse.values().copied().collect::<Vec<_>>())
     .bind(rows().map(|((w, _), _)| *w).collect::<Vec<_>>())
     .bind(rows().map(|((_, m), _)| *m).collect::<Vec<_>>())
     .bind(rows().map(|(_, r)| r.delivered).collect::<Vec<_>>())
@@ -134,37 +117,12 @@ fn runs(records: &[AttemptRecord]) -> Vec<&[AttemptRecord]> {
     runs
 }
 
-async fn insert_attempts(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result<(), StoreError> {
-    let column = |f: fn(&AttemptRecord) -> Option<&str>| run.iter().map(f).collect::<Vec<_>>();
-    let number = |f: fn(&AttemptRecord) -> Option<i64>| run.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
-         response_body, response_body_truncated, error, error_message, signature) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
-         $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[])",
-    )
-    .bind(column(|r| Some(r.attempt.id.as_str())))
-    .bind(column(|r| Some(r.attempt.delivery_id.as_str())))
-    .bind(number(|r| Some(r.attempt.attempt_number)))
-    .bind(number(|r| Some(r.attempt.started_at)))
-    .bind(number(|r| Some(r.attempt.duration_ms)))
-    .bind(number(|r| r.attempt.response_status))
-    .bind(column(|r| r.attempt.response_body.as_deref()))
-    .bind(run.iter().map(|r| r.attempt.response_body_truncated).collect::<Vec<_>>())
-    .bind(column(|r| r.attempt.error.map(ErrorClass::as_str)))
-    .bind(column(|r| r.attempt.error_message.as_deref()))
-    .bind(column(|r| r.attempt.signature.as_deref()))
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-/// Each delivery's queue row and new state, in one statement. As on SQLite (see
+/// The run's attempts, and each delivery's queue row and new state, in one statement. As on SQLite (see
 /// [`QueueStep`]), the state changes only under our lease, or to `delivered`, and never out
 /// of `canceled`; otherwise only the attempt is counted. No column an index holds changes,
 /// so the delivery's new row version is a heap-only tuple when its page has room. Returns
 /// the deliveries whose state changed.
-async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result<HashSet<i64>, StoreError> {
+async fn store_run(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result<HashSet<i64>, StoreError> {
     let states: Vec<(&str, Option<Millis>)> = run.iter().map(|r| r.next.row_state(&r.attempt)).collect();
     let steps: Vec<(i16, Option<Millis>)> = run
         .iter()
@@ -176,8 +134,14 @@ async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Resu
         .collect();
     sqlx::query(
         "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], \
-           $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::smallint[], $11::bigint[]) \
-           AS r(seq, started_at, response_status, error, error_message, now, status, delivered_at, token, step, due)), \
+           $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::smallint[], $11::bigint[], $12::text[], \
+           $13::text[], $14::bigint[], $15::bigint[], $16::text[], $17::bool[], $18::text[]) \
+           AS r(seq, started_at, response_status, error, error_message, now, status, delivered_at, token, step, due, \
+             attempt_id, delivery_id, attempt_number, duration_ms, response_body, response_body_truncated, signature)), \
+         tried AS (INSERT INTO attempts (id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
+           response_body, response_body_truncated, error, error_message, signature) \
+           SELECT attempt_id, delivery_id, attempt_number, started_at, duration_ms, response_status, \
+             response_body, response_body_truncated, error, error_message, signature FROM r), \
          gone AS (DELETE FROM delivery_queue q USING r WHERE q.delivery = r.seq AND r.step < 2 \
            AND (r.step = 0 OR q.claim_token = r.token) RETURNING q.delivery), \
          moved AS (UPDATE delivery_queue q SET due_at = r.due, claim_token = NULL FROM r \
@@ -204,6 +168,13 @@ async fn update_deliveries(tx: &mut PgConnection, run: &[AttemptRecord]) -> Resu
     .bind(run.iter().map(|r| r.claim_token).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.0).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.id.as_str()).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.delivery_id.as_str()).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.attempt_number).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.duration_ms).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.response_body.as_deref()).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.response_body_truncated).collect::<Vec<_>>())
+    .bind(run.iter().map(|r| r.attempt.signature.as_deref()).collect::<Vec<_>>())
     .fetch_all(tx)
     .await?
     .iter()

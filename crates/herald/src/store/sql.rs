@@ -8,6 +8,12 @@ pub const PARK: &str = "UPDATE delivery_queue SET due_at = NULL, claim_token = N
 pub const UNPARK: &str = "UPDATE delivery_queue SET due_at = ? WHERE webhook_id = ? AND due_at IS NULL";
 /// `now`, `webhook_id`, `now` less a second: written at most once a second per webhook.
 pub const LAST_TRIGGERED: &str = "UPDATE webhooks SET last_triggered_at = ? WHERE id = ? AND (last_triggered_at IS NULL OR last_triggered_at < ?)";
+/// [`LAST_TRIGGERED`] and [`CLEAR_FAILING`] in one statement, for a backend where each
+/// statement is a round trip (a batch's first success usually needs both): `now` less a
+/// second, `now`, `webhook_id`, `now` less a second.
+pub const LAST_TRIGGERED_CLEAR_FAILING: &str = "UPDATE webhooks SET last_triggered_at = CASE \
+     WHEN last_triggered_at IS NULL OR last_triggered_at < ? THEN ? ELSE last_triggered_at END, \
+     failing_since = NULL WHERE id = ? AND (failing_since IS NOT NULL OR last_triggered_at IS NULL OR last_triggered_at < ?)";
 /// A success stops the failure clock: `webhook_id`.
 pub const CLEAR_FAILING: &str =
     "UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL";

@@ -191,7 +191,18 @@ async fn webhook(
 ) -> Result<WebhookEffect, StoreError> {
     let now = record.now;
     let webhook = record.webhook_id.as_str();
-    if writes.last_triggered {
+    let clock = record.clock_change(writes);
+    // A batch's first success usually both touches and clears: one round trip for the two.
+    let touched_and_cleared = writes.last_triggered && clock == ClockChange::Clear;
+    if touched_and_cleared {
+        sqlx::query(shared_sql!(LAST_TRIGGERED_CLEAR_FAILING))
+            .bind(now - 1000)
+            .bind(now)
+            .bind(webhook)
+            .bind(now - 1000)
+            .execute(&mut *tx)
+            .await?;
+    } else if writes.last_triggered {
         sqlx::query(shared_sql!(LAST_TRIGGERED))
             .bind(now)
             .bind(webhook)
@@ -199,13 +210,15 @@ async fn webhook(
             .execute(&mut *tx)
             .await?;
     }
-    let disable = match record.clock_change(writes) {
+    let disable = match clock {
         ClockChange::None => None,
         ClockChange::Clear => {
-            sqlx::query(shared_sql!(CLEAR_FAILING))
-                .bind(webhook)
-                .execute(&mut *tx)
-                .await?;
+            if !touched_and_cleared {
+                sqlx::query(shared_sql!(CLEAR_FAILING))
+                    .bind(webhook)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             None
         }
         ClockChange::Disable(reason) => Some(reason),

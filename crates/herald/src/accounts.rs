@@ -107,13 +107,13 @@ fn new_org(name: &str) -> Result<Org, AccountError> {
 
 fn new_key(org_id: OrgId, role: Role, name: Option<String>) -> Result<(ApiKey, CreatedKey), AccountError> {
     let id = KeyId::new();
-    let secret = secrets::new_api_key_secret()?;
+    let secret = secrets::new_token()?;
     let key = format!("{id}:{secret}");
     let stored = ApiKey {
         id: id.clone(),
         org_id: org_id.clone(),
         role,
-        secret_hash: secrets::hash_api_key_secret(&secret),
+        secret_hash: secrets::hash_token(&secret),
         name: name.clone(),
         created_at: now_ms(),
         last_used_at: None,

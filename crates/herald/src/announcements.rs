@@ -9,6 +9,7 @@
 //! caller id, deduplicated per org, so an announcement published twice (two nodes at once, or
 //! again after a crash before its delete) still makes one event in each org.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -58,9 +59,20 @@ async fn publish_waiting(state: &AppState) -> Result<(), AnnounceError> {
         return Ok(());
     }
     let operator = store.operator_org().await?;
+    // Whether each org lives, looked up once per batch: a burst of failures is one org's.
+    let mut live: HashMap<OrgId, bool> = HashMap::new();
     for announcement in waiting {
+        let org = announcement.org_id.clone();
+        let lives = match live.get(&org) {
+            Some(lives) => *lives,
+            None => {
+                let lives = store.get_org(org.clone()).await?.is_some();
+                live.insert(org, lives);
+                lives
+            }
+        };
         // An erased org's announcements go nowhere: its webhooks are gone.
-        if store.get_org(announcement.org_id.clone()).await?.is_some() {
+        if lives {
             let data = serde_json::value::to_raw_value(&data_of(&announcement))
                 .map_err(|e| AnnounceError::Publish(e.to_string()))?;
             for org in orgs_for(&announcement, operator.as_ref()) {

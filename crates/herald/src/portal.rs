@@ -72,8 +72,9 @@ pub async fn mint(store: &dyn Store, public_url: &url::Url, grant: Grant) -> Res
 
 /// The grant of a link that still opens: not expired, not forged, its org not erased.
 pub async fn open(store: &dyn Store, token: &str) -> Result<Option<Grant>, StoreError> {
-    // A token is 43 URL-safe characters; anything else cannot be one, and costs no lookup.
-    if token.len() != 43
+    // Anything that is not a token's length of URL-safe characters cannot be one, and costs
+    // no lookup.
+    if token.len() != secrets::TOKEN_LEN
         || !token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -138,6 +138,9 @@ pub fn last4(secret: &str) -> String {
     chars[chars.len().saturating_sub(4)..].iter().collect()
 }
 
+/// How long a [`new_token`] is: 32 bytes in URL-safe base64 without padding.
+pub const TOKEN_LEN: usize = 43;
+
 /// A fresh bearer token (an API key's secret, a dashboard session, a portal link): 256 random
 /// bits, URL-safe base64.
 pub fn new_token() -> Result<String, SecretsError> {
@@ -147,15 +150,6 @@ pub fn new_token() -> Result<String, SecretsError> {
 /// What is stored of a token: its SHA-256, so a copy of the database lets no one in.
 pub fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
-}
-
-/// A fresh API key secret.
-pub fn new_api_key_secret() -> Result<String, SecretsError> {
-    new_token()
-}
-
-pub fn hash_api_key_secret(secret: &str) -> Vec<u8> {
-    hash_token(secret)
 }
 
 /// Constant-time comparison of a presented secret with a stored hash.
@@ -276,8 +270,15 @@ mod tests {
     }
 
     #[test]
+    fn tokens_are_token_len_characters_and_differ() {
+        let token = new_token().expect("random");
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert_ne!(token, new_token().expect("random"));
+    }
+
+    #[test]
     fn api_key_hashes_match_only_their_secret() {
-        let hash = hash_api_key_secret("s3cret");
+        let hash = hash_token("s3cret");
         assert!(api_key_matches("s3cret", &hash));
         assert!(!api_key_matches("s3cres", &hash));
     }

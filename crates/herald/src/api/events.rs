@@ -152,6 +152,15 @@ pub async fn publish(
     Ok(stored)
 }
 
+/// 400 `unknown_event_type` for `name` in `param`: publishing and test sends say it alike.
+pub(super) fn unknown_event_type(param: impl Into<String>, name: &str) -> ApiError {
+    ApiError::invalid(
+        "unknown_event_type",
+        param,
+        format!("`{name}` is not an event type in the catalog (see GET /v1/webhooks/event-types)"),
+    )
+}
+
 /// Checks one event of a request against the contract; `at` prefixes every `param` (`""`, or
 /// `events[3].` in a batch). The org is resolved by the caller.
 fn check(state: &AppState, input: &EventIn, at: &str) -> Result<()> {
@@ -166,14 +175,7 @@ fn check(state: &AppState, input: &EventIn, at: &str) -> Result<()> {
         ));
     }
     let Some(event_type) = state.catalog().get(&input.event_type) else {
-        return Err(ApiError::invalid(
-            "unknown_event_type",
-            format!("{at}event_type"),
-            format!(
-                "`{}` is not an event type in the catalog (see GET /v1/webhooks/event-types)",
-                input.event_type
-            ),
-        ));
+        return Err(unknown_event_type(format!("{at}event_type"), &input.event_type));
     };
     if !input.data.get().trim_start().starts_with('{') {
         return Err(ApiError::invalid(

@@ -92,30 +92,21 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Ready when the database answers and takes writes: one that answers reads but refuses
 /// writes (a full disk, a read-only server) would have every publish answered 503.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store().ping().await {
-        Ok(()) => match state.store().writes_refused().await {
-            None => {
-                telemetry::report_store(true);
-                Json(json!({"status": "ok", "database": "ok"})).into_response()
-            }
-            Some(why) => {
-                telemetry::report_store(false);
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({"status": "unavailable", "database": "refusing writes", "reason": why})),
-                )
-                    .into_response()
-            }
-        },
+    let unready = match state.store().ping().await {
+        Ok(()) => state
+            .store()
+            .writes_refused()
+            .await
+            .map(|why| json!({"status": "unavailable", "database": "refusing writes", "reason": why})),
         Err(e) => {
-            telemetry::report_store(false);
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "database": "unreachable"})),
-            )
-                .into_response()
+            Some(json!({"status": "unavailable", "database": "unreachable"}))
         }
+    };
+    telemetry::report_store(unready.is_none());
+    match unready {
+        None => Json(json!({"status": "ok", "database": "ok"})).into_response(),
+        Some(body) => (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
     }
 }
 

@@ -696,13 +696,10 @@ fn test_payload(
         });
         return Ok((TEST_EVENT_TYPE.to_owned(), data));
     };
-    let info = state.catalog().get(name).ok_or_else(|| {
-        ApiError::invalid(
-            "unknown_event_type",
-            "event_type",
-            format!("`{name}` is not an event type in the catalog (see GET /v1/webhooks/event-types)"),
-        )
-    })?;
+    let info = state
+        .catalog()
+        .get(name)
+        .ok_or_else(|| events::unknown_event_type("event_type", name))?;
     let example = info.example.clone().ok_or_else(|| {
         ApiError::invalid(
             "invalid_value",

@@ -127,10 +127,6 @@ impl Viewer {
     }
 }
 
-fn hash(token: &str) -> Vec<u8> {
-    secrets::hash_token(token)
-}
-
 /// The CSRF token of the session whose cookie is `token`: what its forms carry.
 pub fn csrf_for(token: &str) -> String {
     let mut digest = Sha256::new();
@@ -253,7 +249,7 @@ pub async fn sign_in(
     state
         .store()
         .create_session(Session {
-            token_hash: hash(&token),
+            token_hash: secrets::hash_token(&token),
             key_id: caller.key_id.clone(),
             org_id: caller.org_id.clone(),
             created_at: now,
@@ -284,7 +280,7 @@ impl FromRequestParts<AppState> for Viewer {
         let token = session_token(&parts.headers).ok_or(DashError::NotSignedIn)?;
         let session = state
             .store()
-            .get_session(hash(&token), now_ms())
+            .get_session(secrets::hash_token(&token), now_ms())
             .await?
             .ok_or(DashError::NotSignedIn)?;
         // The key may have been removed since: then the session ends with it.
@@ -337,7 +333,7 @@ async fn portal_viewer(state: &AppState, token: &str) -> Result<Viewer, DashErro
         },
         org,
         csrf: csrf_for(token),
-        token_hash: hash(token),
+        token_hash: secrets::hash_token(token),
     })
 }
 

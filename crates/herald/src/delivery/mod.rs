@@ -524,14 +524,14 @@ impl Dispatcher {
             disable_if_failing_since: now - ms(self.settings.disable_after),
             now,
         };
+        let disabled_as = record.disabled_reason_code();
         let (done, recorded) = oneshot::channel();
         if self.records.send((record, done)).await.is_err() {
             return None;
         }
         match recorded.await {
             Ok(Ok(WebhookEffect::Disabled(reason))) => {
-                let cause = if result == "disabled" { "gone" } else { "failing" };
-                metrics::counter!("herald_webhooks_disabled_total", "reason" => cause).increment(1);
+                metrics::counter!("herald_webhooks_disabled_total", "reason" => disabled_as).increment(1);
                 tracing::warn!(webhook.id = %job.webhook_id, reason = %reason, "webhook disabled");
             }
             Ok(Ok(WebhookEffect::None)) => {

@@ -844,7 +844,7 @@ pub struct PortalLink {
     pub org_id: OrgId,
     /// Shows everything and changes nothing.
     pub read_only: bool,
-    /// The theme as JSON (`crate::dashboard::portal::Theme`), if one was given.
+    /// The theme as JSON ([`crate::domain::theme::Theme`]), if one was given.
     pub theme: Option<String>,
     pub created_at: Millis,
     pub expires_at: Millis,

@@ -176,7 +176,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        let announcer = Announcer::spawn(pool.clone());
+        let announcer = Announcer::spawn(pool.connect_options().as_ref().clone());
         let publisher = publish::Publisher::spawn(pool.clone(), announcer.clone());
         let store = Self {
             pool,
@@ -234,45 +234,77 @@ async fn begin_unflushed(pool: &PgPool) -> Result<sqlx::Transaction<'static, Pos
         .await?)
 }
 
-/// Sends `NOTIFY herald_due` after the commits that made work due, from one task.
+/// Sends `NOTIFY herald_due` after the commits that made work due, from one task, and wakes
+/// this node's own engine directly.
 ///
 /// A `NOTIFY` inside a transaction takes a database-wide lock from its pre-commit until its
 /// commit is flushed, so every publishing transaction waited in line for the others' fsyncs:
 /// `Lock:object` was the top wait in `pg_stat_activity` and publishes capped near 1,000/s.
-/// Sent afterwards, a burst of commits shares one notification, and that notification's own
-/// commit need not wait for the disk: a lost one costs a listener at most its slow poll.
+/// Sent afterwards, a burst of commits shares one notification. It goes out on a connection of
+/// its own whose commits do not wait for the disk (a lost notification costs a listener at
+/// most its slow poll), so it is one round trip, not a transaction of three; and it carries
+/// this node's token, so this node's listener does not wake its engine a second time.
 #[derive(Clone)]
 struct Announcer {
     poke: futures_channel::mpsc::UnboundedSender<()>,
+    /// This node's engine, once [`Store::forward_wakeups`] has given it.
+    local: Arc<std::sync::OnceLock<Wake>>,
+    /// The payload of this node's notifications.
+    token: Arc<str>,
 }
 
 impl Announcer {
-    fn spawn(pool: PgPool) -> Self {
+    fn spawn(options: PgConnectOptions) -> Self {
         let (poke, mut pokes) = futures_channel::mpsc::unbounded();
+        let token: Arc<str> = format!("{:016x}", claim_token()).into();
+        let options = options.options([("synchronous_commit", "off")]);
+        let payload = Arc::clone(&token);
         tokio::spawn(async move {
+            let mut connection: Option<PgConnection> = None;
             while pokes.recv().await.is_ok() {
                 // The pokes that came meanwhile share this notification.
                 while pokes.try_recv().is_ok() {}
-                if let Err(e) = Self::send(&pool).await {
+                if let Err(e) = Self::send(&options, &mut connection, &payload).await {
+                    // Dropped: the next notification connects again.
+                    connection = None;
                     tracing::warn!(error = %e, "cannot NOTIFY other nodes of due deliveries");
                 }
             }
         });
-        Self { poke }
+        Self {
+            poke,
+            local: Arc::default(),
+            token,
+        }
     }
 
     /// Called once the transaction that made deliveries due has committed.
     fn due(&self) {
+        if let Some(wake) = self.local.get() {
+            wake();
+        }
         let _ = self.poke.unbounded_send(());
     }
 
-    async fn send(pool: &PgPool) -> Result<(), StoreError> {
-        let mut tx = begin_unflushed(pool).await?;
-        sqlx::query("SELECT pg_notify($1, '')")
+    /// Whether a notification came from this node (and so was already acted on).
+    fn is_own(&self, payload: &str) -> bool {
+        payload == &*self.token
+    }
+
+    async fn send(
+        options: &PgConnectOptions,
+        connection: &mut Option<PgConnection>,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let connection = match connection {
+            Some(open) => open,
+            None => connection.insert(<PgConnection as sqlx::Connection>::connect_with(options).await?),
+        };
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
-            .execute(&mut *tx)
+            .bind(token)
+            .execute(connection)
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 }
@@ -1220,6 +1252,8 @@ impl Store for PostgresStore {
     }
 
     fn forward_wakeups(&self, wake: Wake) {
+        let _ = self.announcer.local.set(Arc::clone(&wake));
+        let announcer = self.announcer.clone();
         let pool = self.pool.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -1235,12 +1269,11 @@ impl Store for PostgresStore {
                         // Anything published while we were not listening: look now.
                         wake();
                         while let Ok(notification) = listener.try_recv().await {
-                            if notification.is_none() {
-                                // The connection was lost (and will be re-established).
-                                wake();
-                                continue;
+                            match notification {
+                                Some(n) if announcer.is_own(n.payload()) => {}
+                                // `None`: the connection was lost (and will be re-established).
+                                _ => wake(),
                             }
-                            wake();
                         }
                     }
                     Err(e) => {

@@ -159,8 +159,14 @@ enum Stored {
 }
 
 /// Stores `events` in one transaction; one answer per event, in order.
+///
+/// Its statements run with generic plans: PostgreSQL otherwise re-planned the webhook lookup
+/// (`org_id = ANY($1)`) for every batch, ≈ 90 µs each, a twentieth of the database's time in
+/// a throughput run; its generic plan is the same index scan.
 async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool
+        .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+        .await?;
     free_stale_source_ids(&mut tx, events).await?;
     let targets = targets(&mut tx, events).await?;
     let counts: Vec<i64> = targets

@@ -538,11 +538,10 @@ impl NewEvent {
 /// to the delivery engine the moment it commits, so the common case (an endpoint keeping up)
 /// costs no claim: no second write, no re-read of URL and payload, no wait for the fsync
 /// before the attempt starts (as a claim could already lease a committed, not yet synced
-/// delivery). A delivery is only leased this way when its webhook has no older due delivery
-/// waiting (no queue jumping) and the engine grants it ([`Leasing::try_fresh`]); otherwise it
-/// is stored due and claimed as usual. Either way the backend tells the engine what it
-/// committed ([`Leasing::committed`]); one that does not lease at publish only says that
-/// deliveries are due.
+/// delivery). A delivery is only leased this way when the engine grants it
+/// ([`Leasing::try_fresh`]) and [`fresh_may_pass`] lets it pass its webhook's due
+/// deliveries; otherwise it is stored due and claimed as usual. Either way the backend tells
+/// the engine what it committed ([`Leasing::committed`]).
 #[derive(Clone)]
 pub struct LeaseOffer {
     pub lease_until: Millis,
@@ -1297,6 +1296,37 @@ impl BatchWebhooks {
     }
 }
 
+/// What a transaction of publishes tells the engine once it commits ([`Leasing::committed`]).
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub leased: Vec<Claimed>,
+    /// Deliveries stored due now that were not leased: a claim picks them up.
+    pub due_left: bool,
+}
+
+impl Committed {
+    /// Adds what another transaction committed.
+    pub fn absorb(&mut self, other: Committed) {
+        self.leased.extend(other.leased);
+        self.due_left |= other.due_left;
+    }
+}
+
+/// Whether a fresh delivery may be leased at publish, past its webhook's due deliveries, the
+/// oldest of which became due at `oldest_due` (`None`: none waits; a time after `now` is a
+/// lease or a retry not yet due), when the backend lets fresh ones pass due ones that have
+/// waited less than `window`.
+///
+/// Once the oldest has waited `window`, fresh ones queue behind it and claims take the oldest
+/// first, so nothing due is passed for longer. Deliveries of one webhook are not ordered (but
+/// for a FIFO one's, which are never leased at publish). The window is the backend's: where a
+/// claim is cheap (SQLite, in the writer's own transaction) nothing is passed; where it is a
+/// transaction of its own over the network (PostgreSQL), a publish leases past the deliveries
+/// its previous batch left for a claim a moment ago.
+pub fn fresh_may_pass(oldest_due: Option<Millis>, now: Millis, window: Millis) -> bool {
+    oldest_due.is_none_or(|due| due > now || now - due < window)
+}
+
 /// A lease's token: random, so a record made under an expired lease can be told apart.
 pub fn claim_token() -> i64 {
     getrandom::u64().map_or_else(|_| crate::domain::time::now_ms(), |n| (n >> 1) as i64)
@@ -1518,6 +1548,29 @@ pub trait Store: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_delivery_passes_due_ones_within_the_window_and_not_after() {
+        let now = 1_000_000;
+        for window in [0, 50] {
+            assert!(fresh_may_pass(None, now, window), "nothing due");
+            assert!(
+                fresh_may_pass(Some(now + 5_000), now, window),
+                "a lease or a retry not yet due"
+            );
+            assert!(
+                !fresh_may_pass(Some(now - window), now, window),
+                "waited the window"
+            );
+            assert!(!fresh_may_pass(Some(now - 60_000), now, window), "a backlog");
+        }
+        assert!(
+            !fresh_may_pass(Some(now), now, 0),
+            "no window: due now is passed by nothing"
+        );
+        assert!(fresh_may_pass(Some(now), now, 50), "due this instant");
+        assert!(fresh_may_pass(Some(now - 49), now, 50));
+    }
 
     #[tokio::test]
     async fn a_refused_write_is_remembered_until_a_write_succeeds() {

@@ -501,6 +501,21 @@ macro_rules! shared_sql {
 }
 pub(crate) use shared_sql;
 
+/// The live signing secrets of webhook `s.webhook_id`, as one array, the current one first
+/// (no expiry, then the newest); `$now` is the parameter holding the time. Shared by a claim
+/// and a publish that leases.
+macro_rules! live_secrets {
+    ($now:literal) => {
+        concat!(
+            "array_agg(s.ciphertext ORDER BY s.expires_at IS NOT NULL, s.seq DESC) \
+             FILTER (WHERE s.expires_at IS NULL OR s.expires_at > ",
+            $now,
+            ")"
+        )
+    };
+}
+pub(crate) use live_secrets;
+
 /// Holds the advisory lock `lock` until the transaction ends.
 async fn xact_lock(conn: &mut PgConnection, lock: i64) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -1161,16 +1176,17 @@ impl Store for PostgresStore {
             let token = claim_token();
             // Each webhook's signing secrets (the current one first) come with its rows: one
             // round trip fewer per claim than reading them after.
-            let rows = sqlx::query(
+            let rows = sqlx::query(concat!(
                 "WITH leased AS (UPDATE delivery_queue q SET due_at = $1, claim_token = $2 FROM deliveries d, webhooks w, events e \
                    WHERE q.delivery = ANY($3) AND d.seq = q.delivery AND w.id = d.webhook_id AND e.id = d.event_id \
                    RETURNING d.id, d.event_id, d.webhook_id, d.attempt_count, d.cycle_start, w.url, e.payload, d.seq, \
                      w.headers, w.rate_limit), \
-                 keys AS (SELECT s.webhook_id, array_agg(s.ciphertext ORDER BY s.expires_at IS NOT NULL, s.seq DESC) AS secrets \
-                   FROM webhook_secrets s WHERE s.webhook_id IN (SELECT DISTINCT webhook_id FROM leased) \
-                   AND (s.expires_at IS NULL OR s.expires_at > $4) GROUP BY s.webhook_id) \
+                 keys AS (SELECT s.webhook_id, ",
+                live_secrets!("$4"),
+                " AS secrets FROM webhook_secrets s WHERE s.webhook_id IN (SELECT DISTINCT webhook_id FROM leased) \
+                   GROUP BY s.webhook_id) \
                  SELECT leased.*, keys.secrets FROM leased LEFT JOIN keys ON keys.webhook_id = leased.webhook_id",
-            )
+            ))
             .bind(request.lease_until)
             .bind(token)
             .bind(&chosen)

@@ -1409,7 +1409,7 @@ mod tests {
             let head = due_head(&conn, now).expect("head");
             assert!(!head.is_empty(), "the deliveries are due");
             for webhook in &webhooks {
-                due_waiting(&conn, webhook.as_str(), now).expect("due waiting");
+                fresh_may_pass_due(&conn, webhook.as_str(), now).expect("oldest due");
                 assert!(
                     !live_secrets(&secret_rows(&conn, webhook.as_str()).expect("secrets"), now).is_empty()
                 );
@@ -1879,12 +1879,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_fresh_delivery_is_leased_only_behind_no_older_due_one() {
+    async fn a_fresh_delivery_is_leased_only_behind_no_due_one() {
         let (_dir, webhooks, conn) = due_work().await;
-        let now = now_ms() + 10;
         let webhook = webhooks[0].as_str();
+        let now = now_ms() + 10;
+        let may_pass = |now| fresh_may_pass_due(&conn, webhook, now).expect("due waiting");
         assert!(
-            due_waiting(&conn, webhook, now).expect("due waiting"),
+            !may_pass(now),
             "six older deliveries are due: a new one waits its turn"
         );
         let mine: Vec<i64> = due_head(&conn, now)
@@ -1907,15 +1908,15 @@ mod tests {
             "each job claimed holds a lease"
         );
         assert!(
-            !due_waiting(&conn, webhook, now).expect("due waiting"),
-            "nothing waits any more: a new one may be leased"
+            may_pass(now),
+            "nothing due waits any more: a new one may be leased"
         );
         assert!(
-            due_waiting(&conn, webhook, now + 60_000).expect("due waiting"),
+            !may_pass(now + 60_000),
             "once the leases run out their deliveries are due again, and a new one waits behind them"
         );
         assert!(
-            !due_waiting(&conn, webhooks[1].as_str(), now - 60_000).expect("due waiting"),
+            fresh_may_pass_due(&conn, webhooks[1].as_str(), now - 60_000).expect("due waiting"),
             "the other webhook's deliveries are not due yet at that time"
         );
         drop(jobs);

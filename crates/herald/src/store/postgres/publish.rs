@@ -11,12 +11,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use futures_channel::{mpsc, oneshot};
 
-use super::{Announcer, EVENT_COLUMNS, event_from_row};
-use crate::domain::ids::DeliveryId;
+use super::{Announcer, EVENT_COLUMNS, event_from_row, get, live_secrets};
+use crate::domain::ids::{DeliveryId, WebhookId};
+use crate::domain::time::Millis;
 use sqlx::AssertSqlSafe;
 
 use crate::store::rows::{self, CANDIDATE_COLUMNS};
-use crate::store::{Candidate, Event, LeaseOffer, NewEvent, Published, StoreError};
+use crate::store::{
+    Candidate, Claimed, Committed, Event, Lease, LeaseOffer, NewEvent, Published, StoreError, claim_token,
+    fresh_may_pass,
+};
 
 /// Publishes in one transaction, at most: bounded so one batch's statements stay small.
 const MAX_BATCH: usize = 128;
@@ -47,12 +51,10 @@ impl Publisher {
     /// A batch from the API: its own transaction, not grouped with other publishes, so it
     /// is stored whole or not at all.
     pub(super) async fn publish_all(&self, events: Vec<NewEvent>) -> Result<Vec<Published>, StoreError> {
-        let stored = insert(&self.pool, &events).await?;
+        let (stored, handover) = insert(&self.pool, &events).await?;
         let offer = events.iter().find_map(|event| event.lease.clone());
         let published: Vec<Published> = events.into_iter().zip(stored).map(answer).collect();
-        if published.iter().any(made_deliveries) {
-            committed(&self.announcer, offer.as_ref());
-        }
+        committed(&self.announcer, offer.as_ref(), handover);
         Ok(published)
     }
 
@@ -89,14 +91,19 @@ async fn gather(pool: sqlx::PgPool, mut waiting: mpsc::UnboundedReceiver<Job>, a
 
 async fn write(pool: sqlx::PgPool, batch: Vec<Job>, announcer: Announcer) {
     let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
+    let mut handover = Committed::default();
     let stored = match insert(&pool, &events).await {
-        Ok(done) => done.into_iter().map(Ok).collect(),
+        Ok((done, all)) => {
+            handover = all;
+            done.into_iter().map(Ok).collect()
+        }
         Err(e) if events.len() == 1 => vec![Err(e)],
         Err(_) => {
             let mut each = Vec::with_capacity(events.len());
             for event in &events {
                 let alone = insert(&pool, std::slice::from_ref(event)).await;
-                each.push(alone.and_then(|done| {
+                each.push(alone.and_then(|(done, one)| {
+                    handover.absorb(one);
                     done.into_iter()
                         .next()
                         .ok_or_else(|| StoreError::Backend("a publish went unanswered".to_owned()))
@@ -111,32 +118,27 @@ async fn write(pool: sqlx::PgPool, batch: Vec<Job>, announcer: Announcer) {
         .zip(stored)
         .map(|(event, stored)| stored.map(|stored| answer((event, stored))))
         .collect();
-    if results.iter().flatten().any(made_deliveries) {
-        committed(&announcer, offer.as_ref());
-    }
+    committed(&announcer, offer.as_ref(), handover);
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
     }
 }
 
-fn made_deliveries(published: &Published) -> bool {
-    matches!(published, Published::Created(event) if event.delivery_count > 0)
-}
-
-/// After a commit that made deliveries due: this node's engine is told at once, the other
-/// nodes through `NOTIFY`. Fresh deliveries are not leased at publish here (see [`answer`]),
-/// so the engine only learns that a claim will find work.
-fn committed(announcer: &Announcer, offer: Option<&LeaseOffer>) {
-    if let Some(offer) = offer {
-        offer.engine.committed(Vec::new(), true);
+/// After a commit: this node's engine gets what was leased to it and is told whether
+/// deliveries were left due, and then so are the other nodes, through `NOTIFY`.
+fn committed(announcer: &Announcer, offer: Option<&LeaseOffer>, handover: Committed) {
+    let due_left = handover.due_left;
+    if let Some(offer) = offer
+        && (due_left || !handover.leased.is_empty())
+    {
+        offer.engine.committed(handover.leased, due_left);
     }
-    announcer.due();
+    if due_left {
+        announcer.due();
+    }
 }
 
-/// The answer for one stored event. Fresh deliveries are claimed like any other here. Leased
-/// at publish, as on SQLite, they were not handed over in the closed-loop benchmark (the
-/// webhook nearly always had due work waiting), which only added a query per batch: see
-/// docs/PERFORMANCE.md, changelog, round 6 (the notes: `git show ba57ba0:docs/PERFORMANCE.md`).
+/// The answer for one stored event.
 fn answer((event, stored): (NewEvent, Stored)) -> Published {
     match stored {
         Stored::Created(count) => Published::Created(event.into_event(count)),
@@ -144,10 +146,19 @@ fn answer((event, stored): (NewEvent, Stored)) -> Published {
     }
 }
 
-/// A webhook a publish may deliver to: its id and whether it is active (a test send goes to
-/// a disabled one too, parked until it is enabled).
-/// A webhook an event goes to: its id, whether it is active, whether it is FIFO.
-type Target = (String, bool, bool);
+/// How long a publish may lease fresh deliveries past its webhook's due ones
+/// ([`fresh_may_pass`]). In a closed loop of publishes the previous batch's deliveries
+/// nearly always wait for their claim, so without a window nothing was leased at publish.
+const PASS_WINDOW_MS: Millis = 50;
+
+/// The webhooks a batch may deliver to; when each one's oldest queued delivery is (or was)
+/// due, for [`fresh_may_pass`]; and each one's live signing secrets, for a delivery leased
+/// here (read with the webhooks, not after: a publish waits for every round trip).
+struct Candidates {
+    webhooks: Vec<Candidate>,
+    oldest_due: Vec<Option<Millis>>,
+    secrets: Vec<Vec<Vec<u8>>>,
+}
 
 /// What a batch did with one event.
 enum Stored {
@@ -158,17 +169,20 @@ enum Stored {
     Duplicate(Event),
 }
 
-/// Stores `events` in one transaction; one answer per event, in order.
+/// Stores `events` in one transaction; one answer per event, in order, and what the engine
+/// is to be handed once it has committed: the fresh deliveries it granted leases on
+/// ([`fresh_may_pass`], [`crate::store::Leasing::try_fresh`]), stored leased, and whether
+/// others were left due.
 ///
 /// Its statements run with generic plans: PostgreSQL otherwise re-planned the webhook lookup
 /// (`org_id = ANY($1)`) for every batch, ≈ 90 µs each, a twentieth of the database's time in
 /// a throughput run; its generic plan is the same index scan.
-async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Stored>, StoreError> {
+async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<(Vec<Stored>, Committed), StoreError> {
     let mut tx = pool
         .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
         .await?;
     free_stale_source_ids(&mut tx, events).await?;
-    let targets = targets(&mut tx, events).await?;
+    let (candidates, targets) = targets(&mut tx, events).await?;
     let counts: Vec<i64> = targets
         .iter()
         .map(|t| i64::try_from(t.len()).unwrap_or(i64::MAX))
@@ -189,16 +203,75 @@ async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Stored>,
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
     let created: Vec<bool> = events.iter().map(|e| inserted.contains(e.id.as_str())).collect();
+    let token = claim_token();
     let mut deliveries = Deliveries::default();
+    let mut leases: Vec<FreshLease> = Vec::new();
+    let mut due_left = false;
     for ((event, targets), _) in events.iter().zip(&targets).zip(&created).filter(|(_, c)| **c) {
-        for (webhook, active, fifo) in targets {
-            deliveries.push(event, webhook, *active, *fifo);
+        for &target in targets {
+            let candidate = &candidates.webhooks[target];
+            let granted = match &event.lease {
+                Some(offer)
+                    if candidate.active
+                        && !candidate.ordering.is_fifo()
+                        && fresh_may_pass(candidates.oldest_due[target], event.now, PASS_WINDOW_MS) =>
+                {
+                    offer
+                        .engine
+                        .try_fresh(&candidate.id, candidate.rate_limit)
+                        .map(|hold| (offer.lease_until, hold))
+                }
+                _ => None,
+            };
+            due_left |= candidate.active && granted.is_none();
+            let id = DeliveryId::new();
+            deliveries.push(
+                id.to_string(),
+                event,
+                candidate,
+                granted.as_ref().map(|(until, _)| (*until, token)),
+            );
+            if let Some((_, hold)) = granted {
+                leases.push(FreshLease {
+                    id,
+                    event,
+                    webhook: target,
+                    hold,
+                });
+            }
         }
     }
-    deliveries.insert(&mut tx).await?;
+    let seqs = deliveries.insert(&mut tx).await?;
     let originals = originals(&mut tx, events, &created).await?;
     tx.commit().await?;
-    events
+    let mut leased = Vec::with_capacity(leases.len());
+    for FreshLease {
+        id,
+        event,
+        webhook,
+        hold,
+    } in leases
+    {
+        let candidate = &candidates.webhooks[webhook];
+        leased.push(Claimed {
+            seq: *seqs
+                .get(id.as_str())
+                .ok_or_else(|| StoreError::Backend("a leased delivery went unanswered".to_owned()))?,
+            delivery_id: id,
+            claim_token: token,
+            event_id: event.id.clone(),
+            webhook_id: candidate.id.clone(),
+            url: candidate.url.clone(),
+            payload: event.payload.clone(),
+            attempt_count: 0,
+            cycle_start: 0,
+            secrets: candidates.secrets[webhook].clone(),
+            headers: candidate.headers.clone(),
+            rate_limit: candidate.rate_limit,
+            lease: hold,
+        });
+    }
+    let stored = events
         .iter()
         .zip(counts)
         .zip(created)
@@ -216,7 +289,17 @@ async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<Vec<Stored>,
                 .map(Stored::Duplicate)
                 .ok_or_else(|| StoreError::Backend("a duplicate event's original is missing".to_owned()))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((stored, Committed { leased, due_left }))
+}
+
+/// A fresh delivery this publish leases to its engine: its id, its event, its webhook (an
+/// index into the batch's candidates), and the engine's hold on it.
+struct FreshLease<'a> {
+    id: DeliveryId,
+    event: &'a NewEvent,
+    webhook: usize,
+    hold: Lease,
 }
 
 /// A caller id older than the dedup window is free again.
@@ -237,8 +320,12 @@ async fn free_stale_source_ids(tx: &mut sqlx::PgConnection, events: &[NewEvent])
     Ok(())
 }
 
-/// Each event's webhooks: its org's active subscribers, or the one webhook of a test send.
-async fn targets(tx: &mut sqlx::PgConnection, events: &[NewEvent]) -> Result<Vec<Vec<Target>>, StoreError> {
+/// The webhooks the batch may deliver to, and each event's among them (indices): its org's
+/// active subscribers, or the one webhook of a test send.
+async fn targets(
+    tx: &mut sqlx::PgConnection,
+    events: &[NewEvent],
+) -> Result<(Candidates, Vec<Vec<usize>>), StoreError> {
     let mut orgs: Vec<&str> = events
         .iter()
         .filter(|e| e.only_webhook.is_none())
@@ -251,41 +338,57 @@ async fn targets(tx: &mut sqlx::PgConnection, events: &[NewEvent]) -> Result<Vec
         .filter_map(|e| e.only_webhook.as_ref())
         .map(|w| w.as_str())
         .collect();
-    // Every webhook any event of the batch may go to, once each.
-    let mut candidates: Vec<Candidate> = Vec::new();
-    if !orgs.is_empty() {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM webhooks WHERE org_id = ANY($1) AND status = 'active' AND deleted_at IS NULL"
-        )))
-        .bind(&orgs)
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in &rows {
-            candidates.push(rows::candidate(row)?);
+    // Every webhook any event of the batch may go to, once each, the due time of its first
+    // queued delivery (one step of `delivery_queue_by_webhook`), and its secrets.
+    let mut candidates = Candidates {
+        webhooks: Vec::new(),
+        oldest_due: Vec::new(),
+        secrets: Vec::new(),
+    };
+    let now = events.iter().map(|e| e.now).min().unwrap_or_default();
+    for (which, ids) in [
+        ("org_id = ANY($1) AND status = 'active'", &orgs),
+        ("id = ANY($1)", &only),
+    ] {
+        if ids.is_empty() {
+            continue;
         }
-    }
-    if !only.is_empty() {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM webhooks WHERE id = ANY($1) AND deleted_at IS NULL"
+            "SELECT {CANDIDATE_COLUMNS}, (SELECT MIN(q.due_at) FROM delivery_queue q WHERE q.webhook_id = webhooks.id), \
+               (SELECT {} FROM webhook_secrets s WHERE s.webhook_id = webhooks.id) \
+             FROM webhooks WHERE {which} AND deleted_at IS NULL",
+            live_secrets!("$2")
         )))
-        .bind(&only)
+        .bind(ids)
+        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         for row in &rows {
-            let tested = rows::candidate(row)?;
-            if !candidates.iter().any(|c| c.id == tested.id) {
-                candidates.push(tested);
+            let candidate = rows::candidate(row)?;
+            if !candidates.webhooks.iter().any(|c| c.id == candidate.id) {
+                candidates.oldest_due.push(get(row, 9)?);
+                candidates
+                    .secrets
+                    .push(get::<Option<Vec<Vec<u8>>>>(row, 10)?.unwrap_or_default());
+                candidates.webhooks.push(candidate);
             }
         }
     }
-    Ok(events
+    let index: HashMap<&WebhookId, usize> = candidates
+        .webhooks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (&c.id, i))
+        .collect();
+    let targets = events
         .iter()
         .map(|event| {
-            crate::store::targets(event, &candidates)
-                .map(|c| (c.id.as_str().to_owned(), c.active, c.ordering.is_fifo()))
+            crate::store::targets(event, &candidates.webhooks)
+                .filter_map(|target| index.get(&target.id).copied())
                 .collect()
         })
-        .collect())
+        .collect();
+    Ok((candidates, targets))
 }
 
 /// The stored originals of the events not created, by (org, caller id).
@@ -333,39 +436,57 @@ struct Deliveries<'a> {
     due: Vec<Option<i64>>,
     created: Vec<i64>,
     fifo: Vec<bool>,
+    tokens: Vec<Option<i64>>,
 }
 
 impl<'a> Deliveries<'a> {
-    fn push(&mut self, event: &'a NewEvent, webhook: &'a str, active: bool, fifo: bool) {
-        self.fifo.push(fifo);
-        self.ids.push(DeliveryId::new().to_string());
+    /// `lease`: leased at publish, until when and under which token.
+    fn push(
+        &mut self,
+        id: String,
+        event: &'a NewEvent,
+        webhook: &'a Candidate,
+        lease: Option<(Millis, i64)>,
+    ) {
+        self.fifo.push(webhook.ordering.is_fifo());
+        self.ids.push(id);
         self.events.push(event.id.as_str());
-        self.webhooks.push(webhook);
+        self.webhooks.push(webhook.id.as_str());
         self.orgs.push(event.org_id.as_str());
         self.types.push(&event.event_type);
-        // A disabled webhook's deliveries wait, parked, until it is enabled.
-        self.due.push(active.then_some(event.now));
+        // Leased, it is due again when its lease runs out; a disabled webhook's deliveries
+        // wait, parked, until it is enabled.
+        self.due.push(
+            lease
+                .map(|(until, _)| until)
+                .or(webhook.active.then_some(event.now)),
+        );
+        self.tokens.push(lease.map(|(_, token)| token));
         self.created.push(event.now);
     }
 
-    async fn insert(self, tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    /// Inserts them; the internal key (`seq`) of each leased one, by id.
+    async fn insert(self, tx: &mut sqlx::PgConnection) -> Result<HashMap<String, i64>, StoreError> {
         if self.ids.is_empty() {
-            return Ok(());
+            return Ok(HashMap::new());
         }
         // The rows and their queue rows in one statement (one round trip). A FIFO webhook's
         // take the next place in its line; those of one batch share it, and their `delivery`
         // (given in the batch's order) keeps them in order.
-        sqlx::query(
+        let leased = sqlx::query(
             "WITH stored AS (INSERT INTO deliveries (id, event_id, webhook_id, org_id, event_type, status, \
                created_at, updated_at) \
                SELECT d.id, d.event_id, d.webhook_id, d.org_id, d.event_type, 'pending', d.created, d.created \
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::bigint[]) \
                AS d(id, event_id, webhook_id, org_id, event_type, created) \
-               RETURNING seq, id, webhook_id) \
-             INSERT INTO delivery_queue (delivery, webhook_id, due_at, position) \
-             SELECT s.seq, s.webhook_id, u.due, CASE WHEN u.fifo THEN (SELECT COALESCE(MAX(q.position), 0) + 1 \
+               RETURNING seq, id, webhook_id), \
+             queued AS (INSERT INTO delivery_queue (delivery, webhook_id, due_at, claim_token, position) \
+             SELECT s.seq, s.webhook_id, u.due, u.token, CASE WHEN u.fifo THEN (SELECT COALESCE(MAX(q.position), 0) + 1 \
                FROM delivery_queue q WHERE q.webhook_id = s.webhook_id AND q.position IS NOT NULL) END \
-             FROM stored s JOIN unnest($1::text[], $6::bigint[], $8::bool[]) AS u(id, due, fifo) ON u.id = s.id",
+             FROM stored s JOIN unnest($1::text[], $6::bigint[], $8::bool[], $9::bigint[]) AS u(id, due, fifo, token) \
+               ON u.id = s.id \
+             RETURNING delivery, claim_token) \
+             SELECT s.id, s.seq FROM stored s JOIN queued q ON q.delivery = s.seq WHERE q.claim_token IS NOT NULL",
         )
         .bind(&self.ids)
         .bind(&self.events)
@@ -375,8 +496,12 @@ impl<'a> Deliveries<'a> {
         .bind(&self.due)
         .bind(&self.created)
         .bind(&self.fifo)
-        .execute(tx)
+        .bind(&self.tokens)
+        .fetch_all(tx)
         .await?;
-        Ok(())
+        leased
+            .iter()
+            .map(|row| Ok((get::<String>(row, 0)?, get::<i64>(row, 1)?)))
+            .collect()
     }
 }

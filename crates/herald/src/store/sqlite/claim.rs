@@ -142,12 +142,16 @@ pub(super) fn due_head(conn: &Connection, now: Millis) -> Result<Vec<(i64, Strin
         .collect::<Result<_, _>>()?)
 }
 
-/// Whether `webhook` has due deliveries waiting: then a fresh one is not leased in its
-/// publish (see [`LeaseOffer`]) but waits its turn behind them.
-pub(super) fn due_waiting(conn: &Connection, webhook: &str, now: Millis) -> Result<bool, StoreError> {
-    Ok(conn
+/// Whether a fresh delivery of `webhook` may be leased in its publish ([`fresh_may_pass`]),
+/// or waits its turn behind the webhook's due deliveries. A claim here is cheap (the writer's
+/// own statements), so fresh deliveries pass no due one: passing them for 50 ms cost 7 % of
+/// the closed-loop throughput (four pairs) and tripled its median latency.
+pub(super) fn fresh_may_pass_due(conn: &Connection, webhook: &str, now: Millis) -> Result<bool, StoreError> {
+    // With no window, whether one is due is all that counts, not since when.
+    let due_waiting: bool = conn
         .prepare_cached(SQL_DUE_WAITING)?
-        .query_row(params![webhook, now], |row| row.get(0))?)
+        .query_row(params![webhook, now], |row| row.get(0))?;
+    Ok(fresh_may_pass(due_waiting.then_some(now), now, 0))
 }
 
 /// Leases the chosen rows and reads what their attempts need.

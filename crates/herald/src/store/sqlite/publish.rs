@@ -12,14 +12,6 @@ pub(super) const SQL_INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_
 pub(super) const SQL_QUEUE_FRESH: &str =
     "INSERT INTO delivery_queue (delivery, webhook_id, due_at, claim_token, position) VALUES (?, ?, ?, ?, ?)";
 
-/// What a transaction of publishes tells the engine once it commits.
-#[derive(Debug, Default)]
-pub(super) struct Committed {
-    pub(super) leased: Vec<Claimed>,
-    /// Deliveries stored due now that were not leased.
-    pub(super) due_left: bool,
-}
-
 /// Stores one event and its deliveries in the writer's transaction. Deliveries leased under
 /// the event's offer join `committed`, handed to the engine once the whole transaction
 /// commits.
@@ -86,7 +78,7 @@ pub(super) fn publish_in(
         };
         let lease = match &event.lease {
             Some(offer)
-                if active && position.is_none() && !due_waiting(conn, webhook.as_str(), event.now)? =>
+                if active && position.is_none() && fresh_may_pass_due(conn, webhook.as_str(), event.now)? =>
             {
                 offer
                     .engine

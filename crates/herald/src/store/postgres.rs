@@ -77,10 +77,12 @@ impl From<sqlx::Error> for StoreError {
                     || code == "58030"
                     || code == "25006"
                     || code == "40001"
+                    || code == "40P01"
                 {
                     // Connection trouble, shutdown, statement timeout, insufficient resources
                     // (a full disk, too many connections), an I/O error, a server that only
-                    // reads: each passes, and the same write succeeds afterwards.
+                    // reads, a serialization failure or a deadlock: each passes, and the same
+                    // write succeeds afterwards.
                     Self::Unavailable(message)
                 } else {
                     Self::Backend(message)
@@ -528,6 +530,7 @@ async fn xact_lock(conn: &mut PgConnection, lock: i64) -> Result<(), StoreError>
 /// An erased org's pending deliveries end `canceled` and leave the queue, so nothing of it
 /// is sent again; how many.
 async fn cancel_org_pending(conn: &mut PgConnection, org: &str, now: Millis) -> Result<u64, StoreError> {
+    lock_queue(&mut *conn, org, true).await?;
     let n = sqlx::query(shared_sql!(CANCEL_ORG_PENDING))
         .bind(now)
         .bind(org)
@@ -541,7 +544,24 @@ async fn cancel_org_pending(conn: &mut PgConnection, org: &str, now: Millis) -> 
     Ok(n)
 }
 
+/// Locks a webhook's queue rows (or an org's, with `of_org`) in the order a batch of attempt
+/// records locks its own: by delivery. A change to all of them (park, cancel) and a batch of
+/// records then wait for each other instead of deadlocking, as they did when the change took
+/// the rows in its index's order and the records in theirs (seen when a webhook was deleted
+/// while its last attempts were being recorded).
+async fn lock_queue(conn: &mut PgConnection, id: &str, of_org: bool) -> Result<(), StoreError> {
+    let sql = if of_org {
+        "SELECT 1 FROM delivery_queue WHERE webhook_id IN (SELECT id FROM webhooks WHERE org_id = $1) \
+         ORDER BY delivery FOR UPDATE"
+    } else {
+        "SELECT 1 FROM delivery_queue WHERE webhook_id = $1 ORDER BY delivery FOR UPDATE"
+    };
+    sqlx::query(sql).bind(id).execute(conn).await?;
+    Ok(())
+}
+
 async fn park(conn: &mut PgConnection, webhook: &WebhookId) -> Result<(), StoreError> {
+    lock_queue(&mut *conn, webhook.as_str(), false).await?;
     sqlx::query(shared_sql!(PARK))
         .bind(webhook.as_str())
         .execute(conn)
@@ -988,6 +1008,7 @@ impl Store for PostgresStore {
             push_scope(&mut b, &scope, "org_id");
             let changed = b.build().execute(&mut *tx).await?.rows_affected();
             if changed > 0 {
+                lock_queue(&mut tx, id.as_str(), false).await?;
                 sqlx::query(shared_sql!(CANCEL_PENDING))
                     .bind(now)
                     .bind(id.as_str())

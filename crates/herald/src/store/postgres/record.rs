@@ -123,6 +123,11 @@ fn runs(records: &[AttemptRecord]) -> Vec<&[AttemptRecord]> {
 /// so the delivery's new row version is a heap-only tuple when its page has room. Returns
 /// the deliveries whose state changed.
 async fn store_run(tx: &mut PgConnection, run: &[AttemptRecord]) -> Result<HashSet<i64>, StoreError> {
+    // In delivery order, the order in which a change to a whole webhook's queue locks its rows
+    // (see `lock_queue`): the two then cannot deadlock. (A run holds each delivery once.)
+    let mut sorted: Vec<&AttemptRecord> = run.iter().collect();
+    sorted.sort_unstable_by_key(|r| r.seq);
+    let run = sorted;
     let states: Vec<(&str, Option<Millis>)> = run.iter().map(|r| r.next.row_state(&r.attempt)).collect();
     let steps: Vec<(i16, Option<Millis>)> = run
         .iter()

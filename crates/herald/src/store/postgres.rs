@@ -1421,6 +1421,14 @@ impl Store for PostgresStore {
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
+            // Its queue row before the delivery, in a record batch's order (see `lock_queue`):
+            // a retry of a delivery whose attempt is being recorded waits for the record.
+            sqlx::query(
+                "SELECT 1 FROM delivery_queue WHERE delivery = (SELECT seq FROM deliveries WHERE id = $1) FOR UPDATE",
+            )
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
             let mut b = QueryBuilder::new(
                 "SELECT d.seq, d.status, w.id, w.status FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ",
             );

@@ -548,6 +548,24 @@ pub struct LeaseOffer {
     pub engine: std::sync::Arc<dyn Leasing>,
 }
 
+impl LeaseOffer {
+    /// The lease a publish takes on a fresh delivery to `webhook`, for both backends: only
+    /// when the webhook is active and not FIFO (whose deliveries are claimed in turn), the
+    /// delivery may pass the webhook's due ones (`may_pass`, asked only then, as it may cost
+    /// the backend a query; see [`fresh_may_pass`]), and the engine grants it
+    /// ([`Leasing::try_fresh`]).
+    pub fn lease_fresh(
+        &self,
+        webhook: &Candidate,
+        may_pass: impl FnOnce() -> Result<bool, StoreError>,
+    ) -> Result<Option<Lease>, StoreError> {
+        if !webhook.active || webhook.ordering.is_fifo() || !may_pass()? {
+            return Ok(None);
+        }
+        Ok(self.engine.try_fresh(&webhook.id, webhook.rate_limit))
+    }
+}
+
 impl std::fmt::Debug for LeaseOffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeaseOffer")

@@ -211,17 +211,16 @@ async fn insert(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<(Vec<Stored>
         for &target in targets {
             let candidate = &candidates.webhooks[target];
             let granted = match &event.lease {
-                Some(offer)
-                    if candidate.active
-                        && !candidate.ordering.is_fifo()
-                        && fresh_may_pass(candidates.oldest_due[target], event.now, PASS_WINDOW_MS) =>
-                {
-                    offer
-                        .engine
-                        .try_fresh(&candidate.id, candidate.rate_limit)
-                        .map(|hold| (offer.lease_until, hold))
-                }
-                _ => None,
+                Some(offer) => offer
+                    .lease_fresh(candidate, || {
+                        Ok(fresh_may_pass(
+                            candidates.oldest_due[target],
+                            event.now,
+                            PASS_WINDOW_MS,
+                        ))
+                    })?
+                    .map(|hold| (offer.lease_until, hold)),
+                None => None,
             };
             due_left |= candidate.active && granted.is_none();
             let id = DeliveryId::new();

@@ -54,16 +54,16 @@ pub(super) fn publish_in(
     ])?;
     let mut insert = conn.prepare_cached(SQL_INSERT_DELIVERY)?;
     let mut queue = conn.prepare_cached(SQL_QUEUE_FRESH)?;
-    for Candidate {
-        id: webhook,
-        active,
-        url,
-        headers,
-        rate_limit,
-        ordering,
-        ..
-    } in targets
-    {
+    for candidate in targets {
+        let Candidate {
+            id: webhook,
+            active,
+            url,
+            headers,
+            rate_limit,
+            ordering,
+            ..
+        } = candidate;
         let active = *active;
         let id = DeliveryId::new();
         // A FIFO webhook's deliveries take their place in its line, and are claimed from
@@ -77,15 +77,12 @@ pub(super) fn publish_in(
             None
         };
         let lease = match &event.lease {
-            Some(offer)
-                if active && position.is_none() && fresh_may_pass_due(conn, webhook.as_str(), event.now)? =>
-            {
-                offer
-                    .engine
-                    .try_fresh(webhook, *rate_limit)
-                    .map(|held| (offer.lease_until, claim_token(), held))
-            }
-            _ => None,
+            Some(offer) => offer
+                .lease_fresh(candidate, || {
+                    fresh_may_pass_due(conn, webhook.as_str(), event.now)
+                })?
+                .map(|held| (offer.lease_until, claim_token(), held)),
+            None => None,
         };
         committed.due_left |= active && lease.is_none();
         let due = lease
